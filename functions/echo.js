@@ -1,0 +1,2 @@
+// Returns the event it was called with: method, path, query, headers and body.
+(event) => event;

@@ -1,0 +1,3 @@
+(event, context) => {
+  return { message: 'it works!', status: 'ok' };
+};

@@ -1,0 +1,110 @@
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError } from './errors';
+import type { Level, LogFormat } from './logger';
+
+/** Whether each invocation gets a new vm2 context (`fresh`) or reuses a warm one per version. */
+export type Isolation = 'warm' | 'fresh';
+
+export interface Config {
+  /** Listening port; 0 picks a free one. */
+  readonly port: number;
+  /** Listening address. */
+  readonly host: string;
+  /** Absolute path of the folder that holds the function files. */
+  readonly functionsDir: string;
+  /** Wall-clock limit of one invocation, sync and async alike. */
+  readonly timeoutMs: number;
+  /** Worker processes in the pool. */
+  readonly workers: number;
+  /** Request body limit in bytes. */
+  readonly maxBodyBytes: number;
+  /** Value of Access-Control-Allow-Origin. */
+  readonly corsOrigin: string;
+  /** Bearer token for the admin API's writing routes; undefined disables them. */
+  readonly adminToken: string | undefined;
+  /** `warm` keeps one vm2 context per function version in each worker; `fresh` builds one per call. */
+  readonly isolation: Isolation;
+  /** Warm contexts kept per worker (LRU). */
+  readonly warmContexts: number;
+  /** How long a graceful stop waits for in-flight invocations before killing workers. */
+  readonly shutdownGraceMs: number;
+  readonly logLevel: Level;
+  /** `json`: one JSON object per line; `text`: readable lines and koa-logger's access log. */
+  readonly logFormat: LogFormat;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+function read(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) {
+    throw new ConfigError(`${name} must be between ${min} and ${max}, got ${value}`);
+  }
+  return value;
+}
+
+/** Parses `1mb`, `512kb`, `100` (bytes) the way koa-bodyparser's `bytes` does, case-insensitive. */
+export function parseSize(name: string, raw: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?$/i.exec(raw);
+  if (!match) throw new ConfigError(`${name} must be a size like 100kb or 1mb, got "${raw}"`);
+  const bytes = Math.floor(Number(match[1]) * SIZE_UNITS[(match[2] ?? 'b').toLowerCase()]);
+  if (bytes < 1 || bytes > 1024 ** 3) {
+    throw new ConfigError(`${name} must be between 1b and 1gb, got "${raw}"`);
+  }
+  return bytes;
+}
+
+function oneOf<T extends string>(env: Env, name: string, values: readonly T[], fallback: T): T {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  if (!(values as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${name} must be one of ${values.join(', ')}, got "${raw}"`);
+  }
+  return raw as T;
+}
+
+/**
+ * Reads, validates and freezes the configuration. The only module that reads the environment.
+ * @throws ConfigError naming the variable when a value is out of range or malformed.
+ */
+export function loadConfig(env: Env = process.env): Readonly<Config> {
+  const host = read(env, 'HOST') ?? '0.0.0.0';
+  if (/\s/.test(host)) throw new ConfigError(`HOST must be an address, got "${host}"`);
+  const adminToken = read(env, 'ADMIN_TOKEN');
+  if (adminToken !== undefined && adminToken.length < 16) {
+    throw new ConfigError('ADMIN_TOKEN must be at least 16 characters long');
+  }
+  const timeoutMs = integer(env, 'FUNCTION_TIMEOUT_MS', 5000, 10, 15 * 60 * 1000);
+  return Object.freeze({
+    port: integer(env, 'PORT', 3000, 0, 65535),
+    host,
+    functionsDir: path.resolve(read(env, 'FUNCTIONS_DIR') ?? './functions'),
+    timeoutMs,
+    // safeify silently raises fewer than 2 workers to 2; refuse instead, so the logged config runs.
+    workers: integer(env, 'WORKERS', Math.max(2, os.availableParallelism()), 2, 256),
+    maxBodyBytes: parseSize('MAX_BODY', read(env, 'MAX_BODY') ?? '1mb'),
+    corsOrigin: read(env, 'CORS_ORIGIN') ?? '*',
+    adminToken,
+    isolation: oneOf(env, 'FUNCTION_ISOLATION', ['warm', 'fresh'] as const, 'warm'),
+    warmContexts: integer(env, 'WARM_CONTEXTS', 64, 1, 10000),
+    shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', timeoutMs + 1000, 0, 15 * 60 * 1000),
+    logLevel: oneOf(
+      env,
+      'LOG_LEVEL',
+      ['debug', 'info', 'warn', 'error', 'silent'] as const,
+      'info',
+    ),
+    logFormat: oneOf(env, 'LOG_FORMAT', ['json', 'text'] as const, 'json'),
+  });
+}

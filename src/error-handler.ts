@@ -1,0 +1,108 @@
+/**
+ * The error boundary and the request id: every error becomes the JSON shape of SPEC §3, every
+ * response carries X-Request-Id, and every request is logged once.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Context, Middleware, Next } from 'koa';
+import {
+  FaasError,
+  FunctionError,
+  PayloadTooLargeError,
+  InvalidBodyError,
+  toErrorBody,
+} from './errors';
+import type { Logger } from './logger';
+
+/** What the middleware below the boundary tells it about a request, for the log line. */
+export interface RequestState {
+  requestId: string;
+  log: Logger;
+  fn?: string;
+  version?: string;
+  /** ok, error code, … */
+  outcome?: string;
+  cold?: boolean;
+}
+
+const SANE_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** The caller's X-Request-Id when it is sane, else a new UUID. */
+export function requestIdFor(header: string | string[] | undefined): string {
+  return typeof header === 'string' && SANE_ID.test(header) ? header : randomUUID();
+}
+
+/** Sets ctx.state.requestId (SPEC §4) and the X-Request-Id header, and a per-request logger. */
+export function requestId(logger: Logger): Middleware {
+  return async (ctx: Context, next: Next) => {
+    const id =
+      (ctx.state as RequestState).requestId ?? requestIdFor(ctx.get('x-request-id') || undefined);
+    const state = ctx.state as RequestState;
+    state.requestId = id;
+    state.log = logger.child({ reqId: id });
+    ctx.set('X-Request-Id', id);
+    await next();
+  };
+}
+
+/**
+ * Koa's and its middleware's own errors (http-errors from koa-bodyparser, raw-body) carry a
+ * status and a `type`; map the ones a client can cause to our codes.
+ */
+function fromHttpError(err: unknown): FaasError | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const { status, type } = err as { status?: number; type?: string };
+  if (status === 413 || type === 'entity.too.large') {
+    return new PayloadTooLargeError('request body is larger than MAX_BODY allows');
+  }
+  if (status === 400 || status === 415 || type === 'encoding.unsupported') {
+    return new InvalidBodyError(`request body cannot be parsed: ${err.message}`);
+  }
+  return undefined;
+}
+
+/**
+ * The outermost middleware of ours: turns every error into JSON with its status and code, never
+ * with a stack, and writes the one log line of the request.
+ */
+export function errorBoundary(logger: Logger): Middleware {
+  return async (ctx: Context, next: Next) => {
+    const started = performance.now();
+    const state = ctx.state as RequestState;
+    state.requestId ??= requestIdFor(ctx.get('x-request-id') || undefined);
+    state.log ??= logger.child({ reqId: state.requestId });
+    let failure: unknown;
+    try {
+      await next();
+    } catch (err) {
+      failure = err;
+      const known = err instanceof FaasError ? err : fromHttpError(err);
+      const { status, body } = toErrorBody(known ?? err, state.requestId);
+      ctx.status = status;
+      ctx.body = body;
+      ctx.set('X-Request-Id', state.requestId);
+      for (const [name, value] of Object.entries(known?.headers ?? {})) ctx.set(name, value);
+      state.outcome = body.error.code;
+    }
+    const fields: Record<string, unknown> = {
+      method: ctx.method,
+      path: ctx.path,
+      status: ctx.status,
+      ms: Math.round((performance.now() - started) * 100) / 100,
+    };
+    if (state.fn !== undefined) fields.fn = state.fn;
+    if (state.version !== undefined) fields.version = state.version;
+    if (state.cold !== undefined) fields.cold = state.cold;
+    fields.outcome = state.outcome ?? (ctx.status < 400 ? 'ok' : String(ctx.status));
+    if (failure instanceof FunctionError) {
+      fields.err = { type: failure.type, message: failure.message, stack: failure.functionStack };
+    } else if (
+      failure !== undefined &&
+      !(failure instanceof FaasError) &&
+      !fromHttpError(failure)
+    ) {
+      fields.err = failure;
+      return state.log.error('request failed', fields);
+    }
+    state.log.info('request', fields);
+  };
+}

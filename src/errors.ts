@@ -1,0 +1,152 @@
+/**
+ * Every error we raise on purpose: a stable `code`, an HTTP `statusCode`, and `expose` saying
+ * whether its message may reach the client. The catalogue is the errors table of the README.
+ */
+export abstract class FaasError extends Error {
+  abstract readonly code: string;
+  abstract readonly statusCode: number;
+  /** Whether the message is safe to show to the caller (ours always are; see error-handler.ts). */
+  readonly expose: boolean = true;
+  /** Extra headers for the response, e.g. Retry-After. */
+  headers?: Record<string, string>;
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidFunctionNameError extends FaasError {
+  readonly code = 'INVALID_FUNCTION_NAME';
+  readonly statusCode = 400;
+}
+
+export class InvalidBodyError extends FaasError {
+  readonly code = 'INVALID_BODY';
+  readonly statusCode = 400;
+}
+
+export class UnauthorizedError extends FaasError {
+  readonly code = 'UNAUTHORIZED';
+  readonly statusCode = 401;
+}
+
+export class ForbiddenError extends FaasError {
+  readonly code = 'FORBIDDEN';
+  readonly statusCode = 403;
+}
+
+export class FunctionNotFoundError extends FaasError {
+  readonly code = 'FUNCTION_NOT_FOUND';
+  readonly statusCode = 404;
+}
+
+export class RouteNotFoundError extends FaasError {
+  readonly code = 'NOT_FOUND';
+  readonly statusCode = 404;
+}
+
+export class MethodNotAllowedError extends FaasError {
+  readonly code = 'METHOD_NOT_ALLOWED';
+  readonly statusCode = 405;
+}
+
+export class PayloadTooLargeError extends FaasError {
+  readonly code = 'PAYLOAD_TOO_LARGE';
+  readonly statusCode = 413;
+}
+
+export class UnsupportedMediaTypeError extends FaasError {
+  readonly code = 'UNSUPPORTED_MEDIA_TYPE';
+  readonly statusCode = 415;
+}
+
+/** A function file that does not compile or does not yield a function. */
+export class FunctionCompileError extends FaasError {
+  readonly code = 'FUNCTION_COMPILE_ERROR';
+  statusCode = 500;
+  /** 1-based position in the function's own file, when known. */
+  readonly line?: number;
+  readonly column?: number;
+
+  constructor(message: string, position: { line?: number; column?: number } = {}) {
+    super(message);
+    this.line = position.line;
+    this.column = position.column;
+  }
+}
+
+/** The function threw or rejected. `type` is the thrown error's name, e.g. `TypeError`. */
+export class FunctionError extends FaasError {
+  readonly code = 'FUNCTION_ERROR';
+  readonly statusCode = 500;
+  readonly type: string;
+  /** The function's own stack, for the log only. */
+  readonly functionStack?: string;
+
+  constructor(type: string, message: string, functionStack?: string) {
+    super(message);
+    this.type = type;
+    this.functionStack = functionStack;
+  }
+}
+
+export class InvalidResultError extends FaasError {
+  readonly code = 'INVALID_RESULT';
+  readonly statusCode = 500;
+}
+
+export class WorkerCrashedError extends FaasError {
+  readonly code = 'WORKER_CRASHED';
+  readonly statusCode = 502;
+}
+
+export class OverloadedError extends FaasError {
+  readonly code = 'OVERLOADED';
+  readonly statusCode = 503;
+}
+
+/** The pool is closed or closing: the server is draining. */
+export class ShuttingDownError extends FaasError {
+  readonly code = 'SHUTTING_DOWN';
+  readonly statusCode = 503;
+}
+
+export class FunctionTimeoutError extends FaasError {
+  readonly code = 'FUNCTION_TIMEOUT';
+  readonly statusCode = 504;
+}
+
+/** A bad configuration value; raised at start-up, before the server listens. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_ERROR';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string; type?: string; line?: number; column?: number };
+  requestId: string;
+}
+
+/**
+ * The JSON body of an error response (SPEC §3). Unknown errors are reported as 500 INTERNAL_ERROR
+ * with the status text only: their messages may carry host details.
+ */
+export function toErrorBody(err: unknown, requestId: string): { status: number; body: ErrorBody } {
+  if (err instanceof FaasError) {
+    const error: ErrorBody['error'] = { code: err.code, message: err.message };
+    if (err instanceof FunctionError) error.type = err.type;
+    if (err instanceof FunctionCompileError) {
+      if (err.line !== undefined) error.line = err.line;
+      if (err.column !== undefined) error.column = err.column;
+    }
+    return { status: err.statusCode, body: { error, requestId } };
+  }
+  return {
+    status: 500,
+    body: { error: { code: 'INTERNAL_ERROR', message: 'Internal Server Error' }, requestId },
+  };
+}

@@ -1,0 +1,305 @@
+/**
+ * The function store: maps names to the files in FUNCTIONS_DIR, reads each version once, and
+ * serves it from memory until the file changes. A recursive fs.watch invalidates entries at once;
+ * as a fallback for file systems that do not report changes (some network and container mounts),
+ * a cached entry older than a second is checked with one stat before it is served again. So no
+ * request reads a file, and a change is seen by the next request, at most a second later.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import vm from 'node:vm';
+import { FunctionCompileError, FunctionNotFoundError, InvalidFunctionNameError } from './errors';
+import type { Logger } from './logger';
+
+/** One version of a function, as read from disk. */
+export interface FunctionVersion {
+  name: string;
+  /** Content hash of the source (first 16 hex digits of its SHA-256). */
+  version: string;
+  source: string;
+  bytes: number;
+  modified: Date;
+  /** Set when the source does not compile; such a version is never sent to a worker. */
+  compileError?: FunctionCompileError;
+}
+
+export interface FunctionInfo {
+  name: string;
+  version: string;
+  bytes: number;
+  modified: string;
+  status: 'ok' | 'compile_error';
+  error?: string;
+}
+
+interface Entry {
+  fn: FunctionVersion;
+  realPath: string;
+  ino: number;
+  checkedAt: number;
+}
+
+const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const MAX_SEGMENTS = 8;
+export const MAX_SOURCE_BYTES = 5 * 1024 * 1024;
+const REVALIDATE_MS = 1000;
+
+/**
+ * The function name for a request path: `/hello` → `hello`, `/a/b/` → `a/b`, `/` → `index`.
+ * @throws InvalidFunctionNameError for anything else (dots, `%`, backslashes, empty segments…).
+ */
+export function functionNameFromPath(urlPath: string): string {
+  if (urlPath === '/' || urlPath === '') return 'index';
+  const trimmed = urlPath.endsWith('/') ? urlPath.slice(1, -1) : urlPath.slice(1);
+  const segments = trimmed.split('/');
+  if (
+    !urlPath.startsWith('/') ||
+    segments.length > MAX_SEGMENTS ||
+    !segments.every((segment) => SEGMENT.test(segment))
+  ) {
+    const shown = JSON.stringify(urlPath.length > 80 ? `${urlPath.slice(0, 80)}…` : urlPath);
+    throw new InvalidFunctionNameError(
+      `invalid function name ${shown}: use up to ${MAX_SEGMENTS} segments of ` +
+        '[A-Za-z0-9][A-Za-z0-9_-]* (at most 64 characters each), separated by /',
+    );
+  }
+  return segments.join('/');
+}
+
+/** Whether `name` is a valid function name (the form functionNameFromPath returns). */
+export function isFunctionName(name: string): boolean {
+  const segments = name.split('/');
+  return segments.length <= MAX_SEGMENTS && segments.every((s) => SEGMENT.test(s));
+}
+
+/**
+ * Compiles (without running) a function file the way a worker will, to report syntax errors with
+ * their line and column in the file.
+ */
+export function checkSyntax(source: string, name: string): FunctionCompileError | undefined {
+  try {
+    new vm.Script(source, { filename: `${name}.js` });
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof SyntaxError)) throw err;
+    // V8 puts "file:line", the source line and a caret line on top of a SyntaxError's stack.
+    const [where = '', , caret = ''] = String(err.stack).split('\n');
+    const line = Number(/:(\d+)$/.exec(where)?.[1]);
+    const column = caret.indexOf('^') + 1;
+    const position = {
+      line: Number.isInteger(line) && line > 0 ? line : undefined,
+      column: column > 0 ? column : undefined,
+    };
+    const at = position.line
+      ? ` (line ${position.line}${column > 0 ? `, column ${column}` : ''})`
+      : '';
+    return new FunctionCompileError(`${name}.js: SyntaxError: ${err.message}${at}`, position);
+  }
+}
+
+export function hashSource(source: string): string {
+  return createHash('sha256').update(source).digest('hex').slice(0, 16);
+}
+
+export class FunctionStore {
+  readonly dir: string;
+  private root = '';
+  private readonly logger: Logger;
+  private readonly cache = new Map<string, Entry>();
+  private readonly loading = new Map<string, Promise<Entry>>();
+  private watcher?: fs.FSWatcher;
+  /** Bumped on every change event: a load that raced a change is served but not cached. */
+  private changes = 0;
+
+  constructor(options: { dir: string; logger: Logger }) {
+    this.dir = options.dir;
+    this.logger = options.logger;
+  }
+
+  /** Resolves the folder and starts watching it. @throws Error when the folder does not exist. */
+  async start(): Promise<void> {
+    this.root = await fsp.realpath(this.dir);
+    if (!(await fsp.stat(this.root)).isDirectory()) throw new Error(`${this.dir} is not a folder`);
+    try {
+      this.watcher = fs.watch(this.root, { recursive: true }, (_event, file) =>
+        this.onChange(file),
+      );
+      this.watcher.on('error', (err) => {
+        this.logger.warn('watching the functions folder failed; checking files every second', {
+          err,
+        });
+        this.watcher?.close();
+        this.watcher = undefined;
+      });
+    } catch (err) {
+      this.logger.warn('cannot watch the functions folder; checking files every second', { err });
+    }
+  }
+
+  close(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+
+  private onChange(file: string | Buffer | null): void {
+    this.changes++;
+    if (file === null) return this.cache.clear();
+    const name = String(file).split(path.sep).join('/').replace(/\.js$/, '');
+    // A renamed or removed folder changes every function under it.
+    for (const key of this.cache.keys()) {
+      if (key === name || key.startsWith(`${name}/`)) this.cache.delete(key);
+    }
+  }
+
+  /** Drops the cached version of `name`, e.g. after a deploy through the admin API. */
+  invalidate(name: string): void {
+    this.changes++;
+    this.cache.delete(name);
+  }
+
+  /** The absolute path a function of this name lives at (no checks). */
+  pathOf(name: string): string {
+    return path.join(this.root, ...name.split('/')) + '.js';
+  }
+
+  /**
+   * The current version of a function.
+   * @throws FunctionNotFoundError when there is no such file (or it leads outside the folder).
+   */
+  async get(name: string): Promise<FunctionVersion> {
+    const cached = this.cache.get(name);
+    if (cached && Date.now() - cached.checkedAt < REVALIDATE_MS) return cached.fn;
+    let pending = this.loading.get(name);
+    if (!pending) {
+      pending = this.load(name, cached).finally(() => this.loading.delete(name));
+      this.loading.set(name, pending);
+    }
+    return (await pending).fn;
+  }
+
+  private async load(name: string, cached: Entry | undefined): Promise<Entry> {
+    const changes = this.changes;
+    const file = this.pathOf(name);
+    let realPath: string;
+    try {
+      realPath = await fsp.realpath(file);
+    } catch (err) {
+      this.cache.delete(name);
+      if (isMissing(err)) throw notFound(name);
+      throw err;
+    }
+    // Symlinks may point anywhere: follow one only when it stays inside the folder.
+    if (!realPath.startsWith(this.root + path.sep)) {
+      this.logger.warn('function file leads outside the functions folder; ignored', { fn: name });
+      throw notFound(name);
+    }
+    const stat = await fsp.stat(realPath);
+    if (!stat.isFile()) throw notFound(name);
+    if (
+      cached &&
+      cached.realPath === realPath &&
+      cached.ino === stat.ino &&
+      cached.fn.bytes === stat.size &&
+      cached.fn.modified.getTime() === stat.mtimeMs
+    ) {
+      cached.checkedAt = Date.now();
+      return cached;
+    }
+    const entry = await this.read(name, realPath);
+    if (changes === this.changes) this.cache.set(name, entry);
+    return entry;
+  }
+
+  /** Reads a file whole, again if it changed while being read (a writer that is not atomic). */
+  private async read(name: string, realPath: string): Promise<Entry> {
+    for (let attempt = 0; ; attempt++) {
+      const checkedAt = Date.now();
+      const handle = await fsp.open(realPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      try {
+        const before = await handle.stat();
+        if (before.size > MAX_SOURCE_BYTES) {
+          const error = new FunctionCompileError(
+            `${name}.js is ${before.size} bytes; functions may be at most ${MAX_SOURCE_BYTES}`,
+          );
+          return this.entry(name, realPath, '', before, checkedAt, error);
+        }
+        const source = await handle.readFile('utf8');
+        const after = await handle.stat();
+        const stable =
+          after.size === before.size &&
+          after.mtimeMs === before.mtimeMs &&
+          Buffer.byteLength(source) === after.size;
+        if (stable || attempt >= 3) {
+          return this.entry(name, realPath, source, after, checkedAt, checkSyntax(source, name));
+        }
+      } finally {
+        await handle.close();
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  private entry(
+    name: string,
+    realPath: string,
+    source: string,
+    stat: fs.Stats,
+    checkedAt: number,
+    compileError: FunctionCompileError | undefined,
+  ): Entry {
+    const fn: FunctionVersion = {
+      name,
+      version: hashSource(source),
+      source,
+      bytes: stat.size,
+      modified: new Date(stat.mtimeMs),
+      compileError,
+    };
+    return { fn, realPath, ino: stat.ino, checkedAt };
+  }
+
+  /** Every function in the folder, sorted by name. */
+  async list(): Promise<FunctionInfo[]> {
+    const names: string[] = [];
+    const walk = async (dir: string, prefix: string[], depth: number): Promise<void> => {
+      if (depth > MAX_SEGMENTS) return;
+      const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
+      for (const item of entries) {
+        if (item.isDirectory() && SEGMENT.test(item.name)) {
+          await walk(path.join(dir, item.name), [...prefix, item.name], depth + 1);
+        } else if (item.name.endsWith('.js') && SEGMENT.test(item.name.slice(0, -3))) {
+          names.push([...prefix, item.name.slice(0, -3)].join('/'));
+        }
+      }
+    };
+    await walk(this.root, [], 1);
+    const infos: FunctionInfo[] = [];
+    for (const name of names.sort()) {
+      try {
+        const fn = await this.get(name);
+        infos.push({
+          name,
+          version: fn.version,
+          bytes: fn.bytes,
+          modified: fn.modified.toISOString(),
+          status: fn.compileError ? 'compile_error' : 'ok',
+          ...(fn.compileError ? { error: fn.compileError.message } : {}),
+        });
+      } catch (err) {
+        if (!(err instanceof FunctionNotFoundError)) throw err;
+      }
+    }
+    return infos;
+  }
+}
+
+function isMissing(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP';
+}
+
+function notFound(name: string): FunctionNotFoundError {
+  return new FunctionNotFoundError(`function '${name}' not found`);
+}

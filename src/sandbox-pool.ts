@@ -1,0 +1,475 @@
+/**
+ * The sandbox pool: the only importer of safeify. safeify keeps the pool's bookkeeping (its
+ * worker list, pending queue, least-loaded choice, respawn to full strength and `destroy`); this
+ * subclass replaces the parts with known gaps:
+ * - its runner (one new vm2 context per script) → worker/runner.ts (warm contexts, see there);
+ * - its timeout kill re-queues the killed worker's other scripts, so they run twice → here a
+ *   script that may have started is answered 502, only never-started ones move to another worker;
+ * - a worker that dies leaves its scripts pending forever → here they settle when its channel
+ *   closes, and every job also races the pool's own deadlines;
+ * - errors reduced to a message, `throw 'x'` a success → outcomes are tagged strings (wire.ts);
+ * - replying to a dead worker crashes the host → every send is guarded, `error` is listened to.
+ */
+import { fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { Safeify } from 'safeify';
+import {
+  FunctionTimeoutError,
+  OverloadedError,
+  ShuttingDownError,
+  WorkerCrashedError,
+} from './errors';
+import type { Logger } from './logger';
+import type { RunMessage, WorkerMessage } from './wire';
+
+export interface PoolOptions {
+  workers: number;
+  timeoutMs: number;
+  isolation: 'warm' | 'fresh';
+  warmContexts: number;
+  logger: Logger;
+  /** Invocations one worker runs at once (async functions overlap while they await). */
+  concurrency?: number;
+  /** How long an invocation may wait for a free worker before it is refused (OVERLOADED). */
+  queueTimeoutMs?: number;
+}
+
+/** What the pool needs to run one invocation. */
+export interface Invocation {
+  name: string;
+  version: string;
+  source: string;
+  /** The event as JSON text, or undefined for no event. */
+  eventJson: string;
+  requestId: string;
+}
+
+/** A settled invocation: `outcome` is the tagged string of wire.ts, decoded by response.ts. */
+export interface InvocationResult {
+  outcome: string;
+  cold: boolean;
+  queueMs: number;
+  execMs: number;
+  /** Captured console lines, `level\tmessage`. */
+  logs: string[];
+}
+
+export interface PoolStats {
+  workers: number;
+  configuredWorkers: number;
+  running: number;
+  queued: number;
+  restarts: number;
+  closing: boolean;
+}
+
+// How long past its deadline an invocation may stay silent before its worker is presumed stuck
+// (an endless microtask chain blocks the worker's own timer) and killed.
+const KILL_MARGIN_MS = 100;
+// A worker that has not said `ready` by then failed to start.
+const START_TIMEOUT_MS = 10_000;
+
+const runnerFile = path.join(__dirname, 'worker', 'runner.js');
+
+/** A queued or running invocation; safeify's queue and worker lists hold these. */
+interface Job extends Invocation {
+  id: number;
+  timeoutMs: number;
+  enqueuedAt: number;
+  dispatchedAt: number;
+  /** The worker said `start`: its code may have run, so it must never be run again. */
+  started: boolean;
+  settled: boolean;
+  worker?: PoolWorker;
+  timer?: NodeJS.Timeout;
+  safetyTimer: NodeJS.Timeout;
+  resolve(result: InvocationResult): void;
+  reject(err: Error): void;
+  /** Called by safeify's destroyWorker. */
+  stop(): void;
+}
+
+/** safeify's Worker, plus the versions this worker is known to hold. */
+interface PoolWorker {
+  process: ChildProcess;
+  stats: number;
+  state: 'healthy' | 'unhealthy';
+  runningScripts: Job[];
+  known: Set<string>;
+  killReason?: string;
+}
+
+/** The members of safeify 5.0.6 this subclass uses; its .d.ts declares them private. */
+interface SafeifyInternals {
+  options: { workers: number };
+  workers: PoolWorker[];
+  pendingScripts: Job[];
+  init(): Promise<void>;
+  destroy: () => void;
+  readonly healthyWorkers: PoolWorker[];
+  createWorkers(): Promise<PoolWorker[]>;
+  // Overridden below.
+  createWorker(): Promise<PoolWorker>;
+  execute(): void;
+  destroyWorker(worker: PoolWorker): void;
+}
+
+const SafeifyBase = Safeify as unknown as new (options: object) => SafeifyInternals;
+
+class FaasSafeify extends SafeifyBase {
+  restarts = 0;
+  closing = false;
+  private nextId = 1;
+  private refilling: Promise<unknown> = Promise.resolve();
+  private readonly jobs = new Map<number, Job>();
+
+  constructor(private readonly opts: Required<PoolOptions>) {
+    // unrestricted: safeify's cgroup code is v1-only and needs root; we never let it run.
+    super({ workers: opts.workers, timeout: opts.timeoutMs, unrestricted: true });
+  }
+
+  get running(): number {
+    return this.jobs.size - this.pendingScripts.length;
+  }
+
+  /** Forks one worker running our runner, with an empty environment; resolves when it is ready. */
+  override createWorker(): Promise<PoolWorker> {
+    const { isolation, warmContexts } = this.opts;
+    const child = fork(runnerFile, [JSON.stringify({ isolation, warmContexts })], {
+      env: {},
+      execArgv: [],
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const worker: PoolWorker = {
+      process: child,
+      stats: 0,
+      state: 'healthy',
+      runningScripts: [],
+      known: new Set(),
+    };
+    // Without a listener, an 'error' (e.g. EPIPE on a send to a dying worker) crashes the host.
+    child.on('error', (err) => this.opts.logger.warn('worker error', { pid: child.pid, err }));
+    return new Promise((resolve, reject) => {
+      const fail = (reason: string) => {
+        clearTimeout(timer);
+        child.kill('SIGKILL');
+        reject(new Error(`worker failed to start: ${reason}`));
+      };
+      const timer = setTimeout(() => fail('no ready message'), START_TIMEOUT_MS);
+      child.once('exit', (code, signal) => fail(`exited with ${signal ?? code}`));
+      child.once('message', (message: WorkerMessage) => {
+        if (message?.t !== 'ready') return fail('unexpected first message');
+        clearTimeout(timer);
+        child.removeAllListeners('exit');
+        child.on('message', (m: WorkerMessage) => this.onMessage(worker, m));
+        // 'disconnect' comes after every message the worker wrote before it died was delivered,
+        // so the `start` notes are complete when it fires ('exit' may come before them).
+        child.once('disconnect', () => this.onChannelClosed(worker));
+        child.once('exit', (code, signal) => {
+          const reason = worker.killReason ?? `exit ${signal ?? code}`;
+          if (!this.closing || worker.killReason === undefined) {
+            this.opts.logger.warn('worker exited', { pid: child.pid, reason });
+          }
+        });
+        resolve(worker);
+      });
+    });
+  }
+
+  /** Queues one invocation; it settles exactly once, whatever happens to its worker. */
+  submit(invocation: Invocation): Promise<InvocationResult> {
+    if (this.closing) return Promise.reject(new ShuttingDownError('the server is shutting down'));
+    return new Promise<InvocationResult>((resolve, reject) => {
+      const id = this.nextId++;
+      const { timeoutMs, queueTimeoutMs } = this.opts;
+      const job: Job = {
+        ...invocation,
+        id,
+        timeoutMs,
+        enqueuedAt: performance.now(),
+        dispatchedAt: 0,
+        started: false,
+        settled: false,
+        resolve,
+        reject,
+        stop: () => undefined,
+        // The last line of defence: no path in here or in safeify may leave a request hanging.
+        safetyTimer: setTimeout(
+          () => {
+            this.opts.logger.error('invocation safety deadline fired', { id, fn: invocation.name });
+            if (job.worker) this.killWorker(job.worker, 'stuck');
+            this.fail(job, new FunctionTimeoutError(this.timeoutMessage(job)));
+          },
+          queueTimeoutMs + timeoutMs + KILL_MARGIN_MS + 2000,
+        ),
+      };
+      job.timer = setTimeout(() => {
+        if (job.worker) return;
+        this.pendingScripts.splice(this.pendingScripts.indexOf(job), 1);
+        this.fail(job, this.overloaded(`no worker was free within ${queueTimeoutMs} ms`));
+      }, queueTimeoutMs);
+      this.jobs.set(id, job);
+      this.pendingScripts.push(job);
+      this.execute();
+    });
+  }
+
+  /** Hands queued jobs to the least-loaded healthy workers, up to `concurrency` each. */
+  override execute(): void {
+    while (this.pendingScripts.length > 0) {
+      let best: PoolWorker | undefined;
+      for (const worker of this.healthyWorkers) {
+        if (worker.stats < this.opts.concurrency && (!best || worker.stats < best.stats)) {
+          best = worker;
+        }
+      }
+      if (!best) return;
+      this.dispatch(best, this.pendingScripts.shift() as Job);
+    }
+  }
+
+  private dispatch(worker: PoolWorker, job: Job): void {
+    clearTimeout(job.timer);
+    job.worker = worker;
+    job.dispatchedAt = performance.now();
+    worker.stats++;
+    worker.runningScripts.push(job);
+    // Not started within its own timeout: the worker is stuck (all its jobs are overdue too).
+    job.timer = setTimeout(
+      () => this.killWorker(worker, 'unresponsive'),
+      job.timeoutMs + KILL_MARGIN_MS,
+    );
+    this.send(worker, job, !worker.known.has(job.version));
+  }
+
+  private send(worker: PoolWorker, job: Job, withSource: boolean): void {
+    const message: RunMessage = {
+      t: 'run',
+      id: job.id,
+      fn: job.name,
+      v: job.version,
+      ev: job.eventJson,
+      rid: job.requestId,
+      ms: job.timeoutMs,
+    };
+    if (withSource) {
+      message.src = job.source;
+      worker.known.add(job.version);
+    }
+    try {
+      worker.process.send(message);
+    } catch (err) {
+      // The channel is already closed: onChannelClosed moves this job on.
+      this.opts.logger.warn('send to worker failed', { pid: worker.process.pid, err });
+    }
+  }
+
+  private onMessage(worker: PoolWorker, message: WorkerMessage): void {
+    const job = message.t === 'ready' ? undefined : this.jobs.get(message.id);
+    if (!job || job.worker !== worker) return;
+    switch (message.t) {
+      case 'start':
+        job.started = true;
+        clearTimeout(job.timer);
+        // Past its deadline and still silent: an endless microtask chain or a loop in a callback.
+        job.timer = setTimeout(() => {
+          this.fail(job, new FunctionTimeoutError(this.timeoutMessage(job)));
+          this.killWorker(worker, 'timeout');
+        }, job.timeoutMs + KILL_MARGIN_MS);
+        return;
+      case 'miss':
+        worker.known.delete(job.version);
+        return this.send(worker, job, true);
+      case 'done':
+        for (const version of message.evicted ?? []) worker.known.delete(version);
+        this.detach(job);
+        this.settle(job, () =>
+          job.resolve({
+            outcome: message.r,
+            cold: message.cold,
+            queueMs: job.dispatchedAt - job.enqueuedAt,
+            execMs: message.ms,
+            logs: message.logs ?? [],
+          }),
+        );
+        return this.execute();
+    }
+  }
+
+  /** The worker's channel closed: it is gone. Settle or move every job it held. */
+  private onChannelClosed(worker: PoolWorker): void {
+    worker.state = 'unhealthy';
+    const index = this.workers.indexOf(worker);
+    if (index >= 0) this.workers.splice(index, 1);
+    if (!this.closing) this.restarts++;
+    const reason = worker.killReason ?? 'crashed';
+    const requeue: Job[] = [];
+    for (const job of worker.runningScripts.splice(0)) {
+      job.worker = undefined;
+      clearTimeout(job.timer);
+      if (job.settled) continue;
+      if (job.started) {
+        this.fail(job, new WorkerCrashedError(`the worker running '${job.name}' died (${reason})`));
+      } else if (this.closing) {
+        this.fail(job, new ShuttingDownError('the server is shutting down'));
+      } else {
+        requeue.push(job);
+      }
+    }
+    // Never started, so never run: safe to run elsewhere, ahead of newer work.
+    this.pendingScripts.unshift(...requeue);
+    if (!this.closing) this.refill();
+  }
+
+  /** Brings the pool back to its configured size, one refill at a time. */
+  refill(): void {
+    this.refilling = this.refilling
+      .then(() => this.createWorkers())
+      .then(
+        () => this.execute(),
+        (err: unknown) => {
+          this.opts.logger.error('could not restart a worker; retrying in 1 s', { err });
+          setTimeout(() => !this.closing && this.refill(), 1000).unref();
+        },
+      );
+  }
+
+  /** safeify's destroyWorker, without dropping the listeners that settle the worker's jobs. */
+  override destroyWorker(worker: PoolWorker): void {
+    this.killWorker(worker, worker.killReason ?? 'destroyed');
+  }
+
+  killWorker(worker: PoolWorker, reason: string): void {
+    if (worker.state === 'healthy') worker.killReason = reason;
+    worker.state = 'unhealthy';
+    if (worker.process.exitCode === null && worker.process.signalCode === null) {
+      worker.process.kill('SIGKILL');
+    }
+    // The replacement starts now, not when the old one's channel closes.
+    if (!this.closing) this.refill();
+  }
+
+  private detach(job: Job): void {
+    const worker = job.worker;
+    if (!worker) return;
+    const index = worker.runningScripts.indexOf(job);
+    if (index >= 0) {
+      worker.runningScripts.splice(index, 1);
+      worker.stats--;
+    }
+    job.worker = undefined;
+  }
+
+  private settle(job: Job, action: () => void): void {
+    if (job.settled) return;
+    job.settled = true;
+    clearTimeout(job.timer);
+    clearTimeout(job.safetyTimer);
+    this.jobs.delete(job.id);
+    action();
+  }
+
+  private fail(job: Job, err: Error): void {
+    // Keep it on its worker's list until that worker is gone: its slot stays taken.
+    this.settle(job, () => job.reject(err));
+  }
+
+  private timeoutMessage(job: Job): string {
+    return `function '${job.name}' exceeded its ${job.timeoutMs} ms timeout`;
+  }
+
+  overloaded(message: string): OverloadedError {
+    const err = new OverloadedError(message);
+    err.headers = { 'Retry-After': '1' };
+    return err;
+  }
+
+  /** Waits for every accepted job to settle, at most `graceMs`. */
+  async drain(graceMs: number): Promise<void> {
+    const until = Date.now() + graceMs;
+    while (this.jobs.size > 0 && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /** Kills every worker and waits for them to exit; jobs still pending get SHUTTING_DOWN. */
+  async shutdown(): Promise<void> {
+    for (const job of this.pendingScripts.splice(0)) {
+      this.fail(job, new ShuttingDownError('the server is shutting down'));
+    }
+    const exits = this.workers.map(
+      (worker) =>
+        new Promise<void>((resolve) => {
+          if (worker.process.exitCode !== null || worker.process.signalCode !== null) {
+            return resolve();
+          }
+          worker.process.once('exit', () => resolve());
+        }),
+    );
+    for (const worker of this.workers) worker.killReason ??= 'shutdown';
+    this.destroy();
+    await Promise.all(exits);
+    for (const job of this.jobs.values()) {
+      this.fail(job, new ShuttingDownError('the server is shutting down'));
+    }
+  }
+}
+
+/** The pool as the server sees it: start, run, stats, close. */
+export class SandboxPool {
+  private readonly safeify: FaasSafeify;
+  private closed?: Promise<void>;
+
+  constructor(options: PoolOptions) {
+    this.safeify = new FaasSafeify({
+      concurrency: 32,
+      queueTimeoutMs: options.timeoutMs,
+      ...options,
+    });
+  }
+
+  /** Starts every worker; rejects when one cannot start, so a broken pool fails start-up. */
+  async start(): Promise<void> {
+    await this.safeify.init();
+  }
+
+  /**
+   * Runs one invocation. Rejects with FunctionTimeoutError, WorkerCrashedError, OverloadedError
+   * or ShuttingDownError; the function's own errors are in the outcome (see response.ts).
+   */
+  run(invocation: Invocation): Promise<InvocationResult> {
+    return this.safeify.submit(invocation);
+  }
+
+  stats(): PoolStats {
+    const s = this.safeify;
+    return {
+      workers: s.healthyWorkers.length,
+      configuredWorkers: s.options.workers,
+      running: s.running,
+      queued: s.pendingScripts.length,
+      restarts: s.restarts,
+      closing: s.closing,
+    };
+  }
+
+  /** Process ids of the live workers (for tests and the soak's orphan check). */
+  pids(): number[] {
+    return this.safeify.workers.map((w) => w.process.pid).filter((pid): pid is number => !!pid);
+  }
+
+  /**
+   * Stops taking work, lets accepted invocations finish within `graceMs`, then kills every
+   * worker and waits for them to exit. Idempotent.
+   */
+  close(graceMs = 0): Promise<void> {
+    this.closed ??= (async () => {
+      this.safeify.closing = true;
+      await this.safeify.drain(graceMs);
+      await this.safeify.shutdown();
+    })();
+    return this.closed;
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Builds the parts (store, pool, Koa app) from a config and wires them; owns their lifecycle.
+ *
+ *   koa-logger → error boundary → request id → CORS → body parser → admin (/_/…) → runFaaS
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Koa from 'koa';
+import koaLogger from 'koa-logger';
+import { adminRoutes } from './admin';
+import type { Config } from './config';
+import { errorBoundary, requestId } from './error-handler';
+import { FunctionStore } from './function-store';
+import { body, cors } from './http-parts';
+import type { Logger } from './logger';
+import { runFaaS } from './run-faas';
+import { SandboxPool } from './sandbox-pool';
+
+export interface FaasServer {
+  app: Koa;
+  store: FunctionStore;
+  pool: SandboxPool;
+  /** Starts the pool and the store, then listens; resolves with the bound address. */
+  listen(): Promise<AddressInfo>;
+  /**
+   * Graceful stop: refuse new invocations (503 SHUTTING_DOWN), stop accepting connections, let
+   * in-flight invocations finish within the grace period, end every worker. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+export function createServer(config: Readonly<Config>, logger: Logger): FaasServer {
+  const store = new FunctionStore({ dir: config.functionsDir, logger });
+  const pool = new SandboxPool({
+    workers: config.workers,
+    timeoutMs: config.timeoutMs,
+    isolation: config.isolation,
+    warmContexts: config.warmContexts,
+    logger,
+  });
+  let closing = false;
+  const startedAt = Date.now();
+
+  const app = new Koa();
+  app.proxy = false;
+  // In text mode koa-logger prints its access lines; in JSON mode the error boundary's one
+  // structured line per request (with request id, function, version, outcome) replaces them.
+  app.use(koaLogger(config.logFormat === 'text' ? undefined : { transporter: () => undefined }));
+  app.use(errorBoundary(logger));
+  app.use(requestId(logger));
+  app.use(cors(config.corsOrigin));
+  app.use(body(config.maxBodyBytes));
+  app.use(adminRoutes({ store, pool, closing: () => closing, startedAt }));
+  app.use(runFaaS({ store, pool }));
+  // Errors are answered by the boundary; this only sees failures while writing a response.
+  app.on('error', (err: unknown) => logger.warn('response error', { err }));
+
+  const server = http.createServer(app.callback());
+  // Slow clients: a request must send its headers within 10 s and finish within the invocation
+  // timeout plus 30 s; idle keep-alive connections close after 5 s.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = config.timeoutMs + 30_000;
+  server.keepAliveTimeout = 5_000;
+
+  let closed: Promise<void> | undefined;
+  return {
+    app,
+    store,
+    pool,
+    async listen() {
+      await store.start();
+      await pool.start();
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      return server.address() as AddressInfo;
+    },
+    close() {
+      closed ??= (async () => {
+        closing = true;
+        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+        await pool.close(config.shutdownGraceMs);
+        store.close();
+        server.closeAllConnections();
+        await serverClosed;
+      })();
+      return closed;
+    },
+  };
+}

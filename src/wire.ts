@@ -1,0 +1,92 @@
+/**
+ * The messages between the pool (sandbox-pool.ts) and its worker processes (worker/runner.ts),
+ * sent over the child-process IPC channel with `serialization: 'advanced'` (structured clone:
+ * strings cross as they are, with no JSON escaping on the way).
+ */
+
+/** Pool → worker: run one invocation. */
+export interface RunMessage {
+  t: 'run';
+  id: number;
+  /** Function name, e.g. `a/b`. */
+  fn: string;
+  /** Content hash of the source; the warm-context key. */
+  v: string;
+  /** The source, only when the pool does not know the worker to hold this version. */
+  src?: string;
+  /** The event as JSON text; parsed inside the sandbox. */
+  ev: string;
+  rid: string;
+  ms: number;
+}
+
+/** Worker → pool: the worker is up. */
+export interface ReadyMessage {
+  t: 'ready';
+}
+
+/**
+ * Worker → pool: invocation `id` is about to run. It is sent, and flushed to the pipe, before any
+ * user code of that invocation runs, so the pool knows after a kill which invocations may have run
+ * (answered 502) and which never started (safe to run on another worker).
+ */
+export interface StartMessage {
+  t: 'start';
+  id: number;
+}
+
+/** Worker → pool: the worker does not hold version `v` and needs the source (`src`) again. */
+export interface MissMessage {
+  t: 'miss';
+  id: number;
+}
+
+/** Worker → pool: invocation `id` settled. */
+export interface DoneMessage {
+  t: 'done';
+  id: number;
+  /** The outcome, encoded as one tagged string (see Outcome). */
+  r: string;
+  /** Whether this call compiled the version (a cold start in this worker). */
+  cold: boolean;
+  /** Time spent in the worker, ms. */
+  ms: number;
+  /** Captured console lines, each `level\tmessage`. */
+  logs?: string[];
+  /** Versions this worker dropped from its warm cache since its last message. */
+  evicted?: string[];
+}
+
+export type WorkerMessage = ReadyMessage | StartMessage | MissMessage | DoneMessage;
+
+/**
+ * The first character of `DoneMessage.r` says what the rest is. The sandbox-side envelope
+ * (worker/envelope.ts) produces U, S, J, R, E and I; the runner adds T and C.
+ */
+export const Outcome = {
+  /** the function returned undefined */
+  undefined: 'U',
+  /** a string: the rest is the string */
+  string: 'S',
+  /** any other JSON value: the rest is its JSON text */
+  json: 'J',
+  /** a `{ statusCode, headers?, body?, isBase64Encoded? }` shape: the rest is ResponseShape JSON */
+  response: 'R',
+  /** the function threw or rejected: the rest is `{ name, message, stack }` JSON */
+  error: 'E',
+  /** the result cannot be sent: the rest is the reason */
+  invalid: 'I',
+  /** the invocation ran past its deadline: the rest is the message */
+  timeout: 'T',
+  /** the source did not compile or yield a function: the rest is `{ message, line, column }` JSON */
+  compile: 'C',
+} as const;
+
+/** What an `R` outcome carries: `b` is the body as text (JSON text when `j`), `e` base64. */
+export interface ResponseShape {
+  s: number;
+  h?: unknown;
+  b?: string;
+  j?: boolean;
+  e?: boolean;
+}

@@ -1,0 +1,275 @@
+/**
+ * The program each pool worker runs (forked by sandbox-pool.ts in place of safeify's own
+ * runner). It replaces safeify's runner for three reasons:
+ * - warm sandboxes: safeify builds a new vm2 context for every script (~2 ms); here each function
+ *   version is compiled once into its own context and kept in an LRU, so module-level state lives
+ *   on between calls of one version and is never shared between two functions;
+ * - one timeout for sync and async code: vm2 stops synchronous code; a promise that never settles
+ *   is answered here at the deadline; only a blocked event loop (an endless microtask chain) is
+ *   left to the pool, which kills the worker;
+ * - no re-runs: every invocation is announced (`start`, flushed to the pipe) before its code
+ *   runs, so after a kill the pool knows which invocations may have run.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import vm from 'node:vm';
+import v8 from 'node:v8';
+import { VM, VMScript } from 'vm2';
+import { ENVELOPE_SOURCE } from './envelope';
+import { Outcome } from '../wire';
+import type { DoneMessage, RunMessage, WorkerMessage } from '../wire';
+
+/** Options arrive as argv[2] (JSON): the worker starts with an empty environment. */
+interface RunnerOptions {
+  isolation: 'warm' | 'fresh';
+  warmContexts: number;
+  maxLogBytes: number;
+  maxTimers: number;
+}
+
+const options: RunnerOptions = {
+  isolation: 'warm',
+  warmContexts: 64,
+  maxLogBytes: 64 * 1024,
+  maxTimers: 1000,
+  ...(JSON.parse(process.argv[2] ?? '{}') as Partial<RunnerOptions>),
+};
+
+/** One invocation in flight; the AsyncLocalStorage store, so console and timers find their owner. */
+interface Invocation {
+  id: number;
+  done: boolean;
+  logs: string[];
+  logBytes: number;
+  truncated: boolean;
+  timers: Map<number, NodeJS.Timeout>;
+}
+
+type Invoke = (eventJson: string | undefined, contextJson: string) => unknown;
+
+/** A compiled function version: its own vm2 context and the envelope's invoke function. */
+interface Sandbox {
+  invoke?: Invoke;
+  /** Why the version yields no function (an Outcome.compile payload), when it does not. */
+  compileError?: string;
+}
+
+/** A version this worker holds: its source, and in warm mode its sandbox once compiled. */
+interface Version {
+  source: string;
+  sandbox?: Sandbox;
+}
+
+const als = new AsyncLocalStorage<Invocation>();
+/** Least recently used first (a Map keeps insertion order; a hit re-inserts). */
+const versions = new Map<string, Version>();
+const evicted: string[] = [];
+const envelopeScript = new VMScript(ENVELOPE_SOURCE, 'faas-envelope.js');
+let nextTimerId = 1;
+
+// vm2's own technique (lib/vm.js doWithTimeout): run a host closure as a script with a timeout,
+// so a synchronous loop anywhere inside it is interrupted by V8's watchdog.
+const timeoutContext = vm.createContext({ fn: null as null | (() => unknown) });
+const timeoutScript = new vm.Script('fn()', { filename: 'faas-timeout.js' });
+function withTimeout<T>(fn: () => T, ms: number): T {
+  timeoutContext.fn = fn;
+  try {
+    return timeoutScript.runInContext(timeoutContext, { timeout: Math.max(1, ms) }) as T;
+  } finally {
+    timeoutContext.fn = null;
+  }
+}
+
+// Duck-typed: the watchdog's error is not an instance of this realm's Error.
+function isTimeoutError(err: unknown): boolean {
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  return (
+    code === 'ERR_SCRIPT_EXECUTION_TIMEOUT' ||
+    (typeof message === 'string' && message.startsWith('Script execution timed out'))
+  );
+}
+
+function hostLog(level: string, text: string): void {
+  const inv = als.getStore();
+  if (!inv || inv.done || inv.truncated) return;
+  const line = `${String(level)}\t${String(text)}`;
+  if (inv.logBytes + line.length > options.maxLogBytes) {
+    inv.truncated = true;
+    inv.logs.push(`warn\t[console output truncated at ${options.maxLogBytes} bytes]`);
+    return;
+  }
+  inv.logBytes += line.length;
+  inv.logs.push(line);
+}
+
+function hostSetTimer(callback: () => void, ms: number): number {
+  const inv = als.getStore();
+  if (!inv || inv.done) return 0;
+  if (inv.timers.size >= options.maxTimers) {
+    throw new RangeError(`too many pending timers (at most ${options.maxTimers} per invocation)`);
+  }
+  const id = nextTimerId++;
+  const delay = Number.isFinite(ms) ? Math.min(Math.max(0, ms), 2 ** 31 - 1) : 0;
+  inv.timers.set(
+    id,
+    setTimeout(() => {
+      inv.timers.delete(id);
+      if (inv.done) return;
+      try {
+        callback();
+      } catch {
+        // The envelope catches the callback's own errors; this is a stack overflow or the like.
+      }
+    }, delay),
+  );
+  return id;
+}
+
+function hostClearTimer(id: number): void {
+  const inv = als.getStore();
+  const timer = inv?.timers.get(id);
+  if (inv && timer) {
+    clearTimeout(timer);
+    inv.timers.delete(id);
+  }
+}
+
+function compileErrorPayload(err: unknown): string {
+  const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  const match = err instanceof Error ? /:(\d+)(?::(\d+))?\)?\s*$/m.exec(String(err.stack)) : null;
+  return JSON.stringify({
+    message,
+    line: match ? Number(match[1]) : undefined,
+    column: match?.[2] ? Number(match[2]) : undefined,
+  });
+}
+
+/** Builds a context for one version and runs the file in it, within the invocation's time. */
+function createSandbox(name: string, source: string, ms: number): Sandbox {
+  const sandboxVm = new VM({ eval: false, wasm: false, allowAsync: true });
+  const setup = sandboxVm.run(envelopeScript) as (...host: unknown[]) => unknown;
+  const load = setup(hostLog, hostSetTimer, hostClearTimer) as (completion: unknown) => unknown;
+  let script: VMScript;
+  try {
+    script = new VMScript(source, `${name}.js`).compile();
+  } catch (err) {
+    return { compileError: compileErrorPayload(err) };
+  }
+  const completion = withTimeout(() => sandboxVm.run(script), ms);
+  const loaded = load(completion);
+  if (typeof loaded === 'string') return { compileError: JSON.stringify({ message: loaded }) };
+  return { invoke: loaded as Invoke };
+}
+
+/** Keeps `key` as the most recent version, then evicts down to the count and memory bounds. */
+function remember(key: string, version: Version): void {
+  versions.delete(key);
+  versions.set(key, version);
+  // Past half the heap limit, drop least recently used versions until under it again.
+  const limit = v8.getHeapStatistics().heap_size_limit / 2;
+  let pressured = v8.getHeapStatistics().used_heap_size > limit;
+  while (versions.size > options.warmContexts || (pressured && versions.size > 1)) {
+    const oldest = versions.keys().next().value as string;
+    if (oldest === key) break;
+    versions.delete(oldest);
+    evicted.push(oldest);
+    if (pressured) pressured = v8.getHeapStatistics().used_heap_size > limit;
+  }
+}
+
+function send(message: WorkerMessage, callback?: () => void): void {
+  if (!process.connected) return;
+  process.send?.(message, undefined, {}, callback);
+}
+
+function finish(inv: Invocation, r: string, cold: boolean, startedAt: number): void {
+  if (inv.done) return;
+  inv.done = true;
+  for (const timer of inv.timers.values()) clearTimeout(timer);
+  inv.timers.clear();
+  const message: DoneMessage = {
+    t: 'done',
+    id: inv.id,
+    r,
+    cold,
+    ms: performance.now() - startedAt,
+  };
+  if (inv.logs.length > 0) message.logs = inv.logs;
+  if (evicted.length > 0) message.evicted = evicted.splice(0);
+  send(message);
+}
+
+function run(job: RunMessage): void {
+  const startedAt = performance.now();
+  const deadline = Date.now() + job.ms;
+  const inv: Invocation = {
+    id: job.id,
+    done: false,
+    logs: [],
+    logBytes: 0,
+    truncated: false,
+    timers: new Map(),
+  };
+  const timedOut = () => `${Outcome.timeout}function '${job.fn}' exceeded its ${job.ms} ms timeout`;
+  als.run(inv, () => {
+    let cold = false;
+    let result: unknown;
+    try {
+      const version = versions.get(job.v);
+      if (!version) return send({ t: 'miss', id: job.id });
+      let sandbox = version.sandbox;
+      if (!sandbox) {
+        cold = true;
+        sandbox = createSandbox(job.fn, version.source, job.ms);
+        if (options.isolation === 'warm') version.sandbox = sandbox;
+      }
+      remember(job.v, version);
+      if (sandbox.compileError !== undefined) {
+        return finish(inv, Outcome.compile + sandbox.compileError, cold, startedAt);
+      }
+      const context = JSON.stringify({
+        requestId: job.rid,
+        functionName: job.fn,
+        version: job.v,
+        deadline,
+        timeoutMs: job.ms,
+      });
+      const invoke = sandbox.invoke as Invoke;
+      result = withTimeout(() => invoke(job.ev, context), deadline - Date.now());
+    } catch (err) {
+      if (isTimeoutError(err)) return finish(inv, timedOut(), cold, startedAt);
+      // Only host-side failures land here (the envelope catches the function's own errors).
+      return finish(inv, `${Outcome.invalid}the sandbox failed: ${String(err)}`, cold, startedAt);
+    }
+    if (typeof result === 'string') return finish(inv, result, cold, startedAt);
+    // A promise from the sandbox: answer at settlement or at the deadline, whichever is first.
+    const timer = setTimeout(() => finish(inv, timedOut(), cold, startedAt), deadline - Date.now());
+    Promise.resolve(result).then(
+      (value) => {
+        clearTimeout(timer);
+        finish(
+          inv,
+          typeof value === 'string' ? value : `${Outcome.invalid}the sandbox returned no outcome`,
+          cold,
+          startedAt,
+        );
+      },
+      () => {
+        clearTimeout(timer);
+        finish(inv, `${Outcome.invalid}the sandbox returned no outcome`, cold, startedAt);
+      },
+    );
+  });
+}
+
+function onRun(job: RunMessage): void {
+  if (job.src !== undefined && !versions.has(job.v)) remember(job.v, { source: job.src });
+  else if (!versions.has(job.v)) return send({ t: 'miss', id: job.id });
+  // Run only once the pool surely has the `start` note (see StartMessage).
+  send({ t: 'start', id: job.id }, () => run(job));
+}
+
+process.on('message', (message: RunMessage) => {
+  if (message && message.t === 'run') onRun(message);
+});
+process.on('disconnect', () => process.exit(0));
+send({ t: 'ready' });
