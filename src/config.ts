@@ -29,6 +29,10 @@ export interface Config {
   readonly warmContexts: number;
   /** How long a graceful stop waits for in-flight invocations before killing workers. */
   readonly shutdownGraceMs: number;
+  /** Whether GET /_/metrics needs the admin token too. */
+  readonly metricsAuth: boolean;
+  /** How many invocation records are kept in memory. */
+  readonly recordsMax: number;
   readonly logLevel: Level;
   /** `json`: one JSON object per line; `text`: readable lines and koa-logger's access log. */
   readonly logFormat: LogFormat;
@@ -99,6 +103,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     isolation: oneOf(env, 'FUNCTION_ISOLATION', ['warm', 'fresh'] as const, 'warm'),
     warmContexts: integer(env, 'WARM_CONTEXTS', 64, 1, 10000),
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', timeoutMs + 1000, 0, 15 * 60 * 1000),
+    metricsAuth: oneOf(env, 'METRICS_AUTH', ['0', '1'] as const, '0') === '1',
+    recordsMax: integer(env, 'RECORDS_MAX', 1000, 0, 100_000),
     logLevel: oneOf(
       env,
       'LOG_LEVEL',

@@ -22,7 +22,16 @@ export interface RequestState {
   /** ok, error code, … */
   outcome?: string;
   cold?: boolean;
+  queueMs?: number;
+  execMs?: number;
+  /** The function's console lines. */
+  logs?: string[];
+  /** When the request reached the boundary (performance.now()). */
+  startedAt: number;
 }
+
+/** Told about every finished request, after the error (if any) became a response. */
+export type RequestObserver = (ctx: Context, state: RequestState, totalMs: number) => void;
 
 const SANE_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -64,10 +73,11 @@ function fromHttpError(err: unknown): FaasError | undefined {
  * The outermost middleware of ours: turns every error into JSON with its status and code, never
  * with a stack, and writes the one log line of the request.
  */
-export function errorBoundary(logger: Logger): Middleware {
+export function errorBoundary(logger: Logger, observe?: RequestObserver): Middleware {
   return async (ctx: Context, next: Next) => {
     const started = performance.now();
     const state = ctx.state as RequestState;
+    state.startedAt = started;
     state.requestId ??= requestIdFor(ctx.get('x-request-id') || undefined);
     state.log ??= logger.child({ reqId: state.requestId });
     let failure: unknown;
@@ -83,11 +93,19 @@ export function errorBoundary(logger: Logger): Middleware {
       for (const [name, value] of Object.entries(known?.headers ?? {})) ctx.set(name, value);
       state.outcome = body.error.code;
     }
+    const totalMs = performance.now() - started;
+    if (state.fn !== undefined && state.version !== undefined) {
+      const timing = [`total;dur=${totalMs.toFixed(2)}`];
+      if (state.queueMs !== undefined) timing.unshift(`queue;dur=${state.queueMs.toFixed(2)}`);
+      if (state.execMs !== undefined) timing.splice(-1, 0, `exec;dur=${state.execMs.toFixed(2)}`);
+      ctx.set('Server-Timing', timing.join(', '));
+    }
+    observe?.(ctx, state, totalMs);
     const fields: Record<string, unknown> = {
       method: ctx.method,
       path: ctx.path,
       status: ctx.status,
-      ms: Math.round((performance.now() - started) * 100) / 100,
+      ms: Math.round(totalMs * 100) / 100,
     };
     if (state.fn !== undefined) fields.fn = state.fn;
     if (state.version !== undefined) fields.version = state.version;

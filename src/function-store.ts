@@ -5,7 +5,7 @@
  * a cached entry older than a second is checked with one stat before it is served again. So no
  * request reads a file, and a change is seen by the next request, at most a second later.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -258,6 +258,41 @@ export class FunctionStore {
       compileError,
     };
     return { fn, realPath, ino: stat.ino, checkedAt };
+  }
+
+  /**
+   * Writes a function atomically (temp file in the same folder, then rename), so a reader sees
+   * the old file or the new one, never half of one. Resolves with whether it was new.
+   */
+  async write(name: string, source: string): Promise<{ created: boolean; fn: FunctionVersion }> {
+    const file = this.pathOf(name);
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    const folder = await fsp.realpath(path.dirname(file));
+    if (folder !== this.root && !folder.startsWith(this.root + path.sep)) {
+      throw new InvalidFunctionNameError(`function '${name}' would be written outside the folder`);
+    }
+    const created = !(await fsp.stat(file).then(
+      () => true,
+      () => false,
+    ));
+    // A leading dot: never a function name, so a reader never serves a temp file.
+    const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomUUID()}.tmp`);
+    try {
+      await fsp.writeFile(temp, source, { flag: 'wx' });
+      await fsp.rename(temp, file);
+    } catch (err) {
+      await fsp.rm(temp, { force: true });
+      throw err;
+    }
+    this.invalidate(name);
+    return { created, fn: await this.get(name) };
+  }
+
+  /** Deletes a function. @throws FunctionNotFoundError when there is none. */
+  async remove(name: string): Promise<void> {
+    await this.get(name);
+    await fsp.rm(this.pathOf(name));
+    this.invalidate(name);
   }
 
   /** Every function in the folder, sorted by name. */

@@ -58,6 +58,9 @@ export function runFaaS({ store, pool }: { store: FunctionStore; pool: SandboxPo
       requestId: state.requestId,
     });
     state.cold = result.cold;
+    state.queueMs = result.queueMs;
+    state.execMs = result.execMs;
+    state.logs = result.logs;
     if (result.logs.length > 0) logConsole(state.log.child({ fn: name }), result.logs);
     const response = toResponse(result.outcome);
     ctx.status = response.status;

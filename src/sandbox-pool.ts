@@ -33,7 +33,11 @@ export interface PoolOptions {
   concurrency?: number;
   /** How long an invocation may wait for a free worker before it is refused (OVERLOADED). */
   queueTimeoutMs?: number;
+  /** Told when a worker dies outside a shutdown: timeout, unresponsive, memory or crash. */
+  onWorkerExit?: (reason: WorkerExitReason) => void;
 }
+
+export type WorkerExitReason = 'timeout' | 'unresponsive' | 'memory' | 'crash';
 
 /** What the pool needs to run one invocation. */
 export interface Invocation {
@@ -43,6 +47,8 @@ export interface Invocation {
   /** The event as JSON text, or undefined for no event. */
   eventJson: string;
   requestId: string;
+  /** Load the file and report whether it yields a function; call nothing (deploy checks). */
+  check?: boolean;
 }
 
 /** A settled invocation: `outcome` is the tagged string of wire.ts, decoded by response.ts. */
@@ -71,6 +77,18 @@ const KILL_MARGIN_MS = 100;
 const START_TIMEOUT_MS = 10_000;
 
 const runnerFile = path.join(__dirname, 'worker', 'runner.js');
+
+function exitReason(
+  killReason: string | undefined,
+  code: number | null,
+  signal: NodeJS.Signals | null,
+): WorkerExitReason {
+  if (killReason === 'timeout') return 'timeout';
+  if (killReason !== undefined) return 'unresponsive';
+  // V8 aborts when a heap limit is reached: SIGABRT, or exit code 134 through a shell.
+  if (signal === 'SIGABRT' || code === 134) return 'memory';
+  return 'crash';
+}
 
 /** A queued or running invocation; safeify's queue and worker lists hold these. */
 interface Job extends Invocation {
@@ -168,10 +186,10 @@ class FaasSafeify extends SafeifyBase {
         // so the `start` notes are complete when it fires ('exit' may come before them).
         child.once('disconnect', () => this.onChannelClosed(worker));
         child.once('exit', (code, signal) => {
-          const reason = worker.killReason ?? `exit ${signal ?? code}`;
-          if (!this.closing || worker.killReason === undefined) {
-            this.opts.logger.warn('worker exited', { pid: child.pid, reason });
-          }
+          if (this.closing) return;
+          const reason = exitReason(worker.killReason, code, signal);
+          this.opts.logger.warn('worker exited', { pid: child.pid, reason, code, signal });
+          this.opts.onWorkerExit(reason);
         });
         resolve(worker);
       });
@@ -254,6 +272,7 @@ class FaasSafeify extends SafeifyBase {
       rid: job.requestId,
       ms: job.timeoutMs,
     };
+    if (job.check) message.check = true;
     if (withSource) {
       message.src = job.source;
       worker.known.add(job.version);
@@ -426,6 +445,7 @@ export class SandboxPool {
     this.safeify = new FaasSafeify({
       concurrency: 32,
       queueTimeoutMs: options.timeoutMs,
+      onWorkerExit: () => undefined,
       ...options,
     });
   }

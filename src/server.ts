@@ -10,6 +10,9 @@ import koaLogger from 'koa-logger';
 import { adminRoutes } from './admin';
 import type { Config } from './config';
 import { errorBoundary, requestId } from './error-handler';
+import type { RequestObserver } from './error-handler';
+import { Metrics } from './metrics';
+import { InvocationRecords } from './records';
 import { FunctionStore } from './function-store';
 import { body, cors } from './http-parts';
 import type { Logger } from './logger';
@@ -20,6 +23,8 @@ export interface FaasServer {
   app: Koa;
   store: FunctionStore;
   pool: SandboxPool;
+  records: InvocationRecords;
+  metrics: Metrics;
   /** Starts the pool and the store, then listens; resolves with the bound address. */
   listen(): Promise<AddressInfo>;
   /**
@@ -29,6 +34,9 @@ export interface FaasServer {
   close(): Promise<void>;
 }
 
+const round = <T extends number | undefined>(ms: T): T =>
+  (ms === undefined ? ms : Math.round(ms * 100) / 100) as T;
+
 export function createServer(config: Readonly<Config>, logger: Logger): FaasServer {
   const store = new FunctionStore({ dir: config.functionsDir, logger });
   const pool = new SandboxPool({
@@ -37,20 +45,60 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     isolation: config.isolation,
     warmContexts: config.warmContexts,
     logger,
+    onWorkerExit: (reason) => metrics.workerRestarted(reason),
   });
+  const records = new InvocationRecords(config.recordsMax);
+  const metrics = new Metrics(() => pool.stats());
   let closing = false;
   const startedAt = Date.now();
+
+  // One place turns a finished request into its record and its metrics.
+  const observe: RequestObserver = (ctx, state, totalMs) => {
+    if (state.fn === undefined || ctx.path.startsWith('/_/')) return;
+    const outcome = state.outcome ?? (ctx.status < 400 ? 'ok' : String(ctx.status));
+    const exists = state.version !== undefined;
+    metrics.observeInvocation({
+      fn: exists ? state.fn : undefined,
+      outcome,
+      totalMs,
+      queueMs: state.queueMs,
+      cold: state.cold,
+    });
+    if (!exists) return;
+    records.add({
+      requestId: state.requestId,
+      function: state.fn,
+      version: state.version as string,
+      start: new Date(Date.now() - totalMs).toISOString(),
+      status: ctx.status,
+      outcome,
+      cold: state.cold,
+      durationMs: { queue: round(state.queueMs), exec: round(state.execMs), total: round(totalMs) },
+      logs: state.logs ?? [],
+    });
+  };
 
   const app = new Koa();
   app.proxy = false;
   // In text mode koa-logger prints its access lines; in JSON mode the error boundary's one
   // structured line per request (with request id, function, version, outcome) replaces them.
   app.use(koaLogger(config.logFormat === 'text' ? undefined : { transporter: () => undefined }));
-  app.use(errorBoundary(logger));
+  app.use(errorBoundary(logger, observe));
   app.use(requestId(logger));
   app.use(cors(config.corsOrigin));
   app.use(body(config.maxBodyBytes));
-  app.use(adminRoutes({ store, pool, closing: () => closing, startedAt }));
+  app.use(
+    adminRoutes({
+      store,
+      pool,
+      records,
+      metrics,
+      adminToken: config.adminToken,
+      metricsAuth: config.metricsAuth,
+      closing: () => closing,
+      startedAt,
+    }),
+  );
   app.use(runFaaS({ store, pool }));
   // Errors are answered by the boundary; this only sees failures while writing a response.
   app.on('error', (err: unknown) => logger.warn('response error', { err }));
@@ -67,6 +115,8 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     app,
     store,
     pool,
+    records,
+    metrics,
     async listen() {
       await store.start();
       await pool.start();

@@ -18,6 +18,8 @@ export interface RunMessage {
   ev: string;
   rid: string;
   ms: number;
+  /** Only load the file and say whether it yields a function (U) or not (C); call nothing. */
+  check?: boolean;
 }
 
 /** Worker → pool: the worker is up. */

@@ -216,6 +216,12 @@ function run(job: RunMessage): void {
     try {
       const version = versions.get(job.v);
       if (!version) return send({ t: 'miss', id: job.id });
+      if (job.check) {
+        // A deploy's check: a throwaway context, so the deployed version starts from a clean one.
+        const { compileError } = createSandbox(job.fn, version.source, job.ms);
+        const r = compileError === undefined ? Outcome.undefined : Outcome.compile + compileError;
+        return finish(inv, r, true, startedAt);
+      }
       let sandbox = version.sandbox;
       if (!sandbox) {
         cold = true;

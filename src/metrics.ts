@@ -1,0 +1,122 @@
+/**
+ * Prometheus metrics (prom-client) on a registry of our own, so two servers in one process (as in
+ * the tests) never share counters. Label sets are fixed and bounded: `function` is the name of a
+ * function that exists (names that do not exist share the value `_unknown`), `outcome` is `ok`
+ * or an error code of SPEC §3, `reason` one of timeout, crash, memory, unresponsive.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PoolStats } from './sandbox-pool';
+
+export const UNKNOWN_FUNCTION = '_unknown';
+
+const DURATION_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
+
+export interface InvocationObservation {
+  /** A function that exists, or undefined. */
+  fn?: string;
+  outcome: string;
+  totalMs: number;
+  queueMs?: number;
+  cold?: boolean;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly contentType = this.registry.contentType;
+  private readonly invocations: Counter<'function' | 'outcome'>;
+  private readonly duration: Histogram<'function'>;
+  private readonly queueWait: Histogram;
+  private readonly coldStarts: Counter<'function'>;
+  private readonly restarts: Counter<'reason'>;
+
+  constructor(poolStats: () => PoolStats) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.invocations = new Counter({
+      name: 'faas_invocations_total',
+      help: 'Function invocations, by function and outcome (ok or an error code).',
+      labelNames: ['function', 'outcome'],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'faas_invocation_duration_seconds',
+      help: 'Time from the request reaching runFaaS to its answer, by function.',
+      labelNames: ['function'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.queueWait = new Histogram({
+      name: 'faas_queue_wait_seconds',
+      help: 'Time an invocation waited for a worker.',
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.coldStarts = new Counter({
+      name: 'faas_cold_starts_total',
+      help: 'Invocations that compiled their function version in their worker first.',
+      labelNames: ['function'],
+      registers,
+    });
+    this.restarts = new Counter({
+      name: 'faas_worker_restarts_total',
+      help: 'Worker processes replaced, by reason (timeout, crash, memory, unresponsive).',
+      labelNames: ['reason'],
+      registers,
+    });
+    new Gauge({
+      name: 'faas_queue_depth',
+      help: 'Invocations waiting for a worker.',
+      registers,
+      collect() {
+        this.set(poolStats().queued);
+      },
+    });
+    new Gauge({
+      name: 'faas_running_invocations',
+      help: 'Invocations running in workers.',
+      registers,
+      collect() {
+        this.set(poolStats().running);
+      },
+    });
+    new Gauge({
+      name: 'faas_workers_alive',
+      help: 'Live worker processes.',
+      registers,
+      collect() {
+        this.set(poolStats().workers);
+      },
+    });
+  }
+
+  observeInvocation({ fn, outcome, totalMs, queueMs, cold }: InvocationObservation): void {
+    const name = fn ?? UNKNOWN_FUNCTION;
+    this.invocations.inc({ function: name, outcome });
+    if (fn === undefined) return;
+    this.duration.observe({ function: name }, totalMs / 1000);
+    if (queueMs !== undefined) this.queueWait.observe(queueMs / 1000);
+    if (cold) this.coldStarts.inc({ function: name });
+  }
+
+  workerRestarted(reason: string): void {
+    this.restarts.inc({ reason });
+  }
+
+  /** Invocation counts by function and outcome, since start. */
+  async invocationCounts(): Promise<Map<string, Record<string, number>>> {
+    const counts = new Map<string, Record<string, number>>();
+    for (const { labels, value } of (await this.invocations.get()).values) {
+      const fn = String(labels.function);
+      const entry = counts.get(fn) ?? {};
+      entry[String(labels.outcome)] = value;
+      counts.set(fn, entry);
+    }
+    return counts;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

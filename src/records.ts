@@ -1,0 +1,87 @@
+/**
+ * Invocation records: the last `max` invocations, in memory (OpenWhisk's activation records,
+ * Lambda's REPORT lines). A fixed-size ring; lookups by request id through a map that only
+ * ever holds ids still in the ring.
+ */
+
+export interface InvocationRecord {
+  requestId: string;
+  function: string;
+  version: string;
+  /** ISO time the request arrived. */
+  start: string;
+  status: number;
+  /** `ok`, or the error code of SPEC §3. */
+  outcome: string;
+  cold?: boolean;
+  durationMs: { queue?: number; exec?: number; total: number };
+  /** The function's console output, `level\tmessage` lines, capped. */
+  logs: string[];
+  logsTruncated?: boolean;
+}
+
+export interface RecordQuery {
+  fn?: string;
+  /** An exact status (`504`) or a class (`5xx`). */
+  status?: string;
+  limit?: number;
+}
+
+/** Console output kept per record, in characters. */
+const MAX_RECORD_LOG_CHARS = 8 * 1024;
+
+export class InvocationRecords {
+  private readonly ring: (InvocationRecord | undefined)[];
+  private next = 0;
+  private readonly byId = new Map<string, InvocationRecord>();
+
+  constructor(readonly max: number) {
+    this.ring = new Array<InvocationRecord | undefined>(max);
+  }
+
+  add(record: InvocationRecord): void {
+    if (this.max === 0) return;
+    let chars = 0;
+    const kept: string[] = [];
+    for (const line of record.logs) {
+      chars += line.length;
+      if (chars > MAX_RECORD_LOG_CHARS) {
+        record.logsTruncated = true;
+        break;
+      }
+      kept.push(line);
+    }
+    record.logs = kept;
+    const old = this.ring[this.next];
+    if (old && this.byId.get(old.requestId) === old) this.byId.delete(old.requestId);
+    this.ring[this.next] = record;
+    this.byId.set(record.requestId, record);
+    this.next = (this.next + 1) % this.max;
+  }
+
+  get(requestId: string): InvocationRecord | undefined {
+    return this.byId.get(requestId);
+  }
+
+  /** Newest first, filtered. */
+  query({ fn, status, limit = 100 }: RecordQuery = {}): InvocationRecord[] {
+    const matchStatus = statusMatcher(status);
+    const out: InvocationRecord[] = [];
+    for (let i = 1; i <= this.max && out.length < limit; i++) {
+      const record = this.ring[(this.next - i + this.max) % this.max];
+      if (!record) break;
+      if (fn !== undefined && record.function !== fn) continue;
+      if (!matchStatus(record.status)) continue;
+      out.push(record);
+    }
+    return out;
+  }
+}
+
+function statusMatcher(status: string | undefined): (value: number) => boolean {
+  if (status === undefined || status === '') return () => true;
+  const cls = /^([1-5])xx$/i.exec(status);
+  if (cls) return (value) => Math.floor(value / 100) === Number(cls[1]);
+  const exact = Number(status);
+  return (value) => value === exact;
+}
