@@ -29,6 +29,16 @@ export interface Config {
   readonly warmContexts: number;
   /** How long a graceful stop waits for in-flight invocations before killing workers. */
   readonly shutdownGraceMs: number;
+  /** V8 heap limit of a worker, MB (its cgroup, where there is one, allows 96 MB more). */
+  readonly workerMemoryMb: number;
+  /** CPU quota per worker in cores, where cgroups allow; 0 = none. */
+  readonly workerCpuQuota: number;
+  /** The user workers run as when the server runs as root. */
+  readonly workerUser: string;
+  /** Largest result a function may return, bytes. */
+  readonly maxResultBytes: number;
+  /** Invocations that may wait for a worker; past it, 503 OVERLOADED. */
+  readonly maxQueue: number;
   /** Whether GET /_/metrics needs the admin token too. */
   readonly metricsAuth: boolean;
   /** How many invocation records are kept in memory. */
@@ -54,6 +64,16 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   const value = Number(raw);
   if (value < min || value > max) {
     throw new ConfigError(`${name} must be between ${min} and ${max}, got ${value}`);
+  }
+  return value;
+}
+
+function decimal(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!/^\d+(\.\d+)?$/.test(raw) || value < min || value > max) {
+    throw new ConfigError(`${name} must be a number between ${min} and ${max}, got "${raw}"`);
   }
   return value;
 }
@@ -103,6 +123,11 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     isolation: oneOf(env, 'FUNCTION_ISOLATION', ['warm', 'fresh'] as const, 'warm'),
     warmContexts: integer(env, 'WARM_CONTEXTS', 64, 1, 10000),
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', timeoutMs + 1000, 0, 15 * 60 * 1000),
+    workerMemoryMb: integer(env, 'WORKER_MEMORY_MB', 128, 16, 16384),
+    workerCpuQuota: decimal(env, 'WORKER_CPU_QUOTA', 1, 0, 256),
+    workerUser: read(env, 'WORKER_USER') ?? 'nobody',
+    maxResultBytes: parseSize('MAX_RESULT_BYTES', read(env, 'MAX_RESULT_BYTES') ?? '6mb'),
+    maxQueue: integer(env, 'MAX_QUEUE', 256, 0, 1_000_000),
     metricsAuth: oneOf(env, 'METRICS_AUTH', ['0', '1'] as const, '0') === '1',
     recordsMax: integer(env, 'RECORDS_MAX', 1000, 0, 100_000),
     logLevel: oneOf(

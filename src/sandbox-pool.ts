@@ -12,6 +12,7 @@
  */
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { Safeify } from 'safeify';
 import {
@@ -20,6 +21,7 @@ import {
   ShuttingDownError,
   WorkerCrashedError,
 } from './errors';
+import type { WorkerIsolation } from './isolation';
 import type { Logger } from './logger';
 import type { RunMessage, WorkerMessage } from './wire';
 
@@ -33,9 +35,18 @@ export interface PoolOptions {
   concurrency?: number;
   /** How long an invocation may wait for a free worker before it is refused (OVERLOADED). */
   queueTimeoutMs?: number;
+  /** What confines worker processes (user, permissions, heap, cgroups); see isolation.ts. */
+  confinement?: WorkerIsolation;
+  /** Largest outcome a worker may send, bytes; larger ones become INVALID_RESULT there. */
+  maxResultBytes?: number;
+  /** Invocations that may wait for a worker; past it, OVERLOADED at once. */
+  maxQueue?: number;
   /** Told when a worker dies outside a shutdown: timeout, unresponsive, memory or crash. */
   onWorkerExit?: (reason: WorkerExitReason) => void;
 }
+
+type ResolvedOptions = Required<Omit<PoolOptions, 'confinement'>> &
+  Pick<PoolOptions, 'confinement'>;
 
 export type WorkerExitReason = 'timeout' | 'unresponsive' | 'memory' | 'crash';
 
@@ -73,20 +84,42 @@ export interface PoolStats {
 // How long past its deadline an invocation may stay silent before its worker is presumed stuck
 // (an endless microtask chain blocks the worker's own timer) and killed.
 const KILL_MARGIN_MS = 100;
+const MAX_STDERR_CHARS = 2048;
 // A worker that has not said `ready` by then failed to start.
 const START_TIMEOUT_MS = 10_000;
 
 const runnerFile = path.join(__dirname, 'worker', 'runner.js');
 
+/** The folder of an installed package (the nearest package.json above its entry point). */
+function packageDir(name: string, from: string): string {
+  let dir = path.dirname(require.resolve(name, { paths: [from] }));
+  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) {
+    dir = path.dirname(dir);
+  }
+  return dir;
+}
+
+/** What a worker may read under the permission model: our compiled code, vm2 and its deps. */
+export function workerReadPaths(): string[] {
+  const vm2 = packageDir('vm2', __dirname);
+  const manifest = JSON.parse(fs.readFileSync(path.join(vm2, 'package.json'), 'utf8')) as {
+    dependencies?: Record<string, string>;
+  };
+  const deps = Object.keys(manifest.dependencies ?? {}).map((dep) => packageDir(dep, vm2));
+  return [__dirname, vm2, ...deps];
+}
+
 function exitReason(
   killReason: string | undefined,
   code: number | null,
   signal: NodeJS.Signals | null,
+  oomKilled: boolean,
 ): WorkerExitReason {
   if (killReason === 'timeout') return 'timeout';
   if (killReason !== undefined) return 'unresponsive';
-  // V8 aborts when a heap limit is reached: SIGABRT, or exit code 134 through a shell.
-  if (signal === 'SIGABRT' || code === 134) return 'memory';
+  // V8 aborts when its heap limit is reached (SIGABRT, or 134 through a shell); the kernel's
+  // cgroup OOM killer sends SIGKILL and leaves a count in the cgroup.
+  if (signal === 'SIGABRT' || code === 134 || oomKilled) return 'memory';
   return 'crash';
 }
 
@@ -142,9 +175,13 @@ class FaasSafeify extends SafeifyBase {
   private refilling: Promise<unknown> = Promise.resolve();
   private readonly jobs = new Map<number, Job>();
 
-  constructor(private readonly opts: Required<PoolOptions>) {
+  constructor(private readonly opts: ResolvedOptions) {
     // unrestricted: safeify's cgroup code is v1-only and needs root; we never let it run.
     super({ workers: opts.workers, timeout: opts.timeoutMs, unrestricted: true });
+  }
+
+  confine(confinement: WorkerIsolation | undefined): void {
+    this.opts.confinement = confinement;
   }
 
   get running(): number {
@@ -153,13 +190,14 @@ class FaasSafeify extends SafeifyBase {
 
   /** Forks one worker running our runner, with an empty environment; resolves when it is ready. */
   override createWorker(): Promise<PoolWorker> {
-    const { isolation, warmContexts } = this.opts;
-    const child = fork(runnerFile, [JSON.stringify({ isolation, warmContexts })], {
+    const { isolation, warmContexts, maxResultBytes, confinement } = this.opts;
+    const child = fork(runnerFile, [JSON.stringify({ isolation, warmContexts, maxResultBytes })], {
       env: {},
-      execArgv: [],
       serialization: 'advanced',
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      ...(confinement?.spawnOptions() ?? { execArgv: [] }),
     });
+    if (child.pid !== undefined) void confinement?.attach(child.pid);
     const worker: PoolWorker = {
       process: child,
       stats: 0,
@@ -167,30 +205,46 @@ class FaasSafeify extends SafeifyBase {
       runningScripts: [],
       known: new Set(),
     };
+    // A worker's stderr (V8's out-of-memory report, mostly) goes to the log when it exits.
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      if (stderr.length < MAX_STDERR_CHARS) stderr += chunk.toString('utf8');
+    });
     // Without a listener, an 'error' (e.g. EPIPE on a send to a dying worker) crashes the host.
     child.on('error', (err) => this.opts.logger.warn('worker error', { pid: child.pid, err }));
     return new Promise((resolve, reject) => {
+      let ready = false;
       const fail = (reason: string) => {
         clearTimeout(timer);
         child.kill('SIGKILL');
         reject(new Error(`worker failed to start: ${reason}`));
       };
       const timer = setTimeout(() => fail('no ready message'), START_TIMEOUT_MS);
-      child.once('exit', (code, signal) => fail(`exited with ${signal ?? code}`));
+      child.once('exit', (code, signal) => {
+        const pid = child.pid as number;
+        const oom = confinement?.oomKilled(pid) ?? false;
+        confinement?.release(pid);
+        if (!ready)
+          return fail(`exited with ${signal ?? code}: ${stderr.slice(0, MAX_STDERR_CHARS)}`);
+        if (this.closing) return;
+        const reason = exitReason(worker.killReason, code, signal, oom);
+        this.opts.logger.warn('worker exited', {
+          pid,
+          reason,
+          code,
+          signal,
+          ...(stderr ? { stderr: stderr.slice(0, MAX_STDERR_CHARS) } : {}),
+        });
+        this.opts.onWorkerExit(reason);
+      });
       child.once('message', (message: WorkerMessage) => {
         if (message?.t !== 'ready') return fail('unexpected first message');
+        ready = true;
         clearTimeout(timer);
-        child.removeAllListeners('exit');
         child.on('message', (m: WorkerMessage) => this.onMessage(worker, m));
         // 'disconnect' comes after every message the worker wrote before it died was delivered,
         // so the `start` notes are complete when it fires ('exit' may come before them).
         child.once('disconnect', () => this.onChannelClosed(worker));
-        child.once('exit', (code, signal) => {
-          if (this.closing) return;
-          const reason = exitReason(worker.killReason, code, signal);
-          this.opts.logger.warn('worker exited', { pid: child.pid, reason, code, signal });
-          this.opts.onWorkerExit(reason);
-        });
         resolve(worker);
       });
     });
@@ -199,6 +253,14 @@ class FaasSafeify extends SafeifyBase {
   /** Queues one invocation; it settles exactly once, whatever happens to its worker. */
   submit(invocation: Invocation): Promise<InvocationResult> {
     if (this.closing) return Promise.reject(new ShuttingDownError('the server is shutting down'));
+    // Jobs wait here only while every worker is at its concurrency (or being replaced).
+    if (this.pendingScripts.length >= this.opts.maxQueue) {
+      return Promise.reject(
+        this.overloaded(
+          `${this.pendingScripts.length} invocations are already waiting for a worker`,
+        ),
+      );
+    }
     return new Promise<InvocationResult>((resolve, reject) => {
       const id = this.nextId++;
       const { timeoutMs, queueTimeoutMs } = this.opts;
@@ -446,12 +508,18 @@ export class SandboxPool {
       concurrency: 32,
       queueTimeoutMs: options.timeoutMs,
       onWorkerExit: () => undefined,
+      maxResultBytes: 6 * 1024 * 1024,
+      maxQueue: 256,
       ...options,
     });
   }
 
-  /** Starts every worker; rejects when one cannot start, so a broken pool fails start-up. */
-  async start(): Promise<void> {
+  /**
+   * Starts every worker, confined as `confinement` says; rejects when one cannot start, so a
+   * broken pool fails start-up.
+   */
+  async start(confinement?: WorkerIsolation): Promise<void> {
+    this.safeify.confine(confinement);
     await this.safeify.init();
   }
 

@@ -17,7 +17,9 @@ import { FunctionStore } from './function-store';
 import { body, cors } from './http-parts';
 import type { Logger } from './logger';
 import { runFaaS } from './run-faas';
-import { SandboxPool } from './sandbox-pool';
+import { SandboxPool, workerReadPaths } from './sandbox-pool';
+import { setupIsolation } from './isolation';
+import type { WorkerIsolation } from './isolation';
 
 export interface FaasServer {
   app: Koa;
@@ -44,6 +46,8 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     timeoutMs: config.timeoutMs,
     isolation: config.isolation,
     warmContexts: config.warmContexts,
+    maxResultBytes: config.maxResultBytes,
+    maxQueue: config.maxQueue,
     logger,
     onWorkerExit: (reason) => metrics.workerRestarted(reason),
   });
@@ -96,6 +100,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       adminToken: config.adminToken,
       metricsAuth: config.metricsAuth,
       closing: () => closing,
+      health: () => ({ isolation: confinement?.report }),
       startedAt,
     }),
   );
@@ -111,6 +116,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   server.keepAliveTimeout = 5_000;
 
   let closed: Promise<void> | undefined;
+  let confinement: WorkerIsolation | undefined;
   return {
     app,
     store,
@@ -119,7 +125,14 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     metrics,
     async listen() {
       await store.start();
-      await pool.start();
+      confinement = await setupIsolation({
+        memoryMb: config.workerMemoryMb,
+        cpuQuota: config.workerCpuQuota,
+        user: config.workerUser,
+        readPaths: workerReadPaths(),
+        logger,
+      });
+      await pool.start(confinement);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.port, config.host, () => {
@@ -134,6 +147,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
         closing = true;
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
         await pool.close(config.shutdownGraceMs);
+        confinement?.close();
         store.close();
         server.closeAllConnections();
         await serverClosed;

@@ -22,6 +22,7 @@ import type { DoneMessage, RunMessage, WorkerMessage } from '../wire';
 interface RunnerOptions {
   isolation: 'warm' | 'fresh';
   warmContexts: number;
+  maxResultBytes: number;
   maxLogBytes: number;
   maxTimers: number;
 }
@@ -29,6 +30,7 @@ interface RunnerOptions {
 const options: RunnerOptions = {
   isolation: 'warm',
   warmContexts: 64,
+  maxResultBytes: 6 * 1024 * 1024,
   maxLogBytes: 64 * 1024,
   maxTimers: 1000,
   ...(JSON.parse(process.argv[2] ?? '{}') as Partial<RunnerOptions>),
@@ -181,6 +183,15 @@ function send(message: WorkerMessage, callback?: () => void): void {
   process.send?.(message, undefined, {}, callback);
 }
 
+/** The outcome itself, or INVALID_RESULT when it is over MAX_RESULT_BYTES. */
+function capped(r: string): string {
+  // A UTF-16 length is at most the UTF-8 byte length, and at least a third of it.
+  if (r.length * 3 <= options.maxResultBytes) return r;
+  const bytes = Buffer.byteLength(r) - 1;
+  if (bytes <= options.maxResultBytes) return r;
+  return `${Outcome.invalid}the result is ${bytes} bytes; at most ${options.maxResultBytes} are allowed (MAX_RESULT_BYTES)`;
+}
+
 function finish(inv: Invocation, r: string, cold: boolean, startedAt: number): void {
   if (inv.done) return;
   inv.done = true;
@@ -189,7 +200,7 @@ function finish(inv: Invocation, r: string, cold: boolean, startedAt: number): v
   const message: DoneMessage = {
     t: 'done',
     id: inv.id,
-    r,
+    r: capped(r),
     cold,
     ms: performance.now() - startedAt,
   };
