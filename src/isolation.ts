@@ -101,6 +101,38 @@ function ownCgroups(): Map<string, string> {
   return map;
 }
 
+/** Removes groups left by servers that died without cleaning up (`koa-faas-<pid>`, pid gone). */
+function removeStale(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = /^koa-faas-(\d+)$/.exec(name)?.[1];
+    if (!pid || Number(pid) === process.pid || isAlive(Number(pid))) continue;
+    try {
+      const group = path.join(dir, name);
+      for (const child of fs.readdirSync(group)) {
+        if (child.startsWith('w-')) fs.rmdirSync(path.join(group, child));
+      }
+      fs.rmdirSync(group);
+    } catch {
+      // Still busy: the next start tries again.
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Finds a writable cgroup hierarchy and prepares a parent group for this server's workers. */
 async function setupCgroups(
   root: string,
@@ -121,6 +153,8 @@ async function setupCgroups(
     const memoryParent = path.join(memoryV1, own.get('memory') ?? '/', name);
     const cpuParent = path.join(root, 'cpu', own.get('cpu') ?? '/', name);
     if (!writable(path.dirname(memoryParent))) return { note: `${memoryV1} is not writable` };
+    removeStale(path.dirname(memoryParent));
+    removeStale(path.dirname(cpuParent));
     await fsp.mkdir(memoryParent, { recursive: true });
     const groups: Cgroups['groups'] = [
       {
@@ -148,6 +182,7 @@ async function setupCgroups(
     const parent = path.join(unified, own.get('') ?? '/', name);
     if (!controllers.includes('memory')) return { note: 'cgroup v2 without the memory controller' };
     if (!writable(path.dirname(parent))) return { note: `${path.dirname(parent)} is not writable` };
+    removeStale(path.dirname(parent));
     // v2's "no internal processes" rule: the server's own group keeps its processes, the new
     // sibling-free child gets the controllers for its per-worker leaves.
     await fsp.mkdir(parent, { recursive: true });
