@@ -3,6 +3,7 @@
  *
  *   koa-logger → error boundary → request id → CORS → body parser → admin (/_/…) → runFaaS
  */
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
@@ -114,6 +115,28 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   server.headersTimeout = 10_000;
   server.requestTimeout = config.timeoutMs + 30_000;
   server.keepAliveTimeout = 5_000;
+  // Malformed requests, unknown methods, oversized headers (Node's 16 KiB limit) and header
+  // timeouts never reach Koa: answer them in the SPEC's JSON shape too, then close.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    const [status, code] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'HEADERS_TOO_LARGE']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'REQUEST_TIMEOUT']
+          : [400, 'BAD_REQUEST'];
+    const body = JSON.stringify({
+      error: { code, message: `${http.STATUS_CODES[status]}: ${err.code ?? 'malformed request'}` },
+      requestId: randomUUID(),
+    });
+    socket.end(
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
 
   let closed: Promise<void> | undefined;
   let confinement: WorkerIsolation | undefined;
