@@ -1,0 +1,245 @@
+/**
+ * The process lifecycle of the real entry (node dist/src/main.js): configuration errors, start-up
+ * failures, a graceful SIGTERM drain, a second signal, and no worker process left behind.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { eventually, isAlive } from './helpers';
+
+const MAIN = path.join(__dirname, '..', 'src', 'main.js');
+
+interface Proc {
+  child: ChildProcess;
+  lines: Record<string, unknown>[];
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exitedAt: () => number | undefined;
+}
+
+const spawned: Proc[] = [];
+const workerPids = new Set<number>();
+let dir: string;
+
+function start(env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, [MAIN], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      FUNCTIONS_DIR: dir,
+      WORKERS: '2',
+      LOG_FORMAT: 'json',
+      FUNCTION_TIMEOUT_MS: '5000',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Record<string, unknown>[] = [];
+  let out = '';
+  let err = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    out += chunk;
+    let nl: number;
+    while ((nl = out.indexOf('\n')) >= 0) {
+      const line = out.slice(0, nl);
+      out = out.slice(nl + 1);
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ raw: line });
+      }
+    }
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+  let exitedAt: number | undefined;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exitedAt = performance.now();
+      resolve({ code, signal });
+    }),
+  );
+  const proc = { child, lines, stderr: () => err, exited, exitedAt: () => exitedAt };
+  spawned.push(proc);
+  return proc;
+}
+
+function logged(proc: Proc, msg: string): Record<string, unknown> | undefined {
+  return proc.lines.find((l) => l.msg === msg);
+}
+
+/** Starts the server and waits for its `listening` line; returns the port and its worker pids. */
+async function startListening(env: Record<string, string> = {}) {
+  const proc = start(env);
+  await eventually(async () => logged(proc, 'listening') !== undefined, 15_000);
+  const port = Number(logged(proc, 'listening')?.port);
+  assert.ok(port > 0);
+  const workers = childrenOf(proc.child.pid as number);
+  assert.equal(workers.length, 2, `worker processes: ${workers.join(', ')}`);
+  for (const pid of workers) {
+    assert.ok(running(pid));
+    workerPids.add(pid);
+  }
+  return { proc, port, workers };
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
+      .split('\n')
+      .map((s) => Number(s.trim()))
+      .filter((n) => n > 0);
+  } catch {
+    return []; // ps exits 1 when there are none
+  }
+}
+
+interface Reply {
+  status?: number;
+  body?: string;
+  error?: NodeJS.ErrnoException;
+}
+
+/** One GET on a new connection; never rejects. */
+function get(port: number, urlPath: string): Promise<Reply> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+      res.on('error', (error) => resolve({ error }));
+    });
+    req.on('error', (error: NodeJS.ErrnoException) => resolve({ error }));
+  });
+}
+
+/**
+ * Whether `pid` is still running. An orphaned worker that exited stays a zombie until PID 1 reaps
+ * it (seconds in some containers); a zombie runs nothing, so it counts as gone.
+ */
+function running(pid: number): boolean {
+  if (!isAlive(pid)) return false;
+  try {
+    // /proc/<pid>/stat: "pid (comm) S ..."; the state follows the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+before(async () => {
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-lifecycle-'));
+  await fs.writeFile(
+    path.join(dir, 'slow.js'),
+    `async (event) => {
+      await new Promise((resolve) => setTimeout(resolve, Number(event.query.ms || 500)));
+      return 'done';
+    }`,
+  );
+  await fs.writeFile(path.join(dir, 'hello.js'), "() => 'hi'");
+});
+
+after(async () => {
+  for (const proc of spawned) {
+    if (proc.exitedAt() === undefined && proc.child.pid) proc.child.kill('SIGKILL');
+  }
+  await Promise.all(spawned.map((p) => p.exited));
+  // Workers exit when their channel closes; one still running now is a leak: end it, then fail.
+  const leaked = await eventually(async () => [...workerPids].every((pid) => !running(pid)), 3000)
+    .then(() => [])
+    .catch(() => [...workerPids].filter(running));
+  for (const pid of leaked) process.kill(pid, 'SIGKILL');
+  await fs.rm(dir, { recursive: true, force: true });
+  assert.deepEqual(leaked, [], 'leaked worker processes');
+});
+
+void describe('start-up failures', () => {
+  const badValues: [string, string][] = [
+    ['PORT', 'abc'],
+    ['WORKERS', '1'],
+    ['FUNCTION_TIMEOUT_MS', 'x'],
+  ];
+  for (const [name, value] of badValues) {
+    void test(`${name}=${value} exits 2 before listening, naming the variable`, async () => {
+      const proc = start({ [name]: value });
+      const { code } = await proc.exited;
+      assert.equal(code, 2);
+      assert.match(proc.stderr(), new RegExp(`\\b${name}\\b`));
+      assert.equal(logged(proc, 'listening'), undefined);
+    });
+  }
+
+  void test('a missing FUNCTIONS_DIR fails start-up with exit 1', async () => {
+    const proc = start({ FUNCTIONS_DIR: path.join(dir, 'does-not-exist') });
+    const { code } = await proc.exited;
+    assert.equal(code, 1);
+    assert.equal(logged(proc, 'listening'), undefined);
+    assert.ok(logged(proc, 'failed to start'), JSON.stringify(proc.lines));
+  });
+});
+
+void describe('signals', () => {
+  void test('SIGTERM when idle exits 0 and leaves no worker', async () => {
+    const { proc, port, workers } = await startListening();
+    assert.equal((await get(port, '/hello')).body, 'hi');
+    proc.child.kill('SIGTERM');
+    const { code, signal } = await proc.exited;
+    assert.deepEqual({ code, signal }, { code: 0, signal: null });
+    await eventually(async () => workers.every((pid) => !running(pid)), 1500);
+  });
+
+  void test('SIGTERM drains: the in-flight call gets 200, new calls are refused, exit 0, no worker left', async () => {
+    const { proc, port, workers } = await startListening();
+    const inFlight = get(port, '/slow?ms=500');
+    await sleep(150);
+    proc.child.kill('SIGTERM');
+    await eventually(async () => logged(proc, 'draining') !== undefined);
+    const late = await get(port, '/hello');
+    if (late.error) {
+      assert.ok(
+        ['ECONNREFUSED', 'ECONNRESET'].includes(String(late.error.code)),
+        String(late.error),
+      );
+    } else {
+      assert.equal(late.status, 503, late.body);
+      assert.equal(JSON.parse(late.body ?? '{}').error.code, 'SHUTTING_DOWN');
+    }
+    const reply = await inFlight;
+    assert.equal(reply.error, undefined);
+    assert.equal(reply.status, 200);
+    assert.equal(reply.body, 'done');
+    const { code, signal } = await proc.exited;
+    assert.deepEqual({ code, signal }, { code: 0, signal: null });
+    assert.ok(logged(proc, 'stopped'));
+    await eventually(async () => workers.every((pid) => !running(pid)), 1500);
+  });
+
+  void test('a second signal during a long call exits non-zero at once and leaves no worker', async () => {
+    const { proc, port, workers } = await startListening();
+    const inFlight = get(port, '/slow?ms=4000');
+    await sleep(200);
+    proc.child.kill('SIGTERM');
+    await eventually(async () => logged(proc, 'draining') !== undefined);
+    const secondAt = performance.now();
+    proc.child.kill('SIGINT');
+    const { code } = await proc.exited;
+    assert.notEqual(code, 0);
+    assert.notEqual(code, null);
+    const took = (proc.exitedAt() as number) - secondAt;
+    assert.ok(took < 1500, `exited ${Math.round(took)} ms after the second signal`);
+    // The in-flight call did not get a success: the process died under it.
+    const reply = await inFlight;
+    assert.notEqual(reply.status, 200);
+    await eventually(async () => workers.every((pid) => !running(pid)), 1500);
+  });
+});
