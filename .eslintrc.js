@@ -8,7 +8,15 @@ module.exports = {
   env: { node: true, es2022: true },
   ignorePatterns: ['dist/', 'node_modules/', 'functions/', 'test/fixtures/', '.eslintrc.js'],
   rules: {
-    '@typescript-eslint/no-floating-promises': 'error',
+    '@typescript-eslint/no-floating-promises': [
+      'error',
+      {
+        // node:test's test()/describe() return promises the runner itself awaits.
+        allowForKnownSafeCalls: [
+          { from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite'] },
+        ],
+      },
+    ],
     '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: false }],
     '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
     '@typescript-eslint/consistent-type-imports': 'error',

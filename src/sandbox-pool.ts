@@ -149,6 +149,8 @@ interface PoolWorker {
   runningScripts: Job[];
   known: Set<string>;
   killReason?: string;
+  /** The last job this worker announced: the one that blocks it, when it is blocked. */
+  lastStarted?: Job;
 }
 
 /** The members of safeify 5.0.6 this subclass uses; its .d.ts declares them private. */
@@ -353,12 +355,9 @@ class FaasSafeify extends SafeifyBase {
     switch (message.t) {
       case 'start':
         job.started = true;
+        worker.lastStarted = job;
         clearTimeout(job.timer);
-        // Past its deadline and still silent: an endless microtask chain or a loop in a callback.
-        job.timer = setTimeout(() => {
-          this.fail(job, new FunctionTimeoutError(this.timeoutMessage(job)));
-          this.killWorker(worker, 'timeout');
-        }, job.timeoutMs + KILL_MARGIN_MS);
+        job.timer = setTimeout(() => this.onOverdue(worker, job), job.timeoutMs + KILL_MARGIN_MS);
         return;
       case 'miss':
         worker.known.delete(job.version);
@@ -377,6 +376,19 @@ class FaasSafeify extends SafeifyBase {
         );
         return this.execute();
     }
+  }
+
+  /**
+   * A started job is past its deadline and its worker has not answered: the worker's event loop
+   * is blocked (an endless microtask chain, a loop after an await). Kill it. The blocker is
+   * presumed to be the last invocation the worker started, since a blocked worker can start no
+   * other: it answers 504; the other started jobs answer 502 when the channel closes.
+   */
+  private onOverdue(worker: PoolWorker, job: Job): void {
+    if (worker.state !== 'healthy') return;
+    const culprit = worker.lastStarted && !worker.lastStarted.settled ? worker.lastStarted : job;
+    this.fail(culprit, new FunctionTimeoutError(this.timeoutMessage(culprit)));
+    this.killWorker(worker, 'timeout');
   }
 
   /** The worker's channel closed: it is gone. Settle or move every job it held. */

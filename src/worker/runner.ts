@@ -205,8 +205,13 @@ function finish(inv: Invocation, r: string, cold: boolean, startedAt: number): v
     ms: performance.now() - startedAt,
   };
   if (inv.logs.length > 0) message.logs = inv.logs;
-  if (evicted.length > 0) message.evicted = evicted.splice(0);
-  send(message);
+  // After the microtasks the invocation left behind: a function that returns but leaves an
+  // endless microtask chain never gets its `done` out, so it times out (and its worker is
+  // replaced) instead of answering while the worker hangs.
+  setImmediate(() => {
+    if (evicted.length > 0) message.evicted = evicted.splice(0);
+    send(message);
+  });
 }
 
 function run(job: RunMessage): void {
