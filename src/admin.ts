@@ -12,7 +12,7 @@ import {
   FunctionCompileError,
   InvalidBodyError,
   MethodNotAllowedError,
-  RouteNotFoundError,
+  NotFoundError,
   ShuttingDownError,
   UnauthorizedError,
 } from './errors';
@@ -188,7 +188,7 @@ export function adminRoutes(parts: AdminParts): Middleware {
 
   router.get('/invocations/:id', auth, (ctx) => {
     const record = records.get(ctx.params.id);
-    if (!record) throw new RouteNotFoundError(`no invocation record for '${ctx.params.id}'`);
+    if (!record) throw new NotFoundError(`no invocation record for '${ctx.params.id}'`);
     ctx.body = record;
   });
 
@@ -200,7 +200,7 @@ export function adminRoutes(parts: AdminParts): Middleware {
       if (router.match(ctx.path, ctx.method).path.length > 0) {
         throw new MethodNotAllowedError(`${ctx.method} is not allowed on ${ctx.path}`);
       }
-      throw new RouteNotFoundError(`no admin route ${ctx.method} ${ctx.path}`);
+      throw new NotFoundError(`no admin route ${ctx.method} ${ctx.path}`);
     });
   };
 }

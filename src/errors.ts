@@ -41,7 +41,7 @@ export class FunctionNotFoundError extends FaasError {
   readonly statusCode = 404;
 }
 
-export class RouteNotFoundError extends FaasError {
+export class NotFoundError extends FaasError {
   readonly code = 'NOT_FOUND';
   readonly statusCode = 404;
 }
@@ -54,11 +54,6 @@ export class MethodNotAllowedError extends FaasError {
 export class PayloadTooLargeError extends FaasError {
   readonly code = 'PAYLOAD_TOO_LARGE';
   readonly statusCode = 413;
-}
-
-export class UnsupportedMediaTypeError extends FaasError {
-  readonly code = 'UNSUPPORTED_MEDIA_TYPE';
-  readonly statusCode = 415;
 }
 
 /** A function file that does not compile or does not yield a function. */
