@@ -114,11 +114,12 @@ describe('a real worker process', () => {
     const pids = server.server.pool.pids();
     assert.equal(pids.length, 2);
     for (const pid of pids) {
-      assert.equal(
-        fs.readFileSync(`/proc/${pid}/environ`, 'utf8'),
-        '',
-        'worker environment is empty',
-      );
+      // Node itself adds the IPC channel's two variables; nothing of the server's environment.
+      const environ = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
+      assert.deepEqual(environ.map((entry) => entry.split('=')[0]).sort(), [
+        'NODE_CHANNEL_FD',
+        'NODE_CHANNEL_SERIALIZATION_MODE',
+      ]);
       const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       assert.ok(cmdline.includes('--experimental-permission'));
       assert.ok(cmdline.includes('--max-old-space-size=96'));
