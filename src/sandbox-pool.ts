@@ -90,6 +90,29 @@ const START_TIMEOUT_MS = 10_000;
 
 const runnerFile = path.join(__dirname, 'worker', 'runner.js');
 
+function isWorkerMessage(value: unknown): value is WorkerMessage {
+  if (value === null || typeof value !== 'object') return false;
+  const m = value as Record<string, unknown>;
+  switch (m.t) {
+    case 'start':
+    case 'miss':
+      return typeof m.id === 'number';
+    case 'done':
+      return (
+        typeof m.id === 'number' &&
+        typeof m.r === 'string' &&
+        typeof m.cold === 'boolean' &&
+        typeof m.ms === 'number' &&
+        (m.logs === undefined ||
+          (Array.isArray(m.logs) && m.logs.every((line) => typeof line === 'string')))
+      );
+    case 'evicted':
+      return Array.isArray(m.v) && m.v.every((v) => typeof v === 'string');
+    default:
+      return false;
+  }
+}
+
 /** The folder of an installed package (the nearest package.json above its entry point). */
 function packageDir(name: string, from: string): string {
   let dir = path.dirname(require.resolve(name, { paths: [from] }));
@@ -148,6 +171,8 @@ interface PoolWorker {
   state: 'healthy' | 'unhealthy';
   runningScripts: Job[];
   known: Set<string>;
+  /** Run messages dispatched this event-loop turn, sent together by flush(). */
+  outbox: RunMessage[];
   killReason?: string;
   /** The last job this worker announced: the one that blocks it, when it is blocked. */
   lastStarted?: Job;
@@ -206,6 +231,7 @@ class FaasSafeify extends SafeifyBase {
       state: 'healthy',
       runningScripts: [],
       known: new Set(),
+      outbox: [],
     };
     // A worker's stderr (V8's out-of-memory report, mostly) goes to the log when it exits.
     let stderr = '';
@@ -239,11 +265,12 @@ class FaasSafeify extends SafeifyBase {
         });
         this.opts.onWorkerExit(reason);
       });
-      child.once('message', (message: WorkerMessage) => {
-        if (message?.t !== 'ready') return fail('unexpected first message');
+      child.once('message', (first: WorkerMessage[]) => {
+        if (!Array.isArray(first) || first[0]?.t !== 'ready')
+          return fail('unexpected first message');
         ready = true;
         clearTimeout(timer);
-        child.on('message', (m: WorkerMessage) => this.onMessage(worker, m));
+        child.on('message', (batch: unknown) => this.onBatch(worker, batch));
         // 'disconnect' comes after every message the worker wrote before it died was delivered,
         // so the `start` notes are complete when it fires ('exit' may come before them).
         child.once('disconnect', () => this.onChannelClosed(worker));
@@ -341,15 +368,42 @@ class FaasSafeify extends SafeifyBase {
       message.src = job.source;
       worker.known.add(job.version);
     }
+    worker.outbox.push(message);
+    if (worker.outbox.length === 1) setImmediate(() => this.flush(worker));
+  }
+
+  /** One pipe write per worker per event-loop turn, for every job dispatched in that turn. */
+  private flush(worker: PoolWorker): void {
+    const batch = worker.outbox.splice(0);
+    if (batch.length === 0 || worker.state !== 'healthy') return;
     try {
-      worker.process.send(message);
+      worker.process.send(batch);
     } catch (err) {
-      // The channel is already closed: onChannelClosed moves this job on.
+      // The channel is already closed: onChannelClosed moves these jobs on.
       this.opts.logger.warn('send to worker failed', { pid: worker.process.pid, err });
     }
   }
 
+  /**
+   * A batch from a worker. A worker that escaped its sandbox can send anything: a malformed
+   * batch gets the worker killed, never an exception in the server.
+   */
+  private onBatch(worker: PoolWorker, batch: unknown): void {
+    if (Array.isArray(batch) && batch.every(isWorkerMessage)) {
+      for (const message of batch) this.onMessage(worker, message);
+      return;
+    }
+    this.opts.logger.error('malformed message from a worker; killing it', {
+      pid: worker.process.pid,
+    });
+    this.killWorker(worker, 'malformed message');
+  }
+
   private onMessage(worker: PoolWorker, message: WorkerMessage): void {
+    if (message.t === 'evicted') {
+      for (const version of message.v) worker.known.delete(version);
+      return;
+    }
     const job = message.t === 'ready' ? undefined : this.jobs.get(message.id);
     if (!job || job.worker !== worker) return;
     switch (message.t) {
@@ -363,7 +417,6 @@ class FaasSafeify extends SafeifyBase {
         worker.known.delete(job.version);
         return this.send(worker, job, true);
       case 'done':
-        for (const version of message.evicted ?? []) worker.known.delete(version);
         this.detach(job);
         this.settle(job, () =>
           job.resolve({

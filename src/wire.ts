@@ -1,7 +1,9 @@
 /**
  * The messages between the pool (sandbox-pool.ts) and its worker processes (worker/runner.ts),
  * sent over the child-process IPC channel with `serialization: 'advanced'` (structured clone:
- * strings cross as they are, with no JSON escaping on the way).
+ * strings cross as they are, with no JSON escaping on the way). Each side sends arrays of
+ * messages, flushed once per event-loop turn, so a busy server makes one pipe write per worker
+ * per turn rather than one per message.
  */
 
 /** Pool → worker: run one invocation. */
@@ -55,11 +57,16 @@ export interface DoneMessage {
   ms: number;
   /** Captured console lines, each `level\tmessage`. */
   logs?: string[];
-  /** Versions this worker dropped from its warm cache since its last message. */
-  evicted?: string[];
 }
 
-export type WorkerMessage = ReadyMessage | StartMessage | MissMessage | DoneMessage;
+/** Worker → pool: versions this worker dropped from its cache (their source must be resent). */
+export interface EvictedMessage {
+  t: 'evicted';
+  v: string[];
+}
+
+export type WorkerMessage =
+  ReadyMessage | StartMessage | MissMessage | DoneMessage | EvictedMessage;
 
 /**
  * The first character of `DoneMessage.r` says what the rest is. The sandbox-side envelope

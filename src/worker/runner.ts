@@ -178,9 +178,30 @@ function remember(key: string, version: Version): void {
   }
 }
 
-function send(message: WorkerMessage, callback?: () => void): void {
+/** Sends a batch of messages as one IPC message: one write instead of one per message. */
+function send(messages: WorkerMessage[], callback?: () => void): void {
   if (!process.connected) return;
-  process.send?.(message, undefined, {}, callback);
+  process.send?.(messages, undefined, {}, callback);
+}
+
+const outbox: WorkerMessage[] = [];
+let flushScheduled = false;
+
+/**
+ * Queues a message for the next flush, which runs after the current macrotask and every
+ * microtask it left behind (setImmediate). So a function that returns but leaves an endless
+ * microtask chain never gets its `done` out: it times out, and its worker is replaced, instead
+ * of answering while the worker hangs.
+ */
+function post(message: WorkerMessage): void {
+  outbox.push(message);
+  if (flushScheduled) return;
+  flushScheduled = true;
+  setImmediate(() => {
+    flushScheduled = false;
+    if (evicted.length > 0) outbox.push({ t: 'evicted', v: evicted.splice(0) });
+    send(outbox.splice(0));
+  });
 }
 
 /** The outcome itself, or INVALID_RESULT when it is over MAX_RESULT_BYTES. */
@@ -205,13 +226,7 @@ function finish(inv: Invocation, r: string, cold: boolean, startedAt: number): v
     ms: performance.now() - startedAt,
   };
   if (inv.logs.length > 0) message.logs = inv.logs;
-  // After the microtasks the invocation left behind: a function that returns but leaves an
-  // endless microtask chain never gets its `done` out, so it times out (and its worker is
-  // replaced) instead of answering while the worker hangs.
-  setImmediate(() => {
-    if (evicted.length > 0) message.evicted = evicted.splice(0);
-    send(message);
-  });
+  post(message);
 }
 
 function run(job: RunMessage): void {
@@ -231,7 +246,7 @@ function run(job: RunMessage): void {
     let result: unknown;
     try {
       const version = versions.get(job.v);
-      if (!version) return send({ t: 'miss', id: job.id });
+      if (!version) return post({ t: 'miss', id: job.id });
       if (job.check) {
         // A deploy's check: a throwaway context, so the deployed version starts from a clean one.
         const { compileError } = createSandbox(job.fn, version.source, job.ms);
@@ -283,15 +298,25 @@ function run(job: RunMessage): void {
   });
 }
 
-function onRun(job: RunMessage): void {
-  if (job.src !== undefined && !versions.has(job.v)) remember(job.v, { source: job.src });
-  else if (!versions.has(job.v)) return send({ t: 'miss', id: job.id });
-  // Run only once the pool surely has the `start` note (see StartMessage).
-  send({ t: 'start', id: job.id }, () => run(job));
+function onRuns(jobs: RunMessage[]): void {
+  const runnable: RunMessage[] = [];
+  for (const job of jobs) {
+    if (job?.t !== 'run') continue;
+    if (job.src !== undefined && !versions.has(job.v)) remember(job.v, { source: job.src });
+    if (versions.has(job.v)) runnable.push(job);
+    else post({ t: 'miss', id: job.id });
+  }
+  if (runnable.length === 0) return;
+  // Run only once the pool surely has the `start` notes (see StartMessage): the callback fires
+  // when the write has reached the pipe.
+  send(
+    runnable.map((job) => ({ t: 'start', id: job.id })),
+    () => runnable.forEach(run),
+  );
 }
 
-process.on('message', (message: RunMessage) => {
-  if (message && message.t === 'run') onRun(message);
+process.on('message', (batch: RunMessage[]) => {
+  if (Array.isArray(batch)) onRuns(batch);
 });
 process.on('disconnect', () => process.exit(0));
-send({ t: 'ready' });
+send([{ t: 'ready' }]);
