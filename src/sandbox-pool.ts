@@ -315,8 +315,9 @@ class FaasSafeify extends SafeifyBase {
         ),
       };
       job.timer = setTimeout(() => {
-        if (job.worker) return;
-        this.pendingScripts.splice(this.pendingScripts.indexOf(job), 1);
+        const index = this.pendingScripts.indexOf(job);
+        if (index < 0) return;
+        this.pendingScripts.splice(index, 1);
         this.fail(job, this.overloaded(`no worker was free within ${queueTimeoutMs} ms`));
       }, queueTimeoutMs);
       this.jobs.set(id, job);
