@@ -1,0 +1,794 @@
+/**
+ * `npm run bench`: koa-faas against a bare Koa app (the ceiling) and the seed's design (the
+ * baseline), side by side on this machine, over the same `hello` function; then koa-faas alone:
+ * cold first call, timeouts and recovery, memory. See BENCHMARKS.md.
+ *
+ *   node dist/bench/bench.js [--connections 32] [--duration 10] [--runs 3] [--warmup 2]
+ *                            [--only koa-faas,bare,seed] [--soak-memory] [--json file]
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import {
+  RssSampler,
+  closeAgent,
+  cpuBetween,
+  liveServers,
+  max,
+  median,
+  rememberTree,
+  sleep,
+  startServer,
+  stopServer,
+  timedGet,
+  treeCpu,
+  treeRss,
+} from './measure';
+import type { RunningServer, ServerSpec } from './measure';
+
+const SERVERS = ['bare', 'seed', 'koa-faas'] as const;
+type ServerName = (typeof SERVERS)[number];
+
+const ROOT = path.join(__dirname, '..', '..');
+const MB = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+interface Options {
+  connections: number;
+  duration: number;
+  runs: number;
+  warmup: number;
+  only: ServerName[];
+  soakMemory: boolean;
+  soakSeconds: number;
+  json?: string;
+}
+
+function positive(name: string, raw: string, min = 1): number {
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min) throw new Error(`--${name} must be ≥ ${min}`);
+  return value;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      connections: { type: 'string', default: '32' },
+      duration: { type: 'string', default: '10' },
+      runs: { type: 'string', default: '3' },
+      warmup: { type: 'string', default: '2' },
+      only: { type: 'string', default: SERVERS.join(',') },
+      'soak-memory': { type: 'boolean', default: false },
+      'soak-seconds': { type: 'string', default: '60' },
+      json: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      'usage: node dist/bench/bench.js [--connections 32] [--duration 10] [--runs 3] ' +
+        '[--warmup 2] [--only koa-faas,bare,seed] [--soak-memory] [--soak-seconds 60] [--json file]',
+    );
+    process.exit(0);
+  }
+  const only = values.only.split(',').map((s) => s.trim()) as ServerName[];
+  for (const name of only) {
+    if (!SERVERS.includes(name)) throw new Error(`--only: unknown server "${name}"`);
+  }
+  return {
+    connections: Math.round(positive('connections', values.connections)),
+    duration: positive('duration', values.duration),
+    runs: Math.round(positive('runs', values.runs)),
+    warmup: positive('warmup', values.warmup, 0),
+    // Keep the canonical order whatever order the flag lists them in.
+    only: SERVERS.filter((s) => only.includes(s)),
+    soakMemory: values['soak-memory'],
+    soakSeconds: positive('soak-seconds', values['soak-seconds']),
+    json: values.json,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Functions folder
+
+const HELLO = path.join(ROOT, 'functions', 'hello.js');
+const TEST_FUNCTIONS: Record<string, string> = {
+  'sync-loop': '() => { while (1) {} };\n',
+  // The literal case: it returns undefined at once, and the loop starts after it returned.
+  'microtask-loop': '() => { const loop = () => Promise.resolve().then(loop); loop(); };\n',
+  // The same loop, but the function's promise never settles: the invocation is still running.
+  'microtask-loop-awaited':
+    '() => new Promise(() => { const loop = () => Promise.resolve().then(loop); loop(); });\n',
+};
+
+async function makeFunctionsDir(): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-bench-'));
+  await fs.copyFile(HELLO, path.join(dir, 'hello.js'));
+  for (const [name, source] of Object.entries(TEST_FUNCTIONS)) {
+    await fs.writeFile(path.join(dir, `${name}.js`), source);
+  }
+  return dir;
+}
+
+/** Writes <dir>/<name>.js atomically (temp file + rename), as a deploy would. */
+async function writeFunction(dir: string, name: string, source: string): Promise<void> {
+  const temp = path.join(dir, `.${name}.${process.pid}.tmp`);
+  await fs.writeFile(temp, source);
+  await fs.rename(temp, path.join(dir, `${name}.js`));
+}
+
+const versionOf = (source: string) =>
+  createHash('sha256').update(source).digest('hex').slice(0, 16);
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+function specFor(name: ServerName, dir: string, extraEnv: Record<string, string> = {}): ServerSpec {
+  const env = { FUNCTIONS_DIR: dir, ...extraEnv };
+  switch (name) {
+    case 'bare':
+      return { name, script: path.join(__dirname, 'bare-server.js'), env, readyPath: '/_/health' };
+    case 'seed':
+      return { name, script: path.join(__dirname, 'seed-server.js'), env, readyPath: '/_/health' };
+    case 'koa-faas':
+      return {
+        name,
+        script: path.join(ROOT, 'dist', 'src', 'main.js'),
+        env: { WORKERS: '2', LOG_LEVEL: 'warn', LOG_FORMAT: 'json', ...env },
+        readyPath: '/_/ready',
+      };
+  }
+}
+
+/** Median RSS of the whole tree over ~1 s, after a 1 s settle. */
+async function idleRss(server: RunningServer): Promise<{ bytes: number; processes: number }> {
+  await sleep(1000);
+  const samples: { bytes: number; processes: number }[] = [];
+  for (let i = 0; i < 5; i++) {
+    samples.push(treeRss(server.pid));
+    await sleep(200);
+  }
+  rememberTree(server);
+  return {
+    bytes: median(samples.map((s) => s.bytes)),
+    processes: median(samples.map((s) => s.processes)),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+let currentLoad: autocannon.Instance | undefined;
+
+function load(url: string, connections: number, duration: number): Promise<autocannon.Result> {
+  return new Promise((resolve, reject) => {
+    currentLoad = autocannon({ url, connections, duration, timeout: 10 }, (err, result) => {
+      currentLoad = undefined;
+      if (err) reject(err instanceof Error ? err : new Error(String(err)));
+      else resolve(result);
+    });
+  });
+}
+
+interface LoadRun {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+  requests: number;
+  peakRss: number;
+  peakProcesses: number;
+  /** CPU time per answered request, in µs: the server process, its workers, the load generator. */
+  cpuServerUs: number;
+  cpuWorkersUs: number;
+  cpuLoadUs: number;
+}
+
+async function measureLoad(server: RunningServer, opts: Options): Promise<LoadRun> {
+  const url = `${server.url}/hello`;
+  if (opts.warmup > 0) await load(url, opts.connections, opts.warmup);
+  const cpuBefore = treeCpu(server.pid);
+  const loadBefore = process.cpuUsage();
+  const sampler = new RssSampler(server.pid, 200).start();
+  const result = await load(url, opts.connections, opts.duration);
+  sampler.stop();
+  const loadCpu = process.cpuUsage(loadBefore);
+  const cpu = cpuBetween(server.pid, cpuBefore, treeCpu(server.pid));
+  rememberTree(server);
+  const perRequest = (ms: number) => (ms * 1000) / Math.max(1, result.requests.total);
+  return {
+    cpuServerUs: perRequest(cpu.serverMs),
+    cpuWorkersUs: perRequest(cpu.workersMs),
+    cpuLoadUs: perRequest((loadCpu.user + loadCpu.system) / 1000),
+    rps: result.requests.total / result.duration,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.errors,
+    non2xx: result.non2xx,
+    requests: result.requests.total,
+    peakRss: sampler.peak,
+    peakProcesses: max(sampler.samples.map((s) => s.processes)),
+  };
+}
+
+interface ServerResult {
+  name: ServerName;
+  idleRss: number;
+  idleProcesses: number;
+  runs: LoadRun[];
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+  peakRss: number;
+  cpuServerUs: number;
+  cpuWorkersUs: number;
+  cpuLoadUs: number;
+}
+
+function summarize(name: ServerName, idle: { bytes: number; processes: number }, runs: LoadRun[]) {
+  return {
+    name,
+    idleRss: idle.bytes,
+    idleProcesses: idle.processes,
+    runs,
+    rps: median(runs.map((r) => r.rps)),
+    p50: median(runs.map((r) => r.p50)),
+    p99: median(runs.map((r) => r.p99)),
+    errors: runs.reduce((sum, r) => sum + r.errors, 0),
+    non2xx: runs.reduce((sum, r) => sum + r.non2xx, 0),
+    peakRss: median(runs.map((r) => r.peakRss)),
+    cpuServerUs: median(runs.map((r) => r.cpuServerUs)),
+    cpuWorkersUs: median(runs.map((r) => r.cpuWorkersUs)),
+    cpuLoadUs: median(runs.map((r) => r.cpuLoadUs)),
+  } satisfies ServerResult;
+}
+
+// ---------------------------------------------------------------------------------------------
+// koa-faas only: cold first call, timeouts, memory
+
+interface ColdResult {
+  /** A new file (a function never seen before), first request. */
+  newFunctionMs: number[];
+  /**
+   * New content for an existing, warm function: from the rename to the first answer that carries
+   * the new version (polling every 2 ms), and how many answers in between still had the old one.
+   */
+  newVersionVisibleMs: number[];
+  newVersionStaleAnswers: number[];
+  failures: string[];
+}
+
+async function measureCold(server: RunningServer, dir: string, tries = 10): Promise<ColdResult> {
+  const out: ColdResult = {
+    newFunctionMs: [],
+    newVersionVisibleMs: [],
+    newVersionStaleAnswers: [],
+    failures: [],
+  };
+  const nonce = `${process.pid}-${Date.now().toString(36)}`;
+  for (let i = 0; i < tries; i++) {
+    const name = `cold-${nonce}-${i}`;
+    const source = `(event, context) => ({ message: 'cold ${nonce} ${i}', status: 'ok' });\n`;
+    await writeFunction(dir, name, source);
+    const answer = await timedGet(`${server.url}/${name}`);
+    if (answer.status !== 200 || answer.headers['x-function-version'] !== versionOf(source)) {
+      out.failures.push(`${name}: ${answer.status} ${answer.body.slice(0, 120)}`);
+    } else {
+      out.newFunctionMs.push(answer.ms);
+    }
+    await sleep(100);
+  }
+  // A new version dropped over a function that is warm in both workers.
+  const name = `cold-${nonce}-v`;
+  await writeFunction(dir, name, `() => 'v0';\n`);
+  for (let i = 0; i < 4; i++) await timedGet(`${server.url}/${name}`);
+  for (let i = 1; i <= tries; i++) {
+    const source = `() => 'version ${nonce} ${i}';\n`;
+    const written = performance.now();
+    await writeFunction(dir, name, source);
+    let stale = 0;
+    for (;;) {
+      const answer = await timedGet(`${server.url}/${name}`);
+      if (answer.headers['x-function-version'] === versionOf(source)) {
+        out.newVersionVisibleMs.push(answer.doneAt - written);
+        break;
+      }
+      stale++;
+      if (answer.doneAt - written > 5000) {
+        out.failures.push(`${name}: version ${i} not served within 5 s`);
+        break;
+      }
+      await sleep(2);
+    }
+    out.newVersionStaleAnswers.push(stale);
+    await sleep(300);
+  }
+  return out;
+}
+
+interface PoolHealth {
+  workers: number;
+  configuredWorkers: number;
+  restarts: number;
+}
+
+async function health(server: RunningServer): Promise<PoolHealth> {
+  const answer = await timedGet(`${server.url}/_/health`, 2000);
+  return (JSON.parse(answer.body) as { pool: PoolHealth }).pool;
+}
+
+async function fullStrength(server: RunningServer, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const pool = await health(server).catch(() => undefined);
+    if (pool && pool.workers === pool.configuredWorkers) return;
+    if (Date.now() > until) throw new Error('the pool did not return to full strength');
+    await sleep(10);
+  }
+}
+
+interface LoopResult {
+  ms: number[];
+  statuses: number[];
+}
+
+interface TimeoutResult {
+  timeoutMs: number;
+  syncLoop: LoopResult;
+  /** Pool restarts the sync loops caused (expected 0: vm2 interrupts them in place). */
+  syncRestarts: number;
+  /** The literal endless microtask loop (the function returns before the loop starts). */
+  microtaskLoop: LoopResult;
+  /**
+   * After each literal microtask-loop call: the slowest /hello of up to 5 rounds of 4
+   * concurrent calls (a call that lands on a worker left spinning waits for the pool to notice).
+   */
+  collateralMs: number[];
+  /** The loop inside a promise that never settles: the invocation itself never ends. */
+  awaitedLoop: LoopResult;
+  /** From the awaited loop's answer to the first health answer showing every worker back. */
+  recoveryMs: number[];
+  /** Pool restarts over the whole microtask part. */
+  microtaskRestarts: number;
+  helloAfter: number;
+}
+
+async function timeLoop(server: RunningServer, name: string, into: LoopResult) {
+  await fullStrength(server);
+  await sleep(200);
+  const answer = await timedGet(`${server.url}/${name}`);
+  into.ms.push(answer.ms);
+  into.statuses.push(answer.status);
+  return answer;
+}
+
+async function measureTimeouts(dir: string, tries = 5): Promise<TimeoutResult> {
+  const timeoutMs = 1000;
+  const server = await startServer(
+    specFor('koa-faas', dir, { FUNCTION_TIMEOUT_MS: String(timeoutMs) }),
+  );
+  try {
+    for (let i = 0; i < 4; i++) await timedGet(`${server.url}/hello`);
+    const out: TimeoutResult = {
+      timeoutMs,
+      syncLoop: { ms: [], statuses: [] },
+      syncRestarts: 0,
+      microtaskLoop: { ms: [], statuses: [] },
+      collateralMs: [],
+      awaitedLoop: { ms: [], statuses: [] },
+      recoveryMs: [],
+      microtaskRestarts: 0,
+      helloAfter: 0,
+    };
+    const before = await health(server);
+    for (let i = 0; i < tries; i++) await timeLoop(server, 'sync-loop', out.syncLoop);
+    const afterSync = await health(server);
+    out.syncRestarts = afterSync.restarts - before.restarts;
+
+    for (let i = 0; i < tries; i++) {
+      await timeLoop(server, 'microtask-loop', out.microtaskLoop);
+      let slowest = 0;
+      for (let round = 0; round < 5 && slowest < 500; round++) {
+        const answers = await Promise.all([0, 1, 2, 3].map(() => timedGet(`${server.url}/hello`)));
+        slowest = Math.max(slowest, ...answers.map((a) => a.ms));
+      }
+      out.collateralMs.push(slowest);
+    }
+
+    for (let i = 0; i < tries; i++) {
+      const answer = await timeLoop(server, 'microtask-loop-awaited', out.awaitedLoop);
+      const until = performance.now() + 10_000;
+      for (;;) {
+        const polled = await timedGet(`${server.url}/_/health`, 2000);
+        const pool = (JSON.parse(polled.body) as { pool: PoolHealth }).pool;
+        if (pool.workers === pool.configuredWorkers) {
+          out.recoveryMs.push(polled.doneAt - answer.doneAt);
+          break;
+        }
+        if (performance.now() > until) {
+          out.recoveryMs.push(NaN);
+          break;
+        }
+        await sleep(10);
+      }
+    }
+    out.microtaskRestarts = (await health(server)).restarts - afterSync.restarts;
+    out.helloAfter = (await timedGet(`${server.url}/hello`)).status;
+    return out;
+  } finally {
+    await stopServer(server);
+  }
+}
+
+interface SoakResult {
+  seconds: number;
+  startRss: number;
+  endRss: number;
+  peakRss: number;
+  rps: number;
+  errors: number;
+  non2xx: number;
+}
+
+async function measureSoak(server: RunningServer, opts: Options): Promise<SoakResult> {
+  await load(`${server.url}/hello`, opts.connections, Math.max(opts.warmup, 2));
+  const sampler = new RssSampler(server.pid, 200).start();
+  const result = await load(`${server.url}/hello`, opts.connections, opts.soakSeconds);
+  sampler.stop();
+  const total = opts.soakSeconds * 1000;
+  return {
+    seconds: opts.soakSeconds,
+    // The first 5 s (after the warm-up) against the last 5 s of the run.
+    startRss: sampler.window(0, 5000),
+    endRss: sampler.window(total - 5000, total + 5000),
+    peakRss: sampler.peak,
+    rps: result.requests.total / result.duration,
+    errors: result.errors,
+    non2xx: result.non2xx,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '—');
+const mb = (bytes: number) => fmt(bytes / MB, 1);
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => max(rows.map((r) => r[i].length)));
+  return rows
+    .map((r, ri) =>
+      r
+        .map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i])))
+        .join('  ')
+        .concat(ri === 0 ? `\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : ''),
+    )
+    .join('\n');
+}
+
+interface Target {
+  target: string;
+  value: string;
+  pass: boolean | undefined;
+}
+
+function targets(
+  opts: Options,
+  results: Map<ServerName, ServerResult>,
+  cold?: ColdResult,
+  timeouts?: TimeoutResult,
+  soak?: SoakResult,
+): Target[] {
+  const faas = results.get('koa-faas');
+  const seed = results.get('seed');
+  const bare = results.get('bare');
+  const out: Target[] = [];
+  const add = (target: string, value: number | undefined, pass: boolean, shown: string) =>
+    out.push({
+      target,
+      value: value === undefined || !Number.isFinite(value) ? 'not measured' : shown,
+      pass: value === undefined || !Number.isFinite(value) ? undefined : pass,
+    });
+  const vsSeed = faas && seed ? faas.rps / seed.rps : undefined;
+  const vsBare = faas && bare ? faas.rps / bare.rps : undefined;
+  add('throughput ≥ 15× seed', vsSeed, (vsSeed ?? 0) >= 15, `${fmt(vsSeed ?? NaN, 1)}×`);
+  add('throughput ≥ 40 % of bare', vsBare, (vsBare ?? 0) >= 0.4, `${fmt((vsBare ?? 0) * 100)} %`);
+  add(
+    `p99 ≤ 15 ms at 32 connections${opts.connections === 32 ? '' : ` (ran at ${opts.connections})`}`,
+    faas?.p99,
+    (faas?.p99 ?? Infinity) <= 15,
+    `${fmt(faas?.p99 ?? NaN)} ms`,
+  );
+  const coldMs = cold ? median(cold.newFunctionMs) : undefined;
+  add('cold first call ≤ 25 ms', coldMs, (coldMs ?? Infinity) <= 25, `${fmt(coldMs ?? NaN, 1)} ms`);
+  for (const [label, loop] of [
+    ['sync loop', timeouts?.syncLoop],
+    ['microtask loop', timeouts?.microtaskLoop],
+    ['microtask loop in a never-settling promise', timeouts?.awaitedLoop],
+  ] as const) {
+    const ms = loop ? median(loop.ms) : undefined;
+    const all504 = loop ? loop.statuses.every((s) => s === 504) : false;
+    add(
+      `${label}: 504 within 1150 ms`,
+      ms,
+      all504 && (ms ?? Infinity) <= 1150,
+      `${[...new Set(loop?.statuses)].join('/')} in ${fmt(ms ?? NaN)} ms (max ${fmt(loop ? max(loop.ms) : NaN)})`,
+    );
+  }
+  const recovery = timeouts ? median(timeouts.recoveryMs) : undefined;
+  add(
+    'pool back at full strength ≤ 500 ms after a kill (awaited loop)',
+    recovery,
+    (recovery ?? Infinity) <= 500,
+    `${fmt(recovery ?? NaN)} ms (max ${fmt(timeouts ? max(timeouts.recoveryMs) : NaN)})`,
+  );
+  add(
+    'server + 2 idle workers ≤ 250 MB RSS',
+    faas?.idleRss,
+    (faas?.idleRss ?? Infinity) <= 250 * MB,
+    `${mb(faas?.idleRss ?? NaN)} MB (${faas?.idleProcesses} processes)`,
+  );
+  const growth = soak ? (soak.endRss - soak.startRss) / soak.startRss : undefined;
+  add(
+    `RSS flat over a ${opts.soakSeconds} s run (growth ≤ 10 %)`,
+    growth,
+    (growth ?? Infinity) <= 0.1,
+    soak ? `${mb(soak.startRss)} → ${mb(soak.endRss)} MB (${fmt((growth ?? 0) * 100, 1)} %)` : '',
+  );
+  if (!soak) out[out.length - 1].value = 'not measured (run with --soak-memory)';
+  else if (soak.errors > 0 || !Number.isFinite(soak.endRss)) {
+    out[out.length - 1].value =
+      `invalid: ${soak.errors} errors during the run (did the server stop?)`;
+    out[out.length - 1].pass = undefined;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+let functionsDir: string | undefined;
+let cleaning: Promise<void> | undefined;
+
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    currentLoad?.stop();
+    await Promise.all(liveServers().map((s) => stopServer(s)));
+    closeAgent();
+    if (functionsDir) await fs.rm(functionsDir, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const startedAt = new Date();
+  console.log(
+    `koa-faas bench — ${startedAt.toISOString()} — node ${process.version}, nproc ${os.availableParallelism()}, ` +
+      `${os.cpus()[0]?.model ?? 'unknown CPU'}, load average ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+  );
+  console.log(
+    `${opts.connections} connections, ${opts.duration} s per measurement after a ${opts.warmup} s ` +
+      `warm-up, median of ${opts.runs} runs (servers interleaved), GET /hello; ` +
+      'koa-faas runs with WORKERS=2 and LOG_LEVEL=warn (no per-request log line), seed with 2 safeify workers.',
+  );
+  functionsDir = await makeFunctionsDir();
+  const dir = functionsDir;
+
+  const servers = new Map<ServerName, RunningServer>();
+  const idle = new Map<ServerName, { bytes: number; processes: number }>();
+  for (const name of opts.only) {
+    const server = await startServer(specFor(name, dir));
+    servers.set(name, server);
+    idle.set(name, await idleRss(server));
+    const answer = await timedGet(`${server.url}/hello`);
+    if (answer.status !== 200 || !answer.body.includes('it works!')) {
+      throw new Error(`${name} answered /hello with ${answer.status}: ${answer.body}`);
+    }
+    console.log(
+      `started ${name} (pid ${server.pid}): idle RSS ${mb(idle.get(name)?.bytes ?? NaN)} MB ` +
+        `in ${idle.get(name)?.processes} processes`,
+    );
+  }
+
+  const runs = new Map<ServerName, LoadRun[]>(opts.only.map((n) => [n, []]));
+  for (let run = 0; run < opts.runs; run++) {
+    // Rotate the order every run, so drift on the machine affects every server alike.
+    const order = opts.only.map((_, i) => opts.only[(i + run) % opts.only.length]);
+    for (const name of order) {
+      const result = await measureLoad(servers.get(name) as RunningServer, opts);
+      runs.get(name)?.push(result);
+      console.log(
+        `run ${run + 1}/${opts.runs} ${name.padEnd(8)} ${fmt(result.rps).padStart(6)} req/s  ` +
+          `p50 ${fmt(result.p50, 1)} ms  p99 ${fmt(result.p99, 1)} ms  errors ${result.errors}  ` +
+          `non-2xx ${result.non2xx}  peak RSS ${mb(result.peakRss)} MB`,
+      );
+    }
+  }
+  const results = new Map<ServerName, ServerResult>();
+  for (const name of opts.only) {
+    results.set(
+      name,
+      summarize(name, idle.get(name) ?? { bytes: NaN, processes: 0 }, runs.get(name) ?? []),
+    );
+  }
+
+  // The other servers are done: stop them so they do not share the machine with what follows.
+  for (const [name, server] of servers) if (name !== 'koa-faas') await stopServer(server);
+
+  let cold: ColdResult | undefined;
+  let timeouts: TimeoutResult | undefined;
+  let soak: SoakResult | undefined;
+  const faasServer = servers.get('koa-faas');
+  if (faasServer) {
+    console.log('koa-faas: cold first calls…');
+    cold = await measureCold(faasServer, dir);
+    if (opts.soakMemory) {
+      console.log(`koa-faas: ${opts.soakSeconds} s memory soak…`);
+      soak = await measureSoak(faasServer, opts);
+    }
+    await stopServer(faasServer);
+    console.log('koa-faas: timeouts (separate instance, FUNCTION_TIMEOUT_MS=1000)…');
+    timeouts = await measureTimeouts(dir);
+  }
+
+  // ---- Report
+  const rows = [
+    [
+      'server',
+      'req/s',
+      'p50 ms',
+      'p99 ms',
+      'errors',
+      'non-2xx',
+      'peak RSS MB',
+      'idle RSS MB',
+      'procs',
+    ],
+  ];
+  for (const r of results.values()) {
+    rows.push([
+      r.name,
+      fmt(r.rps),
+      fmt(r.p50, 1),
+      fmt(r.p99, 1),
+      String(r.errors),
+      String(r.non2xx),
+      mb(r.peakRss),
+      mb(r.idleRss),
+      String(r.idleProcesses),
+      `${fmt(r.cpuServerUs)} + ${fmt(r.cpuWorkersUs)} (+${fmt(r.cpuLoadUs)})`,
+    ]);
+  }
+  console.log('');
+  console.log(
+    `Throughput (median of ${opts.runs} runs; errors and non-2xx summed over the runs; ` +
+      'RSS = server process + all its descendants):',
+  );
+  console.log(table(rows));
+  const faas = results.get('koa-faas');
+  if (faas) {
+    for (const other of ['bare', 'seed'] as const) {
+      const r = results.get(other);
+      if (!r) continue;
+      console.log(
+        `koa-faas/${other}: throughput ${fmt(faas.rps / r.rps, 2)}×, p99 ${fmt(faas.p99 / r.p99, 2)}×, ` +
+          `peak RSS ${fmt(faas.peakRss / r.peakRss, 2)}×`,
+      );
+    }
+  }
+  if (cold) {
+    console.log('');
+    console.log(
+      `Cold first call (koa-faas): new function ${fmt(median(cold.newFunctionMs), 1)} ms median ` +
+        `(min ${fmt(Math.min(...cold.newFunctionMs), 1)}, max ${fmt(max(cold.newFunctionMs), 1)}, ` +
+        `n=${cold.newFunctionMs.length}). New content renamed over a warm function: served from ` +
+        `${fmt(median(cold.newVersionVisibleMs), 1)} ms after the rename (median; max ` +
+        `${fmt(max(cold.newVersionVisibleMs), 1)}); requests in between that still got the old ` +
+        `version: [${cold.newVersionStaleAnswers.join(', ')}]` +
+        (cold.failures.length > 0 ? `; failures: ${cold.failures.join('; ')}` : ''),
+    );
+  }
+  if (timeouts) {
+    const list = (xs: number[]) => `[${xs.map((m) => fmt(m)).join(', ')}]`;
+    console.log(
+      `Timeouts (koa-faas, separate instance, FUNCTION_TIMEOUT_MS=${timeouts.timeoutMs}, ms per try):\n` +
+        `  sync loop              ${list(timeouts.syncLoop.ms)} statuses ${timeouts.syncLoop.statuses.join(',')}; ` +
+        `pool restarts ${timeouts.syncRestarts}\n` +
+        `  microtask loop         ${list(timeouts.microtaskLoop.ms)} statuses ${timeouts.microtaskLoop.statuses.join(',')}; ` +
+        `slowest /hello right after ${list(timeouts.collateralMs)}\n` +
+        `  loop in a pending promise ${list(timeouts.awaitedLoop.ms)} statuses ${timeouts.awaitedLoop.statuses.join(',')}; ` +
+        `full strength again after ${list(timeouts.recoveryMs)}\n` +
+        `  pool restarts during the microtask tries ${timeouts.microtaskRestarts}; /hello afterwards ${timeouts.helloAfter}`,
+    );
+  }
+  if (soak) {
+    console.log(
+      `Memory soak (koa-faas, ${soak.seconds} s at ${opts.connections} connections, ${fmt(soak.rps)} req/s, ` +
+        `errors ${soak.errors}, non-2xx ${soak.non2xx}): RSS first 5 s ${mb(soak.startRss)} MB → ` +
+        `last 5 s ${mb(soak.endRss)} MB (${fmt(((soak.endRss - soak.startRss) / soak.startRss) * 100, 1)} %), ` +
+        `peak ${mb(soak.peakRss)} MB`,
+    );
+  }
+  const verdicts = targets(opts, results, cold, timeouts, soak);
+  console.log('');
+  console.log('Targets:');
+  console.log(
+    table([
+      ['target', 'result', 'verdict'],
+      ...verdicts.map((t) => [
+        t.target,
+        t.value,
+        t.pass === undefined ? '—' : t.pass ? 'PASS' : 'MISS',
+      ]),
+    ]),
+  );
+
+  if (opts.json) {
+    const json = {
+      date: startedAt.toISOString(),
+      node: process.version,
+      nproc: os.availableParallelism(),
+      cpu: os.cpus()[0]?.model,
+      loadAverageAtStart: os.loadavg(),
+      options: opts,
+      servers: Object.fromEntries(results),
+      ratios: faas
+        ? {
+            'koa-faas/bare': results.get('bare')
+              ? faas.rps / (results.get('bare') as ServerResult).rps
+              : null,
+            'koa-faas/seed': results.get('seed')
+              ? faas.rps / (results.get('seed') as ServerResult).rps
+              : null,
+          }
+        : null,
+      cold: cold ?? null,
+      timeouts: timeouts ?? null,
+      soak: soak ?? null,
+      targets: verdicts,
+    };
+    await fs.writeFile(opts.json, JSON.stringify(json, null, 2) + '\n');
+    console.log(`\nwrote ${opts.json}`);
+  }
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`\n${signal}: stopping every server…`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+main()
+  .then(
+    () => cleanup(),
+    async (err: unknown) => {
+      console.error('bench failed:', err);
+      for (const server of liveServers()) {
+        const { exitCode, signalCode } = server.child;
+        console.error(
+          `-- ${server.name} (pid ${server.pid}, ${exitCode === null && signalCode === null ? 'running' : `exited ${signalCode ?? exitCode}`}), last output:\n` +
+            server.output.slice(-20).join('\n'),
+        );
+      }
+      await cleanup();
+      process.exitCode = 1;
+    },
+  )
+  .catch((err: unknown) => {
+    console.error('cleanup failed:', err);
+    process.exitCode = 1;
+  });
