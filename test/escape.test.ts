@@ -1,0 +1,603 @@
+/**
+ * Escape suite (issue 4): functions that try to reach the host (the worker process, or through it
+ * the server) and return what they found. Every case asserts the exact answer — the 200 body that
+ * proves containment, or the error class — that nothing host-side leaks into any answer (no pid,
+ * no env value, no host path, not the canary secret planted in this process's env), and that a
+ * control function still answers afterwards.
+ *
+ * Observed containment layers (vm2 3.12): code generation from strings is off (`eval: false`), so
+ * every `Function`-constructor walk ends in EvalError; `Proxy` is `undefined` inside the sandbox;
+ * stack frames are sandbox CallSite wrappers (getThis/getFunction give undefined); dynamic import
+ * is refused. Even a full vm2 escape would land in a worker with an empty env (isolation.ts).
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { startServer } from './helpers';
+import type { TestServer } from './helpers';
+import type { Response } from 'supertest';
+
+const HELLO = "(event, context) => {\n  return { message: 'it works!', status: 'ok' };\n};\n";
+const CANARY_VAR = 'KOA_FAAS_ESCAPE_CANARY';
+const CANARY = `canary-${randomUUID()}`;
+
+// Shared by every probe: run `fn`, and describe what it yielded without handing back host objects.
+const PRELUDE = `
+function summary(v) {
+  const t = typeof v;
+  if (v === null || (t !== 'object' && t !== 'function')) return { got: t, value: v === undefined ? 'undefined' : v };
+  const s = { got: t };
+  try { if (typeof v.pid === 'number') s.pid = v.pid; } catch (e) {}
+  try { if (v.env) s.env = Object.keys(v.env); } catch (e) {}
+  try { if (v.mainModule || typeof v.binding === 'function' || typeof v.dlopen === 'function') s.processLike = true; } catch (e) {}
+  try { if (typeof v.require === 'function') s.require = true; } catch (e) {}
+  return s;
+}
+function attempt(fn) {
+  try { return summary(fn()); }
+  catch (e) { return { threw: String(e && e.name), message: String(e && e.message) }; }
+}
+`;
+
+/** A function file whose handler returns attempt(<expr>). */
+const probe = (expression: string, params = '(event, context)') =>
+  `${PRELUDE}\nmodule.exports = ${params} => attempt(() => ${expression});\n`;
+
+const NO_CODEGEN = {
+  threw: 'EvalError',
+  message: 'Code generation from strings disallowed for this context',
+};
+
+/** Cases whose 200 JSON body is exactly `expected`. */
+const CONTAINED: { name: string; source: string; expected: unknown; why: string }[] = [
+  {
+    name: 'this-constructor',
+    source: probe(`this.constructor.constructor('return process')()`),
+    expected: NO_CODEGEN,
+    why: 'this.constructor.constructor("return process")()',
+  },
+  {
+    name: 'function-this',
+    source: probe(`Function('return this')()`),
+    expected: NO_CODEGEN,
+    why: "Function('return this')()",
+  },
+  {
+    name: 'function-literal-constructor',
+    source: probe(`(function () {}).constructor('return process')()`),
+    expected: NO_CODEGEN,
+    why: '(function(){}).constructor',
+  },
+  {
+    name: 'array-constructor',
+    source: probe(`[].constructor.constructor('return process')()`),
+    expected: NO_CODEGEN,
+    why: '[].constructor.constructor',
+  },
+  {
+    name: 'async-function-constructor',
+    source: probe(`Object.getPrototypeOf(async function () {}).constructor('return process')()`),
+    expected: NO_CODEGEN,
+    why: 'AsyncFunction constructor',
+  },
+  {
+    name: 'generator-function-constructor',
+    source: probe(
+      `Object.getPrototypeOf(function* () {}).constructor('return process')().next().value`,
+    ),
+    expected: NO_CODEGEN,
+    why: 'GeneratorFunction constructor',
+  },
+  {
+    name: 'event-constructor',
+    source: probe(`event.constructor.constructor('return process')()`),
+    expected: NO_CODEGEN,
+    why: 'event.constructor.constructor',
+  },
+  {
+    name: 'context-method-constructor',
+    source: probe(`context.getRemainingTimeInMillis.constructor('return process')()`),
+    expected: NO_CODEGEN,
+    why: 'context.getRemainingTimeInMillis.constructor',
+  },
+  {
+    // context.__proto__.constructor is the sandbox's Object: Object('…') is a String wrapper.
+    name: 'context-proto-constructor',
+    source: probe(`context.__proto__.constructor('return process')()`),
+    expected: {
+      threw: 'TypeError',
+      message: 'context.__proto__.constructor(...) is not a function',
+    },
+    why: 'context.__proto__.constructor',
+  },
+  {
+    name: 'context-proto-function-constructor',
+    source: probe(`context.__proto__.constructor.constructor('return process')()`),
+    expected: NO_CODEGEN,
+    why: 'context.__proto__.constructor.constructor',
+  },
+  {
+    // The event is parsed by the sandbox's own JSON: its prototype is the sandbox's Object.prototype.
+    name: 'event-prototype',
+    source: probe(
+      `Object.getPrototypeOf(event) === Object.prototype && Object.getPrototypeOf(event.headers) === Object.prototype && Object.getPrototypeOf(context) === Object.prototype`,
+    ),
+    expected: { got: 'boolean', value: true },
+    why: 'Object.getPrototypeOf(event)',
+  },
+  {
+    name: 'console-constructor',
+    source: probe(`console.log.constructor('return process')()`),
+    expected: NO_CODEGEN,
+    why: 'console.log.constructor',
+  },
+  {
+    name: 'set-timeout-constructor',
+    source: probe(`setTimeout.constructor('return process')()`),
+    expected: NO_CODEGEN,
+    why: 'setTimeout.constructor',
+  },
+  {
+    name: 'vmerror-constructor',
+    source: probe(`VMError.constructor.constructor('return process')()`),
+    expected: NO_CODEGEN,
+    why: "vm2's VMError global",
+  },
+  {
+    name: 'prepare-stack-trace-constructor',
+    source: probe(`Error.prepareStackTrace.constructor('return process')()`),
+    expected: NO_CODEGEN,
+    why: "vm2's default Error.prepareStackTrace",
+  },
+  {
+    // A RangeError raised by the host's timer function (past the per-invocation cap).
+    name: 'host-error-constructor',
+    source: probe(
+      `(() => { let err; try { for (let i = 0; i < 2000; i++) setTimeout(() => {}, 60000); } catch (e) { err = e; } return err.constructor.constructor('return process')(); })()`,
+    ),
+    expected: NO_CODEGEN,
+    why: "an error thrown by a host function, walked to its realm's Function",
+  },
+  {
+    name: 'thrown-type-error-constructor',
+    source: probe(
+      `(() => { let err; try { null.f(); } catch (e) { err = e; } return err.constructor.constructor('return process')(); })()`,
+    ),
+    expected: NO_CODEGEN,
+    why: 'an engine-made TypeError',
+  },
+  {
+    name: 'eval',
+    source: probe(`eval('1+1')`),
+    expected: NO_CODEGEN,
+    why: "eval('1+1')",
+  },
+  {
+    name: 'webassembly',
+    source: probe(`new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]))`),
+    expected: {
+      threw: 'CompileError',
+      message: 'WebAssembly.Module(): Wasm code generation disallowed by embedder',
+    },
+    why: 'new WebAssembly.Module(...)',
+  },
+  {
+    name: 'set-timeout-id',
+    source: probe(
+      `(() => { const id = setTimeout(() => {}, 10); clearTimeout(id); return typeof id === 'number' && Number.isInteger(id) && id > 0; })()`,
+    ),
+    expected: { got: 'boolean', value: true },
+    why: 'setTimeout returns a number, not a host Timeout object',
+  },
+  {
+    name: 'free-variables',
+    source: probe(
+      `[typeof process, typeof require, typeof Buffer, typeof globalThis.process, typeof __dirname, typeof __filename, typeof queueMicrotask, typeof setImmediate, typeof setInterval, typeof fetch].join(',')`,
+    ),
+    expected: {
+      got: 'string',
+      value:
+        'undefined,undefined,undefined,undefined,undefined,undefined,undefined,undefined,undefined,undefined',
+    },
+    why: 'process, require, Buffer and friends as free variables',
+  },
+  {
+    // Deliberate vm2 hardening: Proxy is removed from sandboxes (setup-sandbox.js sets it to
+    // undefined), so the "returned Proxy whose traps throw or loop" cases cannot be built at all.
+    name: 'proxy-absent',
+    source: probe(`typeof Proxy`),
+    expected: { got: 'string', value: 'undefined' },
+    why: 'Proxy is not available in the sandbox',
+  },
+  {
+    // A sloppy-mode function's caller is the envelope's strict invoke: null, never a host frame.
+    name: 'function-caller',
+    source: `${PRELUDE}\nmodule.exports = function handler() { return attempt(() => String(handler.caller) + ' ' + String(arguments.callee.caller)); };\n`,
+    expected: { got: 'string', value: 'null null' },
+    why: 'function.caller / arguments.callee.caller',
+  },
+  {
+    // Calling vm2's prepareStackTrace with fake frames must not call back with host objects.
+    name: 'prepare-stack-trace-fake-frames',
+    source: probe(
+      `(() => { let seen = 'nothing'; Error.prepareStackTrace({ name: 'x' }, [{ getThis() { seen = 'called'; }, getFunction() {}, getFileName() { return 'f'; }, toString() { return 'frame'; } }]); return seen; })()`,
+    ),
+    expected: { got: 'string', value: 'nothing' },
+    why: 'Error.prepareStackTrace called directly',
+  },
+  {
+    // CVE-2023-30547 shape: a thrown Proxy with a getPrototypeOf trap. `new Proxy` itself throws
+    // here (Proxy is undefined), and the caught TypeError leads only to the sandbox's Function.
+    name: 'cve-2023-30547',
+    source: probe(
+      `(() => { try { throw new Proxy({}, { getPrototypeOf() { (function s() { s(); })(); } }); } catch ({ constructor: c }) { return c.constructor('return process')(); } })()`,
+    ),
+    expected: NO_CODEGEN,
+    why: 'a caught error walked to its Function',
+  },
+  {
+    // CVE-2022-36067 shape: replace Error, keep the original, and walk its frames' `this`.
+    name: 'cve-2022-36067',
+    source: probe(
+      `(() => { const found = []; const OldError = globalThis.Error; globalThis.Error = {}; globalThis.Error.prepareStackTrace = (e, frames) => { for (const f of frames) { const self = f.getThis(); found.push(typeof self); if (self && self.process) found.push('PROCESS'); } return 's'; }; try { new OldError().stack; } finally { globalThis.Error = OldError; } return found.filter((x) => x !== 'undefined').join(','); })()`,
+    ),
+    expected: { got: 'string', value: '' },
+    why: 'Error replaced, prepareStackTrace on the replacement',
+  },
+  {
+    // CVE-2023-37466 shape: a rejected promise whose constructor's species captures the reject
+    // handler's argument (a host error in vulnerable versions).
+    name: 'cve-2023-37466',
+    source: `module.exports = async () => {
+      const p = Promise.reject(new Error('r'));
+      let found = 'nothing';
+      p.constructor = { [Symbol.species]: class FakePromise { constructor(executor) {
+        executor((x) => x, (err) => {
+          try { found = typeof err.constructor.constructor('return process')(); } catch (e) { found = 'threw ' + e.name; }
+        });
+      } } };
+      try { p.then(); } catch (e) { found = 'then threw ' + e.name; }
+      await null; await null;
+      return found;
+    };`,
+    expected: 'nothing',
+    why: 'Promise species on a rejected promise',
+  },
+  {
+    // The envelope formats console arguments itself (JSON), never through util.inspect, so a
+    // custom inspect hook is never called with host arguments.
+    name: 'inspect-custom',
+    source: probe(
+      `(() => { let found = 'nothing'; console.log({ [Symbol.for('nodejs.util.inspect.custom')]: (depth, options, inspect) => { found = typeof inspect; return 'x'; } }); return found; })()`,
+    ),
+    expected: { got: 'string', value: 'nothing' },
+    why: 'nodejs.util.inspect.custom hook in console.log',
+  },
+  {
+    // Objects with a Symbol.toPrimitive are just objects: JSON drops symbol keys.
+    name: 'to-primitive',
+    source: `module.exports = () => ({ [Symbol.toPrimitive]() { throw new Error('prim'); }, a: 1 });`,
+    expected: { a: 1 },
+    why: 'Symbol.toPrimitive on the result',
+  },
+  {
+    // A statusCode that converts to 200 is not an integer: the object is plain JSON, not a
+    // response shape, and the toPrimitive hook is never called by the host.
+    name: 'to-primitive-status',
+    source: `module.exports = () => ({ statusCode: { [Symbol.toPrimitive]() { return 200; } }, body: 'x' });`,
+    expected: { statusCode: {}, body: 'x' },
+    why: 'Symbol.toPrimitive on statusCode',
+  },
+  {
+    // The envelope resolves results with the captured intrinsic Promise.resolve, so a subclass
+    // whose species is hostile still settles with its value.
+    name: 'promise-species',
+    source: `module.exports = () => { class P extends Promise { static get [Symbol.species]() { return function (executor) { executor(() => {}, () => {}); }; } } return P.resolve(5); };`,
+    expected: 5,
+    why: 'Promise subclass with a hostile Symbol.species',
+  },
+  {
+    name: 'promise-species-throws',
+    source: `module.exports = () => { class P extends Promise { static get [Symbol.species]() { throw new Error('species'); } } return P.resolve(5); };`,
+    expected: 5,
+    why: 'Promise subclass whose Symbol.species getter throws',
+  },
+  {
+    name: 'array-species',
+    source: `module.exports = () => { class A extends Array { static get [Symbol.species]() { throw new Error('species'); } } const a = new A(); a.push(1, 2); return a; };`,
+    expected: [1, 2],
+    why: 'Array subclass with a throwing Symbol.species',
+  },
+  {
+    name: 'thenable',
+    source: `module.exports = () => ({ then(resolve) { resolve('thenable'); } });`,
+    expected: 'thenable',
+    why: 'a plain thenable is awaited like a promise',
+  },
+];
+
+/** Cases that answer an error: status, code and (for FUNCTION_ERROR) type and message. */
+const REFUSED: {
+  name: string;
+  source: string;
+  status: number;
+  code: string;
+  type?: string;
+  message?: RegExp;
+  why: string;
+}[] = [
+  {
+    name: 'then-getter-throws',
+    source: `module.exports = () => ({ get then() { throw new Error('then getter'); } });`,
+    status: 500,
+    code: 'FUNCTION_ERROR',
+    type: 'Error',
+    message: /^then getter$/,
+    why: 'a `then` getter that throws',
+  },
+  {
+    name: 'then-getter-loops',
+    source: `module.exports = () => ({ get then() { while (1) {} } });`,
+    status: 504,
+    code: 'FUNCTION_TIMEOUT',
+    why: 'a `then` getter that loops forever',
+  },
+  {
+    name: 'then-never-calls-back',
+    source: `module.exports = () => ({ then() {} });`,
+    status: 504,
+    code: 'FUNCTION_TIMEOUT',
+    why: 'a thenable that never settles',
+  },
+  {
+    name: 'to-json-throws',
+    source: `module.exports = () => ({ toJSON() { throw new Error('toJSON boom'); } });`,
+    status: 500,
+    code: 'INVALID_RESULT',
+    message: /toJSON boom/,
+    why: 'a toJSON that throws',
+  },
+  {
+    name: 'to-json-loops',
+    source: `module.exports = () => ({ toJSON() { while (1) {} } });`,
+    status: 504,
+    code: 'FUNCTION_TIMEOUT',
+    why: 'a toJSON that loops forever (sync result)',
+  },
+  {
+    // Settled outside vm2's watchdog (in a microtask): the pool kills the stuck worker.
+    name: 'to-json-loops-async',
+    source: `module.exports = async () => ({ toJSON() { while (1) {} } });`,
+    status: 504,
+    code: 'FUNCTION_TIMEOUT',
+    why: 'a toJSON that loops forever (async result)',
+  },
+  {
+    // Proxy is undefined in vm2 sandboxes (see proxy-absent): the trap cases fail to build.
+    name: 'proxy-then-trap',
+    source: `module.exports = () => new Proxy({}, { get(t, k) { if (k === 'then') throw new Error('trap'); return 1; } });`,
+    status: 500,
+    code: 'FUNCTION_ERROR',
+    type: 'TypeError',
+    message: /^Proxy is not a constructor$/,
+    why: 'a Proxy result whose get trap throws on then',
+  },
+  {
+    name: 'proxy-own-keys-loop',
+    source: `module.exports = () => new Proxy({}, { ownKeys() { while (1) {} } });`,
+    status: 500,
+    code: 'FUNCTION_ERROR',
+    type: 'TypeError',
+    message: /^Proxy is not a constructor$/,
+    why: 'a Proxy result whose ownKeys trap loops',
+  },
+  {
+    name: 'dynamic-import',
+    source: `module.exports = async () => { const fs = await import('fs'); return typeof fs.readFileSync; };`,
+    status: 500,
+    code: 'FUNCTION_ERROR',
+    type: 'VMError',
+    message: /^Dynamic Import not supported$/,
+    why: "import('fs')",
+  },
+];
+
+let t: TestServer;
+const serverSecrets: string[] = [];
+
+/** Nothing host-side in an answer: canary, env values, host paths, a process summary. */
+function assertNoLeak(res: Response): void {
+  const text = `${JSON.stringify(res.headers)}\n${res.text}`;
+  assert.ok(!text.includes(CANARY), 'the canary secret leaked');
+  for (const secret of serverSecrets) assert.ok(!text.includes(secret), `${secret} leaked`);
+  assert.doesNotMatch(text, /\/work\/|node_modules|\/dist\/|runner\.js/, 'a host path leaked');
+  assert.doesNotMatch(text, /"pid"|"processLike"|"require":true|"env":\[/, 'a host object leaked');
+}
+
+async function assertHelloOk(): Promise<void> {
+  const res = await t.request.get('/hello');
+  assert.equal(res.status, 200);
+  assert.equal(res.text, '{"message":"it works!","status":"ok"}');
+}
+
+async function get(name: string): Promise<Response> {
+  const res = await t.request.get(`/${name}`);
+  assertNoLeak(res);
+  return res;
+}
+
+before(async () => {
+  process.env[CANARY_VAR] = CANARY;
+  // Values of the server's own env that are long enough not to occur by chance.
+  for (const name of ['PATH', 'HOME', 'PWD', 'NODE_OPTIONS', 'npm_config_cache']) {
+    const value = process.env[name];
+    if (value && value.length >= 6) serverSecrets.push(value);
+  }
+  const functions: Record<string, string> = { hello: HELLO };
+  for (const c of [...CONTAINED, ...REFUSED]) functions[c.name] = c.source;
+  functions['stack-trace-frames'] = `module.exports = () => {
+    Error.prepareStackTrace = (e, frames) => frames.map((f) => [typeof f.getThis(), typeof f.getFunction(), String(f.getFileName())]);
+    const frames = new Error().stack;
+    Error.prepareStackTrace = undefined;
+    return frames;
+  };`;
+  functions['capture-stack-trace'] =
+    'module.exports = () => { const o = {}; Error.captureStackTrace(o); return o.stack; };';
+  functions['error-stack'] = "module.exports = () => new Error('x').stack;";
+  functions['host-error-stack'] = `module.exports = () => {
+    try { for (let i = 0; i < 2000; i++) setTimeout(() => {}, 60000); } catch (e) { return [e.name, e.message, e.stack]; }
+    return 'no error';
+  };`;
+  functions['global-names'] = `module.exports = () => {
+    const names = new Set();
+    for (let o = globalThis; o; o = Object.getPrototypeOf(o)) for (const k of Reflect.ownKeys(o)) names.add(String(k));
+    return [...names];
+  };`;
+  functions.pollute = `module.exports = () => {
+    Object.prototype.polluted = 'yes';
+    Array.prototype.polluted = 'yes';
+    JSON.stringify = () => '"hijacked"';
+    JSON.parse = () => ({ hijacked: true });
+    globalThis.shared = 'leaked';
+    return { done: true };
+  };`;
+  functions['check-pollution'] = `module.exports = (event) => ({
+    object: ({}).polluted === undefined,
+    array: [].polluted === undefined,
+    shared: typeof shared,
+    stringify: JSON.stringify({ a: 1 }),
+    event: event.method,
+  });`;
+  t = await startServer({ functions });
+});
+
+after(async () => {
+  delete process.env[CANARY_VAR];
+  await t?.close();
+});
+
+describe('host objects stay out of reach', () => {
+  for (const c of CONTAINED) {
+    test(`${c.name}: ${c.why}`, async () => {
+      const res = await get(c.name);
+      assert.equal(res.status, 200, res.text);
+      if (typeof c.expected === 'string') {
+        assert.match(res.headers['content-type'], /^text\/plain/);
+        assert.equal(res.text, c.expected);
+      } else {
+        assert.match(res.headers['content-type'], /^application\/json/);
+        assert.deepEqual(JSON.parse(res.text), c.expected);
+      }
+      await assertHelloOk();
+    });
+  }
+});
+
+describe('hostile results answer an error, never a host object', () => {
+  for (const c of REFUSED) {
+    test(`${c.name}: ${c.why} → ${c.status} ${c.code}`, async () => {
+      const res = await get(c.name);
+      assert.equal(res.status, c.status, res.text);
+      assert.match(res.headers['content-type'], /^application\/json/);
+      assert.equal(res.body.error.code, c.code);
+      assert.equal(typeof res.body.requestId, 'string');
+      if (c.type !== undefined) assert.equal(res.body.error.type, c.type);
+      if (c.message !== undefined) assert.match(res.body.error.message, c.message);
+      assert.equal(res.body.error.stack, undefined);
+      await assertHelloOk();
+    });
+  }
+});
+
+describe('stack traces', () => {
+  test('Error.prepareStackTrace sees no host this or function (CallSite.getThis/getFunction)', async () => {
+    const res = await get('stack-trace-frames');
+    assert.equal(res.status, 200, res.text);
+    const frames = JSON.parse(res.text) as [string, string, string][];
+    assert.ok(Array.isArray(frames) && frames.length > 0, res.text);
+    for (const [self, fn, file] of frames) {
+      assert.equal(self, 'undefined');
+      assert.equal(fn, 'undefined');
+      // File names are the script names vm2 was given, never host paths.
+      assert.ok(!file.includes('/'), file);
+    }
+    assert.ok(frames.some(([, , file]) => file === 'stack-trace-frames.js'));
+    await assertHelloOk();
+  });
+
+  for (const name of ['error-stack', 'capture-stack-trace']) {
+    test(`${name}: the stack text names no host path`, async () => {
+      const res = await get(name);
+      assert.equal(res.status, 200, res.text);
+      assert.match(res.text, /\n\s+at /);
+      assert.doesNotMatch(res.text, /\//, 'a path in a sandbox stack');
+      await assertHelloOk();
+    });
+  }
+
+  test('an error made by a host function has a sandbox-only stack', async () => {
+    const res = await get('host-error-stack');
+    assert.equal(res.status, 200, res.text);
+    const [name, message, stack] = JSON.parse(res.text) as string[];
+    assert.equal(name, 'RangeError');
+    assert.match(message, /too many pending timers/);
+    assert.doesNotMatch(stack, /\//, 'a path in a host-made error stack');
+    await assertHelloOk();
+  });
+});
+
+test('globalThis and its prototypes hold no host globals', async () => {
+  const res = await get('global-names');
+  assert.equal(res.status, 200, res.text);
+  const names = JSON.parse(res.text) as string[];
+  for (const forbidden of [
+    'process',
+    'require',
+    'Buffer',
+    'module.constructor',
+    '__non_webpack_require__',
+    'Module',
+    '_load',
+    'setImmediate',
+    'setInterval',
+    'queueMicrotask',
+    'fetch',
+    'structuredClone',
+    'SharedWorker',
+    'Worker',
+    'hostLog',
+    'hostSetTimer',
+  ]) {
+    assert.ok(!names.includes(forbidden), `globalThis has ${forbidden}`);
+  }
+  for (const expected of ['console', 'setTimeout', 'clearTimeout', 'JSON', 'Promise']) {
+    assert.ok(names.includes(expected), `globalThis lacks ${expected}`);
+  }
+  await assertHelloOk();
+});
+
+test("one function's prototype pollution never reaches another function", async () => {
+  const polluted = await get('pollute');
+  // Its own result still leaves through the envelope's captured JSON.stringify.
+  assert.equal(polluted.status, 200, polluted.text);
+  assert.deepEqual(polluted.body, { done: true });
+  // Twice, so both workers have seen the polluting function before the check runs.
+  assert.equal((await get('pollute')).status, 200);
+  for (let i = 0; i < 4; i++) {
+    const res = await get('check-pollution');
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(res.body, {
+      object: true,
+      array: true,
+      shared: 'undefined',
+      stringify: '{"a":1}',
+      event: 'GET',
+    });
+  }
+  await assertHelloOk();
+});
+
+test('the canary secret planted in the server env is really there (the leak checks can fail)', () => {
+  assert.equal(process.env[CANARY_VAR], CANARY);
+  assert.ok(serverSecrets.length > 0, 'no server env value to look for');
+});
