@@ -1,0 +1,128 @@
+/**
+ * loadConfig(): defaults (SPEC §5), parsing, a ConfigError naming the variable for every bad
+ * value, and a frozen result.
+ */
+import assert from 'node:assert/strict';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { loadConfig } from '../src/config';
+import { ConfigError } from '../src/errors';
+
+void test('defaults', () => {
+  const config = loadConfig({});
+  assert.equal(config.port, 3000);
+  assert.equal(config.host, '0.0.0.0');
+  assert.equal(config.functionsDir, path.resolve('./functions'));
+  assert.equal(config.timeoutMs, 5000);
+  assert.equal(config.workers, Math.max(2, os.availableParallelism()));
+  assert.equal(config.maxBodyBytes, 1024 * 1024);
+  assert.equal(config.corsOrigin, '*');
+  assert.equal(config.adminToken, undefined);
+  assert.equal(config.isolation, 'warm');
+  assert.equal(config.logFormat, 'json');
+});
+
+void test('does not read process.env when given an env', () => {
+  const saved = process.env.PORT;
+  process.env.PORT = '4321';
+  try {
+    assert.equal(loadConfig({}).port, 3000);
+  } finally {
+    if (saved === undefined) delete process.env.PORT;
+    else process.env.PORT = saved;
+  }
+});
+
+void test('every variable is read', () => {
+  const config = loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    FUNCTIONS_DIR: 'some/where',
+    FUNCTION_TIMEOUT_MS: '250',
+    WORKERS: '3',
+    MAX_BODY: '2mb',
+    CORS_ORIGIN: 'https://app.example',
+    ADMIN_TOKEN: 'a-token-of-at-least-16',
+    FUNCTION_ISOLATION: 'fresh',
+    LOG_FORMAT: 'text',
+  });
+  assert.equal(config.port, 0);
+  assert.equal(config.host, '127.0.0.1');
+  assert.equal(config.functionsDir, path.resolve('some/where'));
+  assert.ok(path.isAbsolute(config.functionsDir));
+  assert.equal(config.timeoutMs, 250);
+  assert.equal(config.workers, 3);
+  assert.equal(config.maxBodyBytes, 2 * 1024 * 1024);
+  assert.equal(config.corsOrigin, 'https://app.example');
+  assert.equal(config.adminToken, 'a-token-of-at-least-16');
+  assert.equal(config.isolation, 'fresh');
+  assert.equal(config.logFormat, 'text');
+});
+
+const sizes: { raw: string; bytes: number }[] = [
+  { raw: '100', bytes: 100 },
+  { raw: '1kb', bytes: 1024 },
+  { raw: '512KB', bytes: 512 * 1024 },
+  { raw: '1mb', bytes: 1024 * 1024 },
+  { raw: '1.5mb', bytes: 1.5 * 1024 * 1024 },
+];
+for (const { raw, bytes } of sizes) {
+  void test(`MAX_BODY=${raw} → ${bytes} bytes`, () => {
+    assert.equal(loadConfig({ MAX_BODY: raw }).maxBodyBytes, bytes);
+  });
+}
+
+const invalid: Record<string, string>[] = [
+  { PORT: 'abc' },
+  { PORT: '70000' },
+  { PORT: '-1' },
+  { PORT: '80.5' },
+  { WORKERS: '1' },
+  { WORKERS: '0' },
+  { WORKERS: 'many' },
+  { FUNCTION_TIMEOUT_MS: '0' },
+  { FUNCTION_TIMEOUT_MS: '5s' },
+  { MAX_BODY: 'lots' },
+  { MAX_BODY: '0' },
+  { MAX_BODY: '-1kb' },
+  { FUNCTION_ISOLATION: 'x' },
+  { ADMIN_TOKEN: 'short' },
+  { ADMIN_TOKEN: '123456789012345' },
+  { LOG_FORMAT: 'xml' },
+];
+for (const env of invalid) {
+  const [[name, value]] = Object.entries(env);
+  void test(`${name}=${value} → ConfigError naming ${name}`, () => {
+    assert.throws(
+      () => loadConfig(env),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError, String(err));
+        assert.ok(err.message.includes(name), err.message);
+        return true;
+      },
+    );
+  });
+}
+
+void test('ADMIN_TOKEN errors do not echo the token', () => {
+  assert.throws(
+    () => loadConfig({ ADMIN_TOKEN: 'secret-ish' }),
+    (err: unknown) => err instanceof ConfigError && !err.message.includes('secret-ish'),
+  );
+});
+
+void test('the boundaries are accepted', () => {
+  assert.equal(loadConfig({ PORT: '65535' }).port, 65535);
+  assert.equal(loadConfig({ WORKERS: '2' }).workers, 2);
+  assert.equal(loadConfig({ ADMIN_TOKEN: '1234567890123456' }).adminToken, '1234567890123456');
+});
+
+void test('the result is frozen', () => {
+  const config = loadConfig({});
+  assert.ok(Object.isFrozen(config));
+  assert.throws(() => {
+    (config as { port: number }).port = 1;
+  }, TypeError);
+  assert.equal(config.port, 3000);
+});

@@ -1,0 +1,250 @@
+/**
+ * The function store: name validation (SPEC §2), syntax checking with positions, and
+ * FunctionStore get/list/invalidate/caching over a real temporary folder.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  FunctionCompileError,
+  FunctionNotFoundError,
+  InvalidFunctionNameError,
+} from '../src/errors';
+import {
+  FunctionStore,
+  checkSyntax,
+  functionNameFromPath,
+  hashSource,
+} from '../src/function-store';
+import { createLogger } from '../src/logger';
+import { eventually } from './helpers';
+
+const valid: { path: string; name: string }[] = [
+  { path: '/', name: 'index' },
+  { path: '/hello', name: 'hello' },
+  { path: '/hello/', name: 'hello' },
+  { path: '/a/b', name: 'a/b' },
+  { path: '/a/b/', name: 'a/b' },
+  { path: '/Hello_World-2', name: 'Hello_World-2' },
+  { path: '/0', name: '0' },
+  { path: `/${'x'.repeat(64)}`, name: 'x'.repeat(64) },
+  { path: `/${Array(8).fill('s').join('/')}`, name: Array(8).fill('s').join('/') },
+];
+for (const row of valid) {
+  void test(`functionNameFromPath(${JSON.stringify(row.path)}) → ${row.name.slice(0, 20)}`, () => {
+    assert.equal(functionNameFromPath(row.path), row.name);
+  });
+}
+
+const invalid: string[] = [
+  '/../package',
+  '/..',
+  '/.',
+  '/%2e%2e/x',
+  '/%2E%2E/x',
+  '/a%2fb',
+  '/a\\b',
+  '/.env',
+  '/a.js',
+  '/%00',
+  '/a\u0000b',
+  '//x',
+  '/a//b',
+  '//',
+  `/${'x'.repeat(65)}`,
+  `/${Array(9).fill('s').join('/')}`,
+  '/_/health',
+  '/_x',
+  '/-x',
+  '/a b',
+  '/héllo',
+  '/a?b',
+  'hello',
+  '/a/../b',
+];
+for (const urlPath of invalid) {
+  void test(`functionNameFromPath(${JSON.stringify(urlPath.slice(0, 40))}) → InvalidFunctionNameError`, () => {
+    assert.throws(
+      () => functionNameFromPath(urlPath),
+      (err: unknown) => {
+        assert.ok(err instanceof InvalidFunctionNameError, String(err));
+        assert.equal(err.statusCode, 400);
+        return true;
+      },
+    );
+  });
+}
+
+void test('checkSyntax: valid sources (seed form, CommonJS) → undefined', () => {
+  assert.equal(checkSyntax('(event, context) => {\n  return { ok: 1 };\n};\n', 'a'), undefined);
+  assert.equal(checkSyntax('module.exports = async (event) => event;\n', 'b'), undefined);
+});
+
+void test('checkSyntax: a syntax error → FunctionCompileError with its line and column', () => {
+  const err = checkSyntax('(event) => {\n  const x = 1;\n  return x +;\n};\n', 'broken');
+  assert.ok(err instanceof FunctionCompileError);
+  assert.equal(err.code, 'FUNCTION_COMPILE_ERROR');
+  assert.equal(err.line, 3);
+  // `  return x +;` — the error is at the `;`, column 13.
+  assert.equal(err.column, 13);
+  assert.match(err.message, /SyntaxError/);
+  assert.match(err.message, /broken\.js/);
+  assert.match(err.message, /line 3/);
+});
+
+void test('checkSyntax: an error on the first line → line 1', () => {
+  const err = checkSyntax('(event => {', 'first');
+  assert.ok(err instanceof FunctionCompileError);
+  assert.equal(err.line, 1);
+});
+
+void describe('FunctionStore', () => {
+  let dir: string;
+  let outside: string;
+  let store: FunctionStore;
+  const HELLO = "(event) => 'hello';\n";
+
+  const write = async (name: string, source: string) => {
+    const file = path.join(dir, ...name.split('/')) + '.js';
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    const temp = `${file}.tmp`;
+    await fs.writeFile(temp, source);
+    await fs.rename(temp, file);
+  };
+
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-store-'));
+    outside = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-outside-'));
+    await write('hello', HELLO);
+    await write('a/b', '() => 1;\n');
+    await write('broken', '() => {\n  return 1 +;\n};\n');
+    await fs.writeFile(path.join(dir, 'notes.txt'), 'not a function');
+    await fs.writeFile(path.join(outside, 'secret.js'), "() => 'SECRET';\n");
+    await fs.symlink(path.join(outside, 'secret.js'), path.join(dir, 'escape.js'));
+    await fs.symlink(outside, path.join(dir, 'escapedir'));
+    store = new FunctionStore({ dir, logger: createLogger({ level: 'silent' }) });
+    await store.start();
+  });
+  after(async () => {
+    store.close();
+    await fs.rm(dir, { recursive: true, force: true });
+    await fs.rm(outside, { recursive: true, force: true });
+  });
+
+  void test('get reads a function: name, source, content-hash version, bytes, modified', async () => {
+    const fn = await store.get('hello');
+    const stat = await fs.stat(path.join(dir, 'hello.js'));
+    assert.equal(fn.name, 'hello');
+    assert.equal(fn.source, HELLO);
+    assert.equal(fn.version, hashSource(HELLO));
+    assert.equal(fn.bytes, Buffer.byteLength(HELLO));
+    // Within a millisecond: mtimeMs has sub-millisecond digits that Date rounds or truncates.
+    assert.ok(Math.abs(fn.modified.getTime() - stat.mtimeMs) < 1, String(fn.modified));
+    assert.equal(fn.compileError, undefined);
+  });
+
+  void test('the version is a content hash: same source, same version; other source, other', () => {
+    assert.equal(hashSource('a'), hashSource('a'));
+    assert.notEqual(hashSource('a'), hashSource('b'));
+  });
+
+  void test('get of a nested name reads a/b.js', async () => {
+    const fn = await store.get('a/b');
+    assert.equal(fn.source, '() => 1;\n');
+  });
+
+  void test('a second get is served from the cache (the same object)', async () => {
+    const first = await store.get('hello');
+    const second = await store.get('hello');
+    assert.equal(second, first);
+  });
+
+  void test('concurrent gets share one read', async () => {
+    store.invalidate('a/b');
+    const [x, y] = await Promise.all([store.get('a/b'), store.get('a/b')]);
+    assert.equal(x, y);
+  });
+
+  void test('invalidate makes the next get read the file again', async () => {
+    const first = await store.get('hello');
+    store.invalidate('hello');
+    const second = await store.get('hello');
+    assert.notEqual(second, first);
+    assert.equal(second.version, first.version);
+  });
+
+  void test('a changed file is picked up within a second', async () => {
+    await write('changing', "() => 'v1';\n");
+    const v1 = await store.get('changing');
+    assert.equal(v1.source, "() => 'v1';\n");
+    await write('changing', "() => 'v2';\n");
+    await eventually(async () => (await store.get('changing')).source === "() => 'v2';\n", 1000);
+    assert.notEqual((await store.get('changing')).version, v1.version);
+  });
+
+  void test('a deleted file becomes FunctionNotFoundError within a second', async () => {
+    await write('doomed', '() => 1;\n');
+    await store.get('doomed');
+    await fs.rm(path.join(dir, 'doomed.js'));
+    await eventually(
+      () =>
+        store.get('doomed').then(
+          () => false,
+          (err: unknown) => err instanceof FunctionNotFoundError,
+        ),
+      1000,
+    );
+  });
+
+  void test('a missing function → FunctionNotFoundError', async () => {
+    await assert.rejects(store.get('missing'), FunctionNotFoundError);
+    await assert.rejects(store.get('a/missing'), FunctionNotFoundError);
+    await assert.rejects(store.get('hello/deeper'), FunctionNotFoundError);
+  });
+
+  void test('a folder is not a function', async () => {
+    await assert.rejects(store.get('a'), FunctionNotFoundError);
+  });
+
+  void test('a symlink leading outside the folder → FunctionNotFoundError, never the file', async () => {
+    await assert.rejects(store.get('escape'), FunctionNotFoundError);
+    await assert.rejects(store.get('escapedir/secret'), FunctionNotFoundError);
+  });
+
+  void test('a file that does not compile is stored with its compile error and line', async () => {
+    const fn = await store.get('broken');
+    assert.ok(fn.compileError instanceof FunctionCompileError);
+    assert.equal(fn.compileError.line, 2);
+  });
+
+  void test('list: every function, sorted, with name, version, bytes, modified, status', async () => {
+    const list = await store.list();
+    const names = list.map((info) => info.name);
+    assert.deepEqual(names, [...names].sort());
+    for (const expected of ['a/b', 'broken', 'hello'])
+      assert.ok(names.includes(expected), expected);
+    assert.equal(names.includes('notes'), false);
+    assert.equal(names.includes('escape'), false, 'a symlink leading outside is not listed');
+    assert.equal(
+      names.some((name) => name.includes('secret')),
+      false,
+      'the folder a symlink leads to is not listed',
+    );
+    const hello = list.find((info) => info.name === 'hello');
+    const { modified, ...rest } = hello ?? { modified: '' };
+    assert.deepEqual(rest, {
+      name: 'hello',
+      version: hashSource(HELLO),
+      bytes: Buffer.byteLength(HELLO),
+      status: 'ok',
+    });
+    const mtimeMs = (await fs.stat(path.join(dir, 'hello.js'))).mtimeMs;
+    assert.match(modified, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.ok(Math.abs(Date.parse(modified) - mtimeMs) < 1, modified);
+    const broken = list.find((info) => info.name === 'broken');
+    assert.equal(broken?.status, 'compile_error');
+    assert.match(String(broken?.error), /SyntaxError/);
+  });
+});
