@@ -161,9 +161,9 @@ export function adminRoutes(parts: AdminParts): Middleware {
       if (err instanceof FunctionCompileError) err.statusCode = 422;
       throw err;
     }
-    const { created, fn } = await store.write(name, source);
+    const { created } = await store.write(name, source);
     ctx.status = created ? 201 : 200;
-    ctx.body = { name, version: fn.version, bytes: fn.bytes };
+    ctx.body = { name, version, bytes: Buffer.byteLength(source) };
   });
 
   router.delete('/functions/*name', auth, async (ctx) => {

@@ -35,6 +35,16 @@ export type RequestObserver = (ctx: Context, state: RequestState, totalMs: numbe
 
 const SANE_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
+/**
+ * 413, and close the connection: otherwise Node reads (and drops) the rest of the declared body
+ * to keep the connection alive, so MAX_BODY would bound what is parsed but not what is read.
+ */
+export function tooLarge(message: string): PayloadTooLargeError {
+  const err = new PayloadTooLargeError(message);
+  err.headers = { Connection: 'close' };
+  return err;
+}
+
 /** The caller's X-Request-Id when it is sane, else a new UUID. */
 export function requestIdFor(header: string | string[] | undefined): string {
   return typeof header === 'string' && SANE_ID.test(header) ? header : randomUUID();
@@ -61,7 +71,7 @@ function fromHttpError(err: unknown): FaasError | undefined {
   if (!(err instanceof Error)) return undefined;
   const { status, type } = err as { status?: number; type?: string };
   if (status === 413 || type === 'entity.too.large') {
-    return new PayloadTooLargeError('request body is larger than MAX_BODY allows');
+    return tooLarge('request body is larger than MAX_BODY allows');
   }
   if (status === 400 || status === 415 || type === 'encoding.unsupported') {
     return new InvalidBodyError(`request body cannot be parsed: ${err.message}`);

@@ -262,30 +262,35 @@ export class FunctionStore {
 
   /**
    * Writes a function atomically (temp file in the same folder, then rename), so a reader sees
-   * the old file or the new one, never half of one. Resolves with whether it was new.
+   * the old file or the new one, never half of one. Resolves with whether it was new. (It does
+   * not read the file back: a concurrent deploy may already have replaced it.)
    */
-  async write(name: string, source: string): Promise<{ created: boolean; fn: FunctionVersion }> {
+  async write(name: string, source: string): Promise<{ created: boolean }> {
     const file = this.pathOf(name);
     await fsp.mkdir(path.dirname(file), { recursive: true });
     const folder = await fsp.realpath(path.dirname(file));
     if (folder !== this.root && !folder.startsWith(this.root + path.sep)) {
       throw new InvalidFunctionNameError(`function '${name}' would be written outside the folder`);
     }
-    const created = !(await fsp.stat(file).then(
-      () => true,
-      () => false,
-    ));
     // A leading dot: never a function name, so a reader never serves a temp file.
     const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomUUID()}.tmp`);
+    let created: boolean;
     try {
       await fsp.writeFile(temp, source, { flag: 'wx' });
-      await fsp.rename(temp, file);
-    } catch (err) {
+      try {
+        // link() fails if the name exists: of concurrent deploys of a new name, one creates it.
+        await fsp.link(temp, file);
+        created = true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        await fsp.rename(temp, file);
+        created = false;
+      }
+    } finally {
       await fsp.rm(temp, { force: true });
-      throw err;
     }
     this.invalidate(name);
-    return { created, fn: await this.get(name) };
+    return { created };
   }
 
   /** Deletes a function. @throws FunctionNotFoundError when there is none. */

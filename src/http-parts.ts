@@ -4,7 +4,7 @@
  */
 import type { Context, Middleware, Next } from 'koa';
 import bodyParser from 'koa-bodyparser';
-import { PayloadTooLargeError } from './errors';
+import { tooLarge } from './error-handler';
 
 const EXPOSED = 'X-Request-Id, X-Function-Version, Server-Timing';
 
@@ -37,12 +37,12 @@ function hasBody(ctx: Context): boolean {
 /** Reads the raw body up to `limit` bytes; past it, stops reading and throws 413. */
 async function readRaw(ctx: Context, limit: number): Promise<Buffer> {
   const declared = Number(ctx.get('content-length') || NaN);
-  if (declared > limit) throw new PayloadTooLargeError(`request body is over ${limit} bytes`);
+  if (declared > limit) throw tooLarge(`request body is over ${limit} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > limit) throw new PayloadTooLargeError(`request body is over ${limit} bytes`);
+    if (size > limit) throw tooLarge(`request body is over ${limit} bytes`);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);

@@ -13,6 +13,8 @@ export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
+  /** An info line written whatever the level (except silent): start-up facts such as the port. */
+  announce(msg: string, fields?: Record<string, unknown>): void;
   child(bindings: Record<string, unknown>): Logger;
 }
 
@@ -69,8 +71,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       level: Exclude<Level, 'silent'>,
       msg: string,
       fields?: Record<string, unknown>,
+      force = false,
     ) => {
-      if (RANK[level] < threshold) return;
+      if (RANK[level] < threshold && !(force && threshold < RANK.silent)) return;
       const entry: Record<string, unknown> = {
         level,
         time: Date.now(),
@@ -86,6 +89,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       info: (msg, fields) => log('info', msg, fields),
       warn: (msg, fields) => log('warn', msg, fields),
       error: (msg, fields) => log('error', msg, fields),
+      announce: (msg, fields) => log('info', msg, fields, true),
       child: (more) => make({ ...bindings, ...more }),
     };
   };

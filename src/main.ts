@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   const server = createServer(config, logger);
   try {
     const address = await server.listen();
-    logger.info('listening', {
+    logger.announce('listening', {
       url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
       port: address.port,
       functionsDir: config.functionsDir,

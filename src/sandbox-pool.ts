@@ -176,7 +176,18 @@ interface PoolWorker {
   killReason?: string;
   /** The last job this worker announced: the one that blocks it, when it is blocked. */
   lastStarted?: Job;
+  exitReason?: WorkerExitReason;
+  /** Its jobs have been settled or moved. */
+  gone?: boolean;
 }
+
+/** How a 502 explains why the worker died. */
+const DEATHS: Record<WorkerExitReason, string> = {
+  memory: 'ran out of memory (WORKER_MEMORY_MB)',
+  crash: 'crashed or was killed',
+  timeout: 'was stopped: an invocation on it blocked it past its timeout',
+  unresponsive: 'stopped responding and was replaced',
+};
 
 /** The members of safeify 5.0.6 this subclass uses; its .d.ts declares them private. */
 interface SafeifyInternals {
@@ -254,8 +265,9 @@ class FaasSafeify extends SafeifyBase {
         confinement?.release(pid);
         if (!ready)
           return fail(`exited with ${signal ?? code}: ${stderr.slice(0, MAX_STDERR_CHARS)}`);
-        if (this.closing) return;
         const reason = exitReason(worker.killReason, code, signal, oom);
+        worker.exitReason = reason;
+        if (this.closing) return;
         this.opts.logger.warn('worker exited', {
           pid,
           reason,
@@ -273,7 +285,15 @@ class FaasSafeify extends SafeifyBase {
         child.on('message', (batch: unknown) => this.onBatch(worker, batch));
         // 'disconnect' comes after every message the worker wrote before it died was delivered,
         // so the `start` notes are complete when it fires ('exit' may come before them).
-        child.once('disconnect', () => this.onChannelClosed(worker));
+        // The 502 names the cause, which 'exit' tells: wait for it, briefly.
+        child.once('disconnect', () => {
+          if (worker.exitReason !== undefined) return this.onChannelClosed(worker);
+          const fallback = setTimeout(() => this.onChannelClosed(worker), 200);
+          child.once('exit', () => {
+            clearTimeout(fallback);
+            this.onChannelClosed(worker);
+          });
+        });
         resolve(worker);
       });
     });
@@ -447,18 +467,20 @@ class FaasSafeify extends SafeifyBase {
 
   /** The worker's channel closed: it is gone. Settle or move every job it held. */
   private onChannelClosed(worker: PoolWorker): void {
+    if (worker.gone) return;
+    worker.gone = true;
     worker.state = 'unhealthy';
     const index = this.workers.indexOf(worker);
     if (index >= 0) this.workers.splice(index, 1);
     if (!this.closing) this.restarts++;
-    const reason = worker.killReason ?? 'crashed';
+    const reason = DEATHS[worker.exitReason ?? 'crash'];
     const requeue: Job[] = [];
     for (const job of worker.runningScripts.splice(0)) {
       job.worker = undefined;
       clearTimeout(job.timer);
       if (job.settled) continue;
       if (job.started) {
-        this.fail(job, new WorkerCrashedError(`the worker running '${job.name}' died (${reason})`));
+        this.fail(job, new WorkerCrashedError(`the worker running '${job.name}' ${reason}`));
       } else if (this.closing) {
         this.fail(job, new ShuttingDownError('the server is shutting down'));
       } else {

@@ -109,7 +109,9 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   // Errors are answered by the boundary; this only sees failures while writing a response.
   app.on('error', (err: unknown) => logger.warn('response error', { err }));
 
-  const server = http.createServer(app.callback());
+  // Node checks header and request timeouts every connectionsCheckingInterval (30 s by
+  // default), which would let a slow client hold a connection three times headersTimeout.
+  const server = http.createServer({ connectionsCheckingInterval: 1000 }, app.callback());
   // Slow clients: a request must send its headers within 10 s and finish within the invocation
   // timeout plus 30 s; idle keep-alive connections close after 5 s.
   server.headersTimeout = 10_000;

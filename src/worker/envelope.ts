@@ -53,6 +53,22 @@ export const ENVELOPE_SOURCE = String.raw`(function (hostLog, hostSetTimer, host
   // vm2 gives every VM a Buffer; the contract promises none (it allocates outside the timeout).
   delete globalThis.Buffer;
 
+  // vm2's default stack is "at CallSite {}" per frame; name the function's own frames (vm2
+  // hands out only sandbox frames here: host frames never reach this).
+  Error.prepareStackTrace = function (error, frames) {
+    let text;
+    try { text = StringCtor(error); } catch (_) { text = 'Error'; }
+    for (let i = 0; i < frames.length; i++) {
+      try {
+        const file = frames[i].getFileName();
+        if (!file) continue;
+        text += '\n    at ' + (frames[i].getFunctionName() || '<anonymous>') + ' (' + file + ':' +
+          frames[i].getLineNumber() + ':' + frames[i].getColumnNumber() + ')';
+      } catch (_) { /* an unreadable frame is left out */ }
+    }
+    return text;
+  };
+
   const consoleObject = {};
   for (const level of ['log', 'info', 'warn', 'error', 'debug', 'trace']) {
     const tag = level === 'log' || level === 'trace' ? 'info' : level;
