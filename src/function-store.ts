@@ -1,6 +1,6 @@
 /**
  * The function store: maps names to the files in FUNCTIONS_DIR, reads each version once, and
- * serves it from memory until the file changes. A recursive fs.watch invalidates entries at once;
+ * serves it from memory until the file changes. fs.watch on every folder invalidates entries at once;
  * as a fallback for file systems that do not report changes (some network and container mounts),
  * a cached entry older than a second is checked with one stat before it is served again. So no
  * request reads a file, and a change is seen by the next request, at most a second later.
@@ -45,6 +45,7 @@ const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const MAX_SEGMENTS = 8;
 export const MAX_SOURCE_BYTES = 5 * 1024 * 1024;
 const REVALIDATE_MS = 1000;
+const MAX_WATCHED_DIRS = 1000;
 
 /**
  * The function name for a request path: `/hello` → `hello`, `/a/b/` → `a/b`, `/` → `index`.
@@ -109,7 +110,8 @@ export class FunctionStore {
   private readonly logger: Logger;
   private readonly cache = new Map<string, Entry>();
   private readonly loading = new Map<string, Promise<Entry>>();
-  private watcher?: fs.FSWatcher;
+  /** One watcher per folder, by path relative to the root ('' is the root). */
+  private readonly watchers = new Map<string, fs.FSWatcher>();
   /** Bumped on every change event: a load that raced a change is served but not cached. */
   private changes = 0;
 
@@ -122,35 +124,74 @@ export class FunctionStore {
   async start(): Promise<void> {
     this.root = await fsp.realpath(this.dir);
     if (!(await fsp.stat(this.root)).isDirectory()) throw new Error(`${this.dir} is not a folder`);
-    try {
-      this.watcher = fs.watch(this.root, { recursive: true }, (_event, file) =>
-        this.onChange(file),
-      );
-      this.watcher.on('error', (err) => {
-        this.logger.warn('watching the functions folder failed; checking files every second', {
-          err,
-        });
-        this.watcher?.close();
-        this.watcher = undefined;
-      });
-    } catch (err) {
-      this.logger.warn('cannot watch the functions folder; checking files every second', { err });
-    }
+    this.watchDir('', 0);
   }
 
   close(): void {
-    this.watcher?.close();
-    this.watcher = undefined;
+    for (const watcher of this.watchers.values()) watcher.close();
+    this.watchers.clear();
   }
 
-  private onChange(file: string | Buffer | null): void {
+  /**
+   * Watches one folder (not recursively: Node 20's recursive watch on Linux watches files, and
+   * stops reporting a file once a new version is renamed over it), then its sub-folders.
+   */
+  private watchDir(rel: string, depth: number): void {
+    if (this.watchers.has(rel) || depth >= MAX_SEGMENTS) return;
+    if (this.watchers.size >= MAX_WATCHED_DIRS) {
+      this.logger.warn('too many folders to watch; the rest are checked every second', { rel });
+      return;
+    }
+    const dir = path.join(this.root, rel);
+    let watcher: fs.FSWatcher;
+    try {
+      watcher = fs.watch(dir, (_event, file) => this.onChange(rel, file));
+    } catch (err) {
+      this.logger.warn('cannot watch a functions folder; checking its files every second', {
+        rel,
+        err,
+      });
+      return;
+    }
+    watcher.on('error', () => this.unwatch(rel));
+    this.watchers.set(rel, watcher);
+    let entries: fs.Dirent[] = [];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      // Removed meanwhile: its watcher errors and goes.
+    }
+    for (const entry of entries) {
+      if (entry.isDirectory() && SEGMENT.test(entry.name)) {
+        this.watchDir(rel ? `${rel}/${entry.name}` : entry.name, depth + 1);
+      }
+    }
+  }
+
+  private unwatch(rel: string): void {
+    for (const [key, watcher] of this.watchers) {
+      if (key === rel || key.startsWith(`${rel}/`)) {
+        watcher.close();
+        this.watchers.delete(key);
+      }
+    }
+  }
+
+  private onChange(rel: string, file: string | Buffer | null): void {
     this.changes++;
     if (file === null) return this.cache.clear();
-    const name = String(file).split(path.sep).join('/').replace(/\.js$/, '');
+    const entry = rel ? `${rel}/${String(file)}` : String(file);
+    const name = entry.replace(/\.js$/, '');
     // A renamed or removed folder changes every function under it.
     for (const key of this.cache.keys()) {
       if (key === name || key.startsWith(`${name}/`)) this.cache.delete(key);
     }
+    if (entry.endsWith('.js') || !SEGMENT.test(String(file))) return;
+    // A folder appeared (watch it) or went (stop watching it).
+    fs.lstat(path.join(this.root, entry), (err, stat) => {
+      if (!err && stat.isDirectory()) this.watchDir(entry, entry.split('/').length);
+      else if (err) this.unwatch(entry);
+    });
   }
 
   /** Drops the cached version of `name`, e.g. after a deploy through the admin API. */

@@ -81,9 +81,10 @@ export interface PoolStats {
   closing: boolean;
 }
 
-// How long past its deadline an invocation may stay silent before its worker is presumed stuck
-// (an endless microtask chain blocks the worker's own timer) and killed.
-const KILL_MARGIN_MS = 100;
+// How long past its deadline an invocation may go unanswered before the pool answers it 504.
+const OVERDUE_MARGIN_MS = 100;
+// How often the pool checks deadlines and heartbeats (one timer for all jobs, not one per job).
+const SWEEP_MS = 20;
 const MAX_STDERR_CHARS = 2048;
 // A worker that has not said `ready` by then failed to start.
 const START_TIMEOUT_MS = 10_000;
@@ -108,6 +109,8 @@ function isWorkerMessage(value: unknown): value is WorkerMessage {
       );
     case 'evicted':
       return Array.isArray(m.v) && m.v.every((v) => typeof v === 'string');
+    case 'beat':
+      return true;
     default:
       return false;
   }
@@ -156,8 +159,10 @@ interface Job extends Invocation {
   started: boolean;
   settled: boolean;
   worker?: PoolWorker;
-  timer?: NodeJS.Timeout;
-  safetyTimer: NodeJS.Timeout;
+  /** performance.now() deadlines, checked by the sweep. */
+  queueDeadline: number;
+  execDeadline: number;
+  safetyDeadline: number;
   resolve(result: InvocationResult): void;
   reject(err: Error): void;
   /** Called by safeify's destroyWorker. */
@@ -174,8 +179,8 @@ interface PoolWorker {
   /** Run messages dispatched this event-loop turn, sent together by flush(). */
   outbox: RunMessage[];
   killReason?: string;
-  /** The last job this worker announced: the one that blocks it, when it is blocked. */
-  lastStarted?: Job;
+  /** When the pool last heard from it (it beats every HEARTBEAT_MS while its loop turns). */
+  lastHeard: number;
   exitReason?: WorkerExitReason;
   /** Its jobs have been settled or moved. */
   gone?: boolean;
@@ -212,6 +217,8 @@ class FaasSafeify extends SafeifyBase {
   private nextId = 1;
   private refilling: Promise<unknown> = Promise.resolve();
   private readonly jobs = new Map<number, Job>();
+  private sweeper?: NodeJS.Timeout;
+  private lastSweep = performance.now();
 
   constructor(private readonly opts: ResolvedOptions) {
     // unrestricted: safeify's cgroup code is v1-only and needs root; we never let it run.
@@ -243,6 +250,7 @@ class FaasSafeify extends SafeifyBase {
       runningScripts: [],
       known: new Set(),
       outbox: [],
+      lastHeard: performance.now(),
     };
     // A worker's stderr (V8's out-of-memory report, mostly) goes to the log when it exits.
     let stderr = '';
@@ -311,39 +319,74 @@ class FaasSafeify extends SafeifyBase {
       );
     }
     return new Promise<InvocationResult>((resolve, reject) => {
-      const id = this.nextId++;
       const { timeoutMs, queueTimeoutMs } = this.opts;
+      const now = performance.now();
       const job: Job = {
         ...invocation,
-        id,
+        id: this.nextId++,
         timeoutMs,
-        enqueuedAt: performance.now(),
+        enqueuedAt: now,
         dispatchedAt: 0,
         started: false,
         settled: false,
         resolve,
         reject,
         stop: () => undefined,
+        queueDeadline: now + queueTimeoutMs,
+        execDeadline: Infinity,
         // The last line of defence: no path in here or in safeify may leave a request hanging.
-        safetyTimer: setTimeout(
-          () => {
-            this.opts.logger.error('invocation safety deadline fired', { id, fn: invocation.name });
-            if (job.worker) this.killWorker(job.worker, 'stuck');
-            this.fail(job, new FunctionTimeoutError(this.timeoutMessage(job)));
-          },
-          queueTimeoutMs + timeoutMs + KILL_MARGIN_MS + 2000,
-        ),
+        safetyDeadline: now + queueTimeoutMs + timeoutMs + OVERDUE_MARGIN_MS + 2000,
       };
-      job.timer = setTimeout(() => {
-        const index = this.pendingScripts.indexOf(job);
-        if (index < 0) return;
-        this.pendingScripts.splice(index, 1);
-        this.fail(job, this.overloaded(`no worker was free within ${queueTimeoutMs} ms`));
-      }, queueTimeoutMs);
-      this.jobs.set(id, job);
+      this.jobs.set(job.id, job);
+      this.sweeper ??= setInterval(() => this.sweep(), SWEEP_MS);
       this.pendingScripts.push(job);
       this.execute();
     });
+  }
+
+  /**
+   * Every SWEEP_MS while jobs exist: refuse jobs that waited too long for a worker (503), answer
+   * started jobs past their deadline (504), and kill workers that stopped beating. A worker in
+   * a synchronous part is silent for at most the timeout (vm2's watchdog bounds it); silent any
+   * longer, its event loop is blocked for good (an endless microtask chain, a loop after an
+   * await): it is killed, and its other started jobs answer 502.
+   */
+  private sweep(): void {
+    const now = performance.now();
+    const lag = now - this.lastSweep - SWEEP_MS;
+    this.lastSweep = now;
+    // The server itself stalled (GC, load): read the workers' messages before judging them.
+    if (lag > 50) return;
+    for (const job of this.jobs.values()) {
+      if (now > job.safetyDeadline) {
+        this.opts.logger.error('invocation safety deadline fired', { id: job.id, fn: job.name });
+        if (job.worker) this.killWorker(job.worker, 'unresponsive');
+        this.fail(job, new FunctionTimeoutError(this.timeoutMessage(job)));
+      } else if (!job.worker && now > job.queueDeadline) {
+        const index = this.pendingScripts.indexOf(job);
+        if (index >= 0) this.pendingScripts.splice(index, 1);
+        this.fail(job, this.overloaded(`no worker was free within ${this.opts.queueTimeoutMs} ms`));
+      } else if (now > job.execDeadline) {
+        // The worker answers its own deadlines; it did not, so its loop is busy or blocked.
+        const blocked = job.worker && now - job.worker.lastHeard > OVERDUE_MARGIN_MS;
+        const why = blocked ? ': its worker was blocked (by this or another invocation)' : '';
+        this.fail(job, new FunctionTimeoutError(this.timeoutMessage(job) + why));
+      }
+    }
+    for (const worker of this.workers) {
+      const silent = now - worker.lastHeard > this.opts.timeoutMs + OVERDUE_MARGIN_MS;
+      if (silent && worker.state === 'healthy' && worker.runningScripts.length > 0) {
+        this.opts.logger.warn('worker blocked past the timeout; killing it', {
+          pid: worker.process.pid,
+          silentMs: Math.round(now - worker.lastHeard),
+        });
+        this.killWorker(worker, 'timeout');
+      }
+    }
+    if (this.jobs.size === 0 && this.sweeper) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
   }
 
   /** Hands queued jobs to the least-loaded healthy workers, up to `concurrency` each. */
@@ -361,16 +404,10 @@ class FaasSafeify extends SafeifyBase {
   }
 
   private dispatch(worker: PoolWorker, job: Job): void {
-    clearTimeout(job.timer);
     job.worker = worker;
     job.dispatchedAt = performance.now();
     worker.stats++;
     worker.runningScripts.push(job);
-    // Not started within its own timeout: the worker is stuck (all its jobs are overdue too).
-    job.timer = setTimeout(
-      () => this.killWorker(worker, 'unresponsive'),
-      job.timeoutMs + KILL_MARGIN_MS,
-    );
     this.send(worker, job, !worker.known.has(job.version));
   }
 
@@ -410,6 +447,7 @@ class FaasSafeify extends SafeifyBase {
    * batch gets the worker killed, never an exception in the server.
    */
   private onBatch(worker: PoolWorker, batch: unknown): void {
+    worker.lastHeard = performance.now();
     if (Array.isArray(batch) && batch.every(isWorkerMessage)) {
       for (const message of batch) this.onMessage(worker, message);
       return;
@@ -421,6 +459,7 @@ class FaasSafeify extends SafeifyBase {
   }
 
   private onMessage(worker: PoolWorker, message: WorkerMessage): void {
+    if (message.t === 'beat') return;
     if (message.t === 'evicted') {
       for (const version of message.v) worker.known.delete(version);
       return;
@@ -430,9 +469,8 @@ class FaasSafeify extends SafeifyBase {
     switch (message.t) {
       case 'start':
         job.started = true;
-        worker.lastStarted = job;
-        clearTimeout(job.timer);
-        job.timer = setTimeout(() => this.onOverdue(worker, job), job.timeoutMs + KILL_MARGIN_MS);
+        // The worker answers its own deadlines; this one is for when it cannot.
+        job.execDeadline = performance.now() + job.timeoutMs + OVERDUE_MARGIN_MS;
         return;
       case 'miss':
         worker.known.delete(job.version);
@@ -452,19 +490,6 @@ class FaasSafeify extends SafeifyBase {
     }
   }
 
-  /**
-   * A started job is past its deadline and its worker has not answered: the worker's event loop
-   * is blocked (an endless microtask chain, a loop after an await). Kill it. The blocker is
-   * presumed to be the last invocation the worker started, since a blocked worker can start no
-   * other: it answers 504; the other started jobs answer 502 when the channel closes.
-   */
-  private onOverdue(worker: PoolWorker, job: Job): void {
-    if (worker.state !== 'healthy') return;
-    const culprit = worker.lastStarted && !worker.lastStarted.settled ? worker.lastStarted : job;
-    this.fail(culprit, new FunctionTimeoutError(this.timeoutMessage(culprit)));
-    this.killWorker(worker, 'timeout');
-  }
-
   /** The worker's channel closed: it is gone. Settle or move every job it held. */
   private onChannelClosed(worker: PoolWorker): void {
     if (worker.gone) return;
@@ -477,7 +502,6 @@ class FaasSafeify extends SafeifyBase {
     const requeue: Job[] = [];
     for (const job of worker.runningScripts.splice(0)) {
       job.worker = undefined;
-      clearTimeout(job.timer);
       if (job.settled) continue;
       if (job.started) {
         this.fail(job, new WorkerCrashedError(`the worker running '${job.name}' ${reason}`));
@@ -487,7 +511,10 @@ class FaasSafeify extends SafeifyBase {
         requeue.push(job);
       }
     }
-    // Never started, so never run: safe to run elsewhere, ahead of newer work.
+    // Never started, so never run: safe to run elsewhere, ahead of newer work, with a fresh
+    // allowance to find a worker.
+    const now = performance.now();
+    for (const job of requeue) job.queueDeadline = now + this.opts.queueTimeoutMs;
     this.pendingScripts.unshift(...requeue);
     if (!this.closing) this.refill();
   }
@@ -534,8 +561,6 @@ class FaasSafeify extends SafeifyBase {
   private settle(job: Job, action: () => void): void {
     if (job.settled) return;
     job.settled = true;
-    clearTimeout(job.timer);
-    clearTimeout(job.safetyTimer);
     this.jobs.delete(job.id);
     action();
   }

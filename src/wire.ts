@@ -65,8 +65,15 @@ export interface EvictedMessage {
   v: string[];
 }
 
+/** Worker → pool, every HEARTBEAT_MS: its event loop turns (silence past the timeout = blocked). */
+export interface BeatMessage {
+  t: 'beat';
+}
+
+export const HEARTBEAT_MS = 50;
+
 export type WorkerMessage =
-  ReadyMessage | StartMessage | MissMessage | DoneMessage | EvictedMessage;
+  ReadyMessage | StartMessage | MissMessage | DoneMessage | EvictedMessage | BeatMessage;
 
 /**
  * The first character of `DoneMessage.r` says what the rest is. The sandbox-side envelope

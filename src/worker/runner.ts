@@ -15,7 +15,7 @@ import vm from 'node:vm';
 import v8 from 'node:v8';
 import { VM, VMScript } from 'vm2';
 import { ENVELOPE_SOURCE } from './envelope';
-import { Outcome } from '../wire';
+import { HEARTBEAT_MS, Outcome } from '../wire';
 import type { DoneMessage, RunMessage, WorkerMessage } from '../wire';
 
 /** Options arrive as argv[2] (JSON): the worker starts with an empty environment. */
@@ -257,34 +257,35 @@ function timedOut(job: RunMessage): string {
  * invocation itself; so one watchdog covers every invocation that starts within SLICE_MS of it,
  * and runs for the timeout plus SLICE_MS, so none is stopped before its own deadline and a loop
  * is stopped at most SLICE_MS after it. A stopped loop ends its own invocation (504); the rest
- * of the batch goes on under a new watchdog.
+ * of the batch goes on under a new watchdog, after a turn of the event loop.
  */
-function runBatch(jobs: RunMessage[]): void {
-  let next = 0;
-  while (next < jobs.length) {
-    const sliceStart = Date.now();
-    let current: Running | undefined;
-    const ms = Math.max(...jobs.slice(next).map((job) => job.ms));
-    try {
-      withTimeout(() => {
-        while (next < jobs.length) {
-          current = begin(jobs[next++]);
-          runSync(current);
-          current = undefined;
-          if (Date.now() - sliceStart >= SLICE_MS) return;
-        }
-      }, ms + SLICE_MS);
-    } catch (err) {
-      if (!current) throw err;
-      const { inv, job, cold, startedAt } = current;
-      // Only host-side failures other than the watchdog land here: the envelope catches the
-      // function's own errors.
-      const r = isTimeoutError(err)
-        ? timedOut(job)
-        : `${Outcome.invalid}the sandbox failed: ${String(err)}`;
-      finish(inv, r, cold, startedAt);
-    }
+function runBatch(jobs: RunMessage[], from = 0): void {
+  let next = from;
+  const sliceStart = Date.now();
+  let current: Running | undefined;
+  const ms = Math.max(...jobs.slice(next).map((job) => job.ms));
+  try {
+    withTimeout(() => {
+      while (next < jobs.length) {
+        current = begin(jobs[next++]);
+        runSync(current);
+        current = undefined;
+        if (Date.now() - sliceStart >= SLICE_MS) return;
+      }
+    }, ms + SLICE_MS);
+  } catch (err) {
+    if (!current) throw err;
+    const { inv, job, cold, startedAt } = current;
+    // Only host-side failures other than the watchdog land here: the envelope catches the
+    // function's own errors.
+    const r = isTimeoutError(err)
+      ? timedOut(job)
+      : `${Outcome.invalid}the sandbox failed: ${String(err)}`;
+    finish(inv, r, cold, startedAt);
   }
+  // The rest after a turn of the event loop: heartbeats and answers go out meanwhile, so a
+  // worker busy with long synchronous parts is never mistaken for a blocked one.
+  if (next < jobs.length) setImmediate(() => runBatch(jobs, next));
 }
 
 /** An invocation whose synchronous part is running. */
@@ -381,3 +382,5 @@ process.on('message', (batch: RunMessage[]) => {
 });
 process.on('disconnect', () => process.exit(0));
 send([{ t: 'ready' }]);
+// The pool reads silence past the timeout as a blocked event loop, and kills the worker.
+setInterval(() => send([{ t: 'beat' }]), HEARTBEAT_MS).unref();
