@@ -248,3 +248,45 @@ void describe('FunctionStore', () => {
     assert.match(String(broken?.error), /SyntaxError/);
   });
 });
+
+void describe('FunctionStore change detection', () => {
+  let dir: string;
+  let store: FunctionStore;
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-watch-'));
+    await fs.mkdir(path.join(dir, 'a'));
+    await fs.writeFile(path.join(dir, 'a', 'f.js'), '() => 0');
+    store = new FunctionStore({ dir, logger: createLogger({ level: 'silent' }) });
+    await store.start();
+  });
+  after(async () => {
+    store.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  // Node 20's recursive fs.watch on Linux watches the file, and goes quiet once a new version is
+  // renamed over it; the store watches folders, so every rename is seen well within the second
+  // its stat fallback would take.
+  void test('every new version renamed over a file is seen at once, again and again', async () => {
+    for (let i = 1; i <= 4; i++) {
+      await store.get('a/f');
+      await fs.writeFile(path.join(dir, 'a', `.next${i}`), `() => ${i}`);
+      await fs.rename(path.join(dir, 'a', `.next${i}`), path.join(dir, 'a', 'f.js'));
+      const started = Date.now();
+      await eventually(async () => (await store.get('a/f')).source === `() => ${i}`, 3000);
+      assert.ok(Date.now() - started < 500, `version ${i} seen after ${Date.now() - started} ms`);
+    }
+  });
+
+  void test('a folder created after start is watched too', async () => {
+    await fs.mkdir(path.join(dir, 'late'));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await fs.writeFile(path.join(dir, 'late', 'g.js'), '() => 1');
+    assert.equal((await store.get('late/g')).source, '() => 1');
+    await fs.writeFile(path.join(dir, 'late', '.g2'), '() => 2');
+    await fs.rename(path.join(dir, 'late', '.g2'), path.join(dir, 'late', 'g.js'));
+    const started = Date.now();
+    await eventually(async () => (await store.get('late/g')).source === '() => 2', 3000);
+    assert.ok(Date.now() - started < 500, `seen after ${Date.now() - started} ms`);
+  });
+});
