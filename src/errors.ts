@@ -101,10 +101,11 @@ export class OverloadedError extends FaasError {
   readonly statusCode = 503;
 }
 
-/** The pool is closed or closing: the server is draining. */
+/** The pool is closed or closing: the server is draining. The connection closes after it. */
 export class ShuttingDownError extends FaasError {
   readonly code = 'SHUTTING_DOWN';
   readonly statusCode = 503;
+  override headers = { Connection: 'close' };
 }
 
 export class FunctionTimeoutError extends FaasError {
