@@ -17,7 +17,7 @@ import {
   UnauthorizedError,
 } from './errors';
 import type { RequestState } from './error-handler';
-import { checkSyntax, functionNameFromPath, hashSource } from './function-store';
+import { checkSyntax, functionInfo, functionNameFromPath, hashSource } from './function-store';
 import type { FunctionStore } from './function-store';
 import type { Metrics } from './metrics';
 import type { InvocationRecords } from './records';
@@ -127,16 +127,7 @@ export function adminRoutes(parts: AdminParts): Middleware {
     const name = nameParam(ctx);
     const fn = await store.get(name);
     const counts = await metrics.invocationCounts();
-    ctx.body = {
-      name,
-      version: fn.version,
-      bytes: fn.bytes,
-      modified: fn.modified.toISOString(),
-      status: fn.compileError ? 'compile_error' : 'ok',
-      ...(fn.compileError ? { error: fn.compileError.message } : {}),
-      invocations: counts.get(name) ?? {},
-      source: fn.source,
-    };
+    ctx.body = { ...functionInfo(fn), invocations: counts.get(name) ?? {}, source: fn.source };
   });
 
   router.put('/functions/*name', auth, async (ctx) => {

@@ -100,6 +100,18 @@ export function checkSyntax(source: string, name: string): FunctionCompileError 
   }
 }
 
+/** What the admin API shows of a version (no source). */
+export function functionInfo(fn: FunctionVersion): FunctionInfo {
+  return {
+    name: fn.name,
+    version: fn.version,
+    bytes: fn.bytes,
+    modified: fn.modified.toISOString(),
+    status: fn.compileError ? 'compile_error' : 'ok',
+    ...(fn.compileError ? { error: fn.compileError.message } : {}),
+  };
+}
+
 export function hashSource(source: string): string {
   return createHash('sha256').update(source).digest('hex').slice(0, 16);
 }
@@ -359,15 +371,7 @@ export class FunctionStore {
     const infos: FunctionInfo[] = [];
     for (const name of names.sort()) {
       try {
-        const fn = await this.get(name);
-        infos.push({
-          name,
-          version: fn.version,
-          bytes: fn.bytes,
-          modified: fn.modified.toISOString(),
-          status: fn.compileError ? 'compile_error' : 'ok',
-          ...(fn.compileError ? { error: fn.compileError.message } : {}),
-        });
+        infos.push(functionInfo(await this.get(name)));
       } catch (err) {
         if (!(err instanceof FunctionNotFoundError)) throw err;
       }
