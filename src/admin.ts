@@ -10,6 +10,8 @@ import type { Context, Middleware, Next } from 'koa';
 import {
   ForbiddenError,
   FunctionCompileError,
+  FunctionTimeoutError,
+  WorkerCrashedError,
   InvalidBodyError,
   MethodNotAllowedError,
   NotFoundError,
@@ -83,6 +85,20 @@ function sourceFromBody(ctx: Context): string {
   );
 }
 
+/** A deploy whose file fails to load is a 422, whether it threw, hung or crashed its worker. */
+function refusedDeploy(err: unknown): unknown {
+  if (err instanceof FunctionCompileError) {
+    err.statusCode = 422;
+    return err;
+  }
+  if (err instanceof FunctionTimeoutError || err instanceof WorkerCrashedError) {
+    const refused = new FunctionCompileError(`the file does not load: ${err.message}`);
+    refused.statusCode = 422;
+    return refused;
+  }
+  return err;
+}
+
 export function adminRoutes(parts: AdminParts): Middleware {
   const { store, pool, records, metrics, closing, startedAt } = parts;
   const auth = requireToken(parts.adminToken);
@@ -137,20 +153,19 @@ export function adminRoutes(parts: AdminParts): Middleware {
     const version = hashSource(source);
     const syntax = checkSyntax(source, name);
     if (syntax) throw Object.assign(syntax, { statusCode: 422 });
-    // Run the file's top level in a throwaway sandbox: it must yield a function.
-    const checked = await pool.run({
-      name,
-      version,
-      source,
-      eventJson: '',
-      requestId: state.requestId,
-      check: true,
-    });
+    // Run the file's top level in a throwaway sandbox: it must yield a function, in time.
     try {
+      const checked = await pool.run({
+        name,
+        version,
+        source,
+        eventJson: '',
+        requestId: state.requestId,
+        check: true,
+      });
       toResponse(checked.outcome);
     } catch (err) {
-      if (err instanceof FunctionCompileError) err.statusCode = 422;
-      throw err;
+      throw refusedDeploy(err);
     }
     const { created } = await store.write(name, source);
     ctx.status = created ? 201 : 200;

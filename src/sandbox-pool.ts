@@ -288,6 +288,8 @@ class FaasSafeify extends SafeifyBase {
       child.once('message', (first: WorkerMessage[]) => {
         if (!Array.isArray(first) || first[0]?.t !== 'ready')
           return fail('unexpected first message');
+        // Started while the pool was closing: shutdown() may not see it, so it goes now.
+        if (this.closing) return fail('the pool is closing');
         ready = true;
         clearTimeout(timer);
         child.on('message', (batch: unknown) => this.onBatch(worker, batch));
@@ -522,7 +524,7 @@ class FaasSafeify extends SafeifyBase {
   /** Brings the pool back to its configured size, one refill at a time. */
   refill(): void {
     this.refilling = this.refilling
-      .then(() => this.createWorkers())
+      .then(() => (this.closing ? [] : this.createWorkers()))
       .then(
         () => this.execute(),
         (err: unknown) => {
@@ -604,6 +606,8 @@ class FaasSafeify extends SafeifyBase {
     );
     for (const worker of this.workers) worker.killReason ??= 'shutdown';
     this.destroy();
+    // A replacement that was starting when the pool began closing kills itself when ready.
+    await this.refilling.catch(() => undefined);
     await Promise.all(exits);
     for (const job of this.jobs.values()) {
       this.fail(job, new ShuttingDownError('the server is shutting down'));
