@@ -65,6 +65,12 @@ export function runFaaS({ store, pool }: { store: FunctionStore; pool: SandboxPo
     const response = toResponse(result.outcome);
     ctx.status = response.status;
     ctx.set(response.headers);
-    if (response.body !== undefined) ctx.body = response.body;
+    if (response.body !== undefined) {
+      ctx.body = response.body;
+    } else if (response.status !== 204) {
+      // No body means an empty one, not Koa's default of the status text.
+      ctx.body = '';
+      if (response.headers['content-type'] === undefined) ctx.remove('Content-Type');
+    }
   };
 }

@@ -571,10 +571,13 @@ void describe('HTTP contract', () => {
       assert.deepEqual([...res.body], [0, 1, 2, 255]);
     });
 
-    void test('{ statusCode, headers } without body → that status and headers', async () => {
+    void test('{ statusCode, headers } without body → that status and headers, empty body', async () => {
       const res = await raw(t.url, '/r-shape-nobody');
       assert.equal(res.status, 302);
       assert.equal(res.headers.location, '/hello');
+      assert.equal(res.body.length, 0);
+      assert.equal(res.headers['content-length'], '0');
+      assert.equal(res.headers['content-type'], undefined);
     });
 
     const invalid = [
