@@ -429,6 +429,8 @@ async function measureTimeouts(dir: string, tries = 5): Promise<TimeoutResult> {
   }
 }
 
+const SOAK_WARMUP_S = 15;
+
 interface SoakResult {
   seconds: number;
   startRss: number;
@@ -440,14 +442,16 @@ interface SoakResult {
 }
 
 async function measureSoak(server: RunningServer, opts: Options): Promise<SoakResult> {
-  await load(`${server.url}/hello`, opts.connections, Math.max(opts.warmup, 2));
+  // Under load V8 grows its heaps to their working size within ~10 s; "flat" is about what
+  // happens after that, so the soak starts after a 15 s warm-up.
+  await load(`${server.url}/hello`, opts.connections, Math.max(opts.warmup, SOAK_WARMUP_S));
   const sampler = new RssSampler(server.pid, 200).start();
   const result = await load(`${server.url}/hello`, opts.connections, opts.soakSeconds);
   sampler.stop();
   const total = opts.soakSeconds * 1000;
   return {
     seconds: opts.soakSeconds,
-    // The first 5 s (after the warm-up) against the last 5 s of the run.
+    // The first 5 s (after the 15 s warm-up) against the last 5 s of the run.
     startRss: sampler.window(0, 5000),
     endRss: sampler.window(total - 5000, total + 5000),
     peakRss: sampler.peak,
