@@ -46,6 +46,7 @@ const MAX_SEGMENTS = 8;
 export const MAX_SOURCE_BYTES = 5 * 1024 * 1024;
 const REVALIDATE_MS = 1000;
 const MAX_WATCHED_DIRS = 1000;
+const MAX_MISSES = 1024;
 
 /**
  * The function name for a request path: `/hello` → `hello`, `/a/b/` → `a/b`, `/` → `index`.
@@ -121,6 +122,8 @@ export class FunctionStore {
   private root = '';
   private readonly logger: Logger;
   private readonly cache = new Map<string, Entry>();
+  /** Names known not to exist, until a time (ms); see rememberMiss. */
+  private readonly misses = new Map<string, number>();
   private readonly loading = new Map<string, Promise<Entry>>();
   /** One watcher per folder, by path relative to the root ('' is the root). */
   private readonly watchers = new Map<string, fs.FSWatcher>();
@@ -191,6 +194,7 @@ export class FunctionStore {
 
   private onChange(rel: string, file: string | Buffer | null): void {
     this.changes++;
+    this.misses.clear();
     if (file === null) return this.cache.clear();
     const entry = rel ? `${rel}/${String(file)}` : String(file);
     const name = entry.replace(/\.js$/, '');
@@ -206,9 +210,23 @@ export class FunctionStore {
     });
   }
 
+  /**
+   * Remembers for a second that `name` does not exist, so a flood of requests for a missing
+   * function costs no file system call each. Bounded (oldest dropped first); every change in the
+   * folder forgets them all, so a new file is served at once.
+   */
+  private rememberMiss(name: string, changes: number): void {
+    if (changes !== this.changes) return;
+    this.misses.delete(name);
+    this.misses.set(name, Date.now() + REVALIDATE_MS);
+    if (this.misses.size > MAX_MISSES)
+      this.misses.delete(this.misses.keys().next().value as string);
+  }
+
   /** Drops the cached version of `name`, e.g. after a deploy through the admin API. */
   invalidate(name: string): void {
     this.changes++;
+    this.misses.clear();
     this.cache.delete(name);
   }
 
@@ -223,7 +241,9 @@ export class FunctionStore {
    */
   async get(name: string): Promise<FunctionVersion> {
     const cached = this.cache.get(name);
-    if (cached && Date.now() - cached.checkedAt < REVALIDATE_MS) return cached.fn;
+    const now = Date.now();
+    if (cached && now - cached.checkedAt < REVALIDATE_MS) return cached.fn;
+    if ((this.misses.get(name) ?? 0) > now) throw notFound(name);
     let pending = this.loading.get(name);
     if (!pending) {
       pending = this.load(name, cached).finally(() => this.loading.delete(name));
@@ -240,7 +260,10 @@ export class FunctionStore {
       realPath = await fsp.realpath(file);
     } catch (err) {
       this.cache.delete(name);
-      if (isMissing(err)) throw notFound(name);
+      if (isMissing(err)) {
+        this.rememberMiss(name, changes);
+        throw notFound(name);
+      }
       throw err;
     }
     // Symlinks may point anywhere: follow one only when it stays inside the folder.

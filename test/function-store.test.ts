@@ -290,3 +290,33 @@ void describe('FunctionStore change detection', () => {
     assert.ok(Date.now() - started < 500, `seen after ${Date.now() - started} ms`);
   });
 });
+
+void describe('FunctionStore misses', () => {
+  let dir: string;
+  let store: FunctionStore;
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-miss-'));
+    store = new FunctionStore({ dir, logger: createLogger({ level: 'silent' }) });
+    await store.start();
+  });
+  after(async () => {
+    store.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  void test('a missing function is remembered, and a new file is still served at once', async () => {
+    await assert.rejects(store.get('ghost'), FunctionNotFoundError);
+    // The miss is remembered for a second, but the folder's change event forgets it.
+    await fs.writeFile(path.join(dir, 'ghost.js'), '() => 1');
+    const started = Date.now();
+    await eventually(async () => (await store.get('ghost').catch(() => undefined)) !== undefined);
+    assert.ok(Date.now() - started < 500, `served after ${Date.now() - started} ms`);
+  });
+
+  void test('a flood of missing names keeps answering not found', async () => {
+    for (let i = 0; i < 3000; i++) {
+      await assert.rejects(store.get(`missing-${i}`), FunctionNotFoundError);
+    }
+    await assert.rejects(store.get('missing-0'), FunctionNotFoundError);
+  });
+});
