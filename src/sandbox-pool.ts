@@ -85,6 +85,8 @@ export interface PoolStats {
 const OVERDUE_MARGIN_MS = 100;
 // How often the pool checks deadlines and heartbeats (one timer for all jobs, not one per job).
 const SWEEP_MS = 20;
+// Silent this long (a few missed heartbeats), a worker is busy or blocked: dispatch elsewhere.
+const QUIET_MS = 250;
 const MAX_STDERR_CHARS = 2048;
 // A worker that has not said `ready` by then failed to start.
 const START_TIMEOUT_MS = 10_000;
@@ -393,11 +395,19 @@ class FaasSafeify extends SafeifyBase {
 
   /** Hands queued jobs to the least-loaded healthy workers, up to `concurrency` each. */
   override execute(): void {
+    const now = performance.now();
     while (this.pendingScripts.length > 0) {
       let best: PoolWorker | undefined;
+      let bestScore = Infinity;
       for (const worker of this.healthyWorkers) {
-        if (worker.stats < this.opts.concurrency && (!best || worker.stats < best.stats)) {
+        if (worker.stats >= this.opts.concurrency) continue;
+        // A worker that has missed a few heartbeats is busy in a long synchronous part, or
+        // blocked: it goes last, so work waits on it only when every worker is in that state.
+        const quiet = now - worker.lastHeard > QUIET_MS ? this.opts.concurrency : 0;
+        const score = worker.stats + quiet;
+        if (score < bestScore) {
           best = worker;
+          bestScore = score;
         }
       }
       if (!best) return;
