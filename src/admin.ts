@@ -19,7 +19,8 @@ import {
   UnauthorizedError,
 } from './errors';
 import type { RequestState } from './error-handler';
-import { checkSyntax, functionInfo, functionNameFromPath, hashSource } from './function-store';
+import { checkSyntax, functionNameFromPath, hashSource } from './function-source';
+import { functionInfo } from './function-store';
 import type { FunctionStore } from './function-store';
 import type { Metrics } from './metrics';
 import type { InvocationRecords } from './records';

@@ -5,12 +5,12 @@
  * a cached entry older than a second is checked with one stat before it is served again. So no
  * request reads a file, and a change is seen by the next request, at most a second later.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import vm from 'node:vm';
 import { FunctionCompileError, FunctionNotFoundError, InvalidFunctionNameError } from './errors';
+import { MAX_SEGMENTS, SEGMENT, checkSyntax, hashSource } from './function-source';
 import type { Logger } from './logger';
 
 /** One version of a function, as read from disk. */
@@ -41,65 +41,10 @@ interface Entry {
   checkedAt: number;
 }
 
-const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
-const MAX_SEGMENTS = 8;
 export const MAX_SOURCE_BYTES = 5 * 1024 * 1024;
 const REVALIDATE_MS = 1000;
 const MAX_WATCHED_DIRS = 1000;
 const MAX_MISSES = 1024;
-
-/**
- * The function name for a request path: `/hello` → `hello`, `/a/b/` → `a/b`, `/` → `index`.
- * @throws InvalidFunctionNameError for anything else (dots, `%`, backslashes, empty segments…).
- */
-export function functionNameFromPath(urlPath: string): string {
-  if (urlPath === '/' || urlPath === '') return 'index';
-  const trimmed = urlPath.endsWith('/') ? urlPath.slice(1, -1) : urlPath.slice(1);
-  const segments = trimmed.split('/');
-  if (
-    !urlPath.startsWith('/') ||
-    segments.length > MAX_SEGMENTS ||
-    !segments.every((segment) => SEGMENT.test(segment))
-  ) {
-    const shown = JSON.stringify(urlPath.length > 80 ? `${urlPath.slice(0, 80)}…` : urlPath);
-    throw new InvalidFunctionNameError(
-      `invalid function name ${shown}: use up to ${MAX_SEGMENTS} segments of ` +
-        '[A-Za-z0-9][A-Za-z0-9_-]* (at most 64 characters each), separated by /',
-    );
-  }
-  return segments.join('/');
-}
-
-/** Whether `name` is a valid function name (the form functionNameFromPath returns). */
-export function isFunctionName(name: string): boolean {
-  const segments = name.split('/');
-  return segments.length <= MAX_SEGMENTS && segments.every((s) => SEGMENT.test(s));
-}
-
-/**
- * Compiles (without running) a function file the way a worker will, to report syntax errors with
- * their line and column in the file.
- */
-export function checkSyntax(source: string, name: string): FunctionCompileError | undefined {
-  try {
-    new vm.Script(source, { filename: `${name}.js` });
-    return undefined;
-  } catch (err) {
-    if (!(err instanceof SyntaxError)) throw err;
-    // V8 puts "file:line", the source line and a caret line on top of a SyntaxError's stack.
-    const [where = '', , caret = ''] = String(err.stack).split('\n');
-    const line = Number(/:(\d+)$/.exec(where)?.[1]);
-    const column = caret.indexOf('^') + 1;
-    const position = {
-      line: Number.isInteger(line) && line > 0 ? line : undefined,
-      column: column > 0 ? column : undefined,
-    };
-    const at = position.line
-      ? ` (line ${position.line}${column > 0 ? `, column ${column}` : ''})`
-      : '';
-    return new FunctionCompileError(`${name}.js: SyntaxError: ${err.message}${at}`, position);
-  }
-}
 
 /** What the admin API shows of a version (no source). */
 export function functionInfo(fn: FunctionVersion): FunctionInfo {
@@ -111,10 +56,6 @@ export function functionInfo(fn: FunctionVersion): FunctionInfo {
     status: fn.compileError ? 'compile_error' : 'ok',
     ...(fn.compileError ? { error: fn.compileError.message } : {}),
   };
-}
-
-export function hashSource(source: string): string {
-  return createHash('sha256').update(source).digest('hex').slice(0, 16);
 }
 
 export class FunctionStore {

@@ -306,3 +306,23 @@ export async function setupIsolation(options: IsolationOptions): Promise<WorkerI
     },
   };
 }
+
+/** The folder of an installed package (the nearest package.json above its entry point). */
+function packageDir(name: string, from: string): string {
+  let dir = path.dirname(require.resolve(name, { paths: [from] }));
+  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) {
+    dir = path.dirname(dir);
+  }
+  return dir;
+}
+
+/** What a worker may read under the permission model: our compiled code, vm2 and its deps. */
+export function workerReadPaths(): string[] {
+  const vm2 = packageDir('vm2', __dirname);
+  const manifest = JSON.parse(fs.readFileSync(path.join(vm2, 'package.json'), 'utf8')) as {
+    dependencies?: Record<string, string>;
+  };
+  const deps = Object.keys(manifest.dependencies ?? {}).map((dep) => packageDir(dep, vm2));
+  // This file sits beside the worker's code (dist/src) in the built tree.
+  return [__dirname, vm2, ...deps];
+}

@@ -4,7 +4,7 @@
  */
 import type { Context, Middleware } from 'koa';
 import type { RequestState } from './error-handler';
-import { functionNameFromPath } from './function-store';
+import { functionNameFromPath } from './function-source';
 import type { FunctionStore } from './function-store';
 import type { Logger } from './logger';
 import { toResponse } from './response';

@@ -12,7 +12,6 @@
  */
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { Safeify } from 'safeify';
 import {
@@ -23,6 +22,7 @@ import {
 } from './errors';
 import type { WorkerIsolation } from './isolation';
 import type { Logger } from './logger';
+import { isWorkerMessage } from './wire';
 import type { RunMessage, WorkerMessage } from './wire';
 
 export interface PoolOptions {
@@ -92,50 +92,6 @@ const MAX_STDERR_CHARS = 2048;
 const START_TIMEOUT_MS = 10_000;
 
 const runnerFile = path.join(__dirname, 'worker', 'runner.js');
-
-function isWorkerMessage(value: unknown): value is WorkerMessage {
-  if (value === null || typeof value !== 'object') return false;
-  const m = value as Record<string, unknown>;
-  switch (m.t) {
-    case 'start':
-    case 'miss':
-      return typeof m.id === 'number';
-    case 'done':
-      return (
-        typeof m.id === 'number' &&
-        typeof m.r === 'string' &&
-        typeof m.cold === 'boolean' &&
-        typeof m.ms === 'number' &&
-        (m.logs === undefined ||
-          (Array.isArray(m.logs) && m.logs.every((line) => typeof line === 'string')))
-      );
-    case 'evicted':
-      return Array.isArray(m.v) && m.v.every((v) => typeof v === 'string');
-    case 'beat':
-      return true;
-    default:
-      return false;
-  }
-}
-
-/** The folder of an installed package (the nearest package.json above its entry point). */
-function packageDir(name: string, from: string): string {
-  let dir = path.dirname(require.resolve(name, { paths: [from] }));
-  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) {
-    dir = path.dirname(dir);
-  }
-  return dir;
-}
-
-/** What a worker may read under the permission model: our compiled code, vm2 and its deps. */
-export function workerReadPaths(): string[] {
-  const vm2 = packageDir('vm2', __dirname);
-  const manifest = JSON.parse(fs.readFileSync(path.join(vm2, 'package.json'), 'utf8')) as {
-    dependencies?: Record<string, string>;
-  };
-  const deps = Object.keys(manifest.dependencies ?? {}).map((dep) => packageDir(dep, vm2));
-  return [__dirname, vm2, ...deps];
-}
 
 function exitReason(
   killReason: string | undefined,

@@ -18,8 +18,8 @@ import { FunctionStore } from './function-store';
 import { body, cors } from './http-parts';
 import type { Logger } from './logger';
 import { runFaaS } from './run-faas';
-import { SandboxPool, workerReadPaths } from './sandbox-pool';
-import { setupIsolation } from './isolation';
+import { SandboxPool } from './sandbox-pool';
+import { setupIsolation, workerReadPaths } from './isolation';
 import type { WorkerIsolation } from './isolation';
 
 export interface FaasServer {

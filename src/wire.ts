@@ -106,3 +106,29 @@ export interface ResponseShape {
   j?: boolean;
   e?: boolean;
 }
+
+/** Whether a value is a well-formed worker message (a worker that escaped can send anything). */
+export function isWorkerMessage(value: unknown): value is WorkerMessage {
+  if (value === null || typeof value !== 'object') return false;
+  const m = value as Record<string, unknown>;
+  switch (m.t) {
+    case 'start':
+    case 'miss':
+      return typeof m.id === 'number';
+    case 'done':
+      return (
+        typeof m.id === 'number' &&
+        typeof m.r === 'string' &&
+        typeof m.cold === 'boolean' &&
+        typeof m.ms === 'number' &&
+        (m.logs === undefined ||
+          (Array.isArray(m.logs) && m.logs.every((line) => typeof line === 'string')))
+      );
+    case 'evicted':
+      return Array.isArray(m.v) && m.v.every((v) => typeof v === 'string');
+    case 'beat':
+      return true;
+    default:
+      return false;
+  }
+}
