@@ -7,11 +7,10 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
-import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Response } from 'supertest';
-import { eventually, startServer } from './helpers';
+import { closeAndReap, startServer } from './helpers';
 import type { TestServer } from './helpers';
 
 const TOKEN = 'admin-token-for-tests-0123456789';
@@ -37,34 +36,6 @@ const exists = (file: string) =>
     () => true,
     () => false,
   );
-
-/** Pids of this process's live child processes (the server's workers run as our children). */
-function childPids(): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(ppid) === process.pid && state !== 'Z') pids.push(Number(entry));
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  return pids;
-}
-
-/**
- * Closes the server and returns the worker processes still running afterwards, after killing
- * them (by pid: they are ours), so that a leak fails the hook instead of hanging the file.
- */
-async function closeAndReap(t: TestServer): Promise<number[]> {
-  await t.close();
-  await eventually(async () => childPids().length === 0, 2000).catch(() => undefined);
-  const left = childPids();
-  for (const pid of left) process.kill(pid, 'SIGKILL');
-  return left;
-}
 
 function assertError(res: Response, status: number, code: string): void {
   assert.equal(res.status, status, `expected ${status} ${code}, got ${res.status} ${res.text}`);

@@ -2,6 +2,7 @@
  * Test harness: the real server (createServer) on an ephemeral port over a temporary functions
  * folder, with real worker processes. Everything it starts, close() stops.
  */
+import fs_ from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -97,12 +98,40 @@ export async function eventually(check: () => Promise<boolean>, ms = 3000): Prom
   }
 }
 
-/** Whether a process with this pid is alive. */
+/** Whether a process with this pid is alive (a zombie, exited but not yet reaped, is not). */
 export function isAlive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = fs_.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] !== 'Z';
   } catch {
     return false;
   }
+}
+
+/** Pids of this process's live child processes (the servers' workers run as our children). */
+export function childPids(): number[] {
+  const pids: number[] = [];
+  for (const entry of fs_.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs_.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(ppid) === process.pid && state !== 'Z') pids.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
+}
+
+/**
+ * Closes the server and returns the worker processes still running afterwards, after killing
+ * them (by pid: they are ours), so that a leak fails the test instead of hanging the file.
+ */
+export async function closeAndReap(t: TestServer): Promise<number[]> {
+  await t.close();
+  await eventually(async () => childPids().length === 0, 2000).catch(() => undefined);
+  const left = childPids();
+  for (const pid of left) process.kill(pid, 'SIGKILL');
+  return left;
 }

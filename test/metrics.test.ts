@@ -5,11 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
 import { after, before, test } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { eventually, startServer } from './helpers';
+import { closeAndReap, eventually, startServer } from './helpers';
 import type { TestServer } from './helpers';
 
 interface Sample {
@@ -102,34 +101,6 @@ function value(exp: Exposition, name: string, labels: Record<string, string> = {
   );
   assert.ok(found.length <= 1, `${found.length} samples of ${name} ${JSON.stringify(labels)}`);
   return found[0]?.value ?? 0;
-}
-
-/** Pids of this process's live child processes (the server's workers run as our children). */
-function childPids(): number[] {
-  const pids: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(ppid) === process.pid && state !== 'Z') pids.push(Number(entry));
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  return pids;
-}
-
-/**
- * Closes the server and returns the worker processes still running afterwards, after killing
- * them (by pid: they are ours), so that a leak fails the hook instead of hanging the file.
- */
-async function closeAndReap(t: TestServer): Promise<number[]> {
-  await t.close();
-  await eventually(async () => childPids().length === 0, 2000).catch(() => undefined);
-  const left = childPids();
-  for (const pid of left) process.kill(pid, 'SIGKILL');
-  return left;
 }
 
 const versionOf = (source: string) =>

@@ -5,11 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { InvocationRecords } from '../src/records';
 import type { InvocationRecord } from '../src/records';
-import { eventually, startServer } from './helpers';
+import { closeAndReap, eventually, startServer } from './helpers';
 import type { TestServer } from './helpers';
 
 const TOKEN = 'records-token-for-tests-0123456789';
@@ -30,34 +29,6 @@ function record(requestId: string, overrides: Partial<InvocationRecord> = {}): I
 }
 
 const ids = (records: InvocationRecord[]) => records.map((r) => r.requestId);
-
-/** Pids of this process's live child processes (the server's workers run as our children). */
-function childPids(): number[] {
-  const pids: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(ppid) === process.pid && state !== 'Z') pids.push(Number(entry));
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  return pids;
-}
-
-/**
- * Closes the server and returns the worker processes still running afterwards, after killing
- * them (by pid: they are ours), so that a leak fails the hook instead of hanging the file.
- */
-async function closeAndReap(t: TestServer): Promise<number[]> {
-  await t.close();
-  await eventually(async () => childPids().length === 0, 2000).catch(() => undefined);
-  const left = childPids();
-  for (const pid of left) process.kill(pid, 'SIGKILL');
-  return left;
-}
 
 describe('InvocationRecords', () => {
   test('keeps the last `max` records and forgets evicted ids', () => {
