@@ -19,7 +19,7 @@ export interface RequestState {
   log: Logger;
   fn?: string;
   version?: string;
-  /** ok, error code, … */
+  /** `ok`, an error code, or the status; set by the boundary before the observer runs. */
   outcome?: string;
   cold?: boolean;
   queueMs?: number;
@@ -91,11 +91,12 @@ export function errorBoundary(logger: Logger, observe?: RequestObserver): Middle
     state.requestId ??= requestIdFor(ctx.get('x-request-id') || undefined);
     state.log ??= logger.child({ reqId: state.requestId });
     let failure: unknown;
+    let known: FaasError | undefined;
     try {
       await next();
     } catch (err) {
       failure = err;
-      const known = err instanceof FaasError ? err : fromHttpError(err);
+      known = err instanceof FaasError ? err : fromHttpError(err);
       const { status, body } = toErrorBody(known ?? err, state.requestId);
       ctx.status = status;
       ctx.body = body;
@@ -103,6 +104,7 @@ export function errorBoundary(logger: Logger, observe?: RequestObserver): Middle
       for (const [name, value] of Object.entries(known?.headers ?? {})) ctx.set(name, value);
       state.outcome = body.error.code;
     }
+    state.outcome ??= ctx.status < 400 ? 'ok' : String(ctx.status);
     const totalMs = performance.now() - started;
     if (state.fn !== undefined && state.version !== undefined) {
       const timing = [`total;dur=${totalMs.toFixed(2)}`];
@@ -120,14 +122,10 @@ export function errorBoundary(logger: Logger, observe?: RequestObserver): Middle
     if (state.fn !== undefined) fields.fn = state.fn;
     if (state.version !== undefined) fields.version = state.version;
     if (state.cold !== undefined) fields.cold = state.cold;
-    fields.outcome = state.outcome ?? (ctx.status < 400 ? 'ok' : String(ctx.status));
+    fields.outcome = state.outcome;
     if (failure instanceof FunctionError) {
       fields.err = { type: failure.type, message: failure.message, stack: failure.functionStack };
-    } else if (
-      failure !== undefined &&
-      !(failure instanceof FaasError) &&
-      !fromHttpError(failure)
-    ) {
+    } else if (failure !== undefined && known === undefined) {
       fields.err = failure;
       return state.log.error('request failed', fields);
     }

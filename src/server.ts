@@ -60,7 +60,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   // One place turns a finished request into its record and its metrics.
   const observe: RequestObserver = (ctx, state, totalMs) => {
     if (state.fn === undefined || ctx.path.startsWith('/_/')) return;
-    const outcome = state.outcome ?? (ctx.status < 400 ? 'ok' : String(ctx.status));
+    const outcome = state.outcome as string;
     const exists = state.version !== undefined;
     metrics.observeInvocation({
       fn: exists ? state.fn : undefined,
