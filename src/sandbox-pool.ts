@@ -2,7 +2,8 @@
  * The sandbox pool: the only importer of safeify. safeify keeps the pool's bookkeeping (its
  * worker list, pending queue, least-loaded choice, respawn to full strength and `destroy`); this
  * subclass replaces the parts with known gaps:
- * - its runner (one new vm2 context per script) → worker/runner.ts (warm contexts, see there);
+ * - its runner (one new vm2 context per script) → worker/runner.ts (warm contexts, see there),
+ *   forked and confined by worker-process.ts;
  * - its timeout kill re-queues the killed worker's other scripts, so they run twice → here a
  *   script that may have started is answered 502, only never-started ones move to another worker;
  * - a worker that dies leaves its scripts pending forever → here they settle when its channel
@@ -10,9 +11,6 @@
  * - errors reduced to a message, `throw 'x'` a success → outcomes are tagged strings (wire.ts);
  * - replying to a dead worker crashes the host → every send is guarded, `error` is listened to.
  */
-import { fork } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { Safeify } from 'safeify';
 import {
   FunctionTimeoutError,
@@ -24,6 +22,8 @@ import type { WorkerIsolation } from './isolation';
 import type { Logger } from './logger';
 import { isWorkerMessage } from './wire';
 import type { RunMessage, WorkerMessage } from './wire';
+import { DEATHS, spawnWorker } from './worker-process';
+import type { WorkerExitReason, WorkerProcess } from './worker-process';
 
 export interface PoolOptions {
   workers: number;
@@ -47,8 +47,6 @@ export interface PoolOptions {
 
 type ResolvedOptions = Required<Omit<PoolOptions, 'confinement'>> &
   Pick<PoolOptions, 'confinement'>;
-
-export type WorkerExitReason = 'timeout' | 'unresponsive' | 'memory' | 'crash';
 
 /** What the pool needs to run one invocation. */
 export interface Invocation {
@@ -87,25 +85,6 @@ const OVERDUE_MARGIN_MS = 100;
 const SWEEP_MS = 20;
 // Silent this long (a few missed heartbeats), a worker is busy or blocked: dispatch elsewhere.
 const QUIET_MS = 250;
-const MAX_STDERR_CHARS = 2048;
-// A worker that has not said `ready` by then failed to start.
-const START_TIMEOUT_MS = 10_000;
-
-const runnerFile = path.join(__dirname, 'worker', 'runner.js');
-
-function exitReason(
-  killReason: string | undefined,
-  code: number | null,
-  signal: NodeJS.Signals | null,
-  oomKilled: boolean,
-): WorkerExitReason {
-  if (killReason === 'timeout') return 'timeout';
-  if (killReason !== undefined) return 'unresponsive';
-  // V8 aborts when its heap limit is reached (SIGABRT, or 134 through a shell); the kernel's
-  // cgroup OOM killer sends SIGKILL and leaves a count in the cgroup.
-  if (signal === 'SIGABRT' || code === 134 || oomKilled) return 'memory';
-  return 'crash';
-}
 
 /** A queued or running invocation; safeify's queue and worker lists hold these. */
 interface Job extends Invocation {
@@ -127,30 +106,7 @@ interface Job extends Invocation {
   stop(): void;
 }
 
-/** safeify's Worker, plus the versions this worker is known to hold. */
-interface PoolWorker {
-  process: ChildProcess;
-  stats: number;
-  state: 'healthy' | 'unhealthy';
-  runningScripts: Job[];
-  known: Set<string>;
-  /** Run messages dispatched this event-loop turn, sent together by flush(). */
-  outbox: RunMessage[];
-  killReason?: string;
-  /** When the pool last heard from it (it beats every HEARTBEAT_MS while its loop turns). */
-  lastHeard: number;
-  exitReason?: WorkerExitReason;
-  /** Its jobs have been settled or moved. */
-  gone?: boolean;
-}
-
-/** How a 502 explains why the worker died. */
-const DEATHS: Record<WorkerExitReason, string> = {
-  memory: 'ran out of memory (WORKER_MEMORY_MB)',
-  crash: 'crashed or was killed',
-  timeout: 'was stopped: an invocation on it blocked it past its timeout',
-  unresponsive: 'stopped responding and was replaced',
-};
+type PoolWorker = WorkerProcess<Job>;
 
 /** The members of safeify 5.0.6 this subclass uses; its .d.ts declares them private. */
 interface SafeifyInternals {
@@ -191,80 +147,18 @@ class FaasSafeify extends SafeifyBase {
     return this.jobs.size - this.pendingScripts.length;
   }
 
-  /** Forks one worker running our runner, with an empty environment; resolves when it is ready. */
+  /** One worker, forked and confined by worker-process.ts; resolves when it is ready. */
   override createWorker(): Promise<PoolWorker> {
-    const { isolation, warmContexts, maxResultBytes, confinement } = this.opts;
-    const child = fork(runnerFile, [JSON.stringify({ isolation, warmContexts, maxResultBytes })], {
-      env: {},
-      serialization: 'advanced',
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      ...(confinement?.spawnOptions() ?? { execArgv: [] }),
-    });
-    if (child.pid !== undefined) void confinement?.attach(child.pid);
-    const worker: PoolWorker = {
-      process: child,
-      stats: 0,
-      state: 'healthy',
-      runningScripts: [],
-      known: new Set(),
-      outbox: [],
-      lastHeard: performance.now(),
-    };
-    // A worker's stderr (V8's out-of-memory report, mostly) goes to the log when it exits.
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => {
-      if (stderr.length < MAX_STDERR_CHARS) stderr += chunk.toString('utf8');
-    });
-    // Without a listener, an 'error' (e.g. EPIPE on a send to a dying worker) crashes the host.
-    child.on('error', (err) => this.opts.logger.warn('worker error', { pid: child.pid, err }));
-    return new Promise((resolve, reject) => {
-      let ready = false;
-      const fail = (reason: string) => {
-        clearTimeout(timer);
-        child.kill('SIGKILL');
-        reject(new Error(`worker failed to start: ${reason}`));
-      };
-      const timer = setTimeout(() => fail('no ready message'), START_TIMEOUT_MS);
-      child.once('exit', (code, signal) => {
-        const pid = child.pid as number;
-        const oom = confinement?.oomKilled(pid) ?? false;
-        confinement?.release(pid);
-        if (!ready)
-          return fail(`exited with ${signal ?? code}: ${stderr.slice(0, MAX_STDERR_CHARS)}`);
-        const reason = exitReason(worker.killReason, code, signal, oom);
-        worker.exitReason = reason;
-        if (this.closing) return;
-        this.opts.logger.warn('worker exited', {
-          pid,
-          reason,
-          code,
-          signal,
-          ...(stderr ? { stderr: stderr.slice(0, MAX_STDERR_CHARS) } : {}),
-        });
-        this.opts.onWorkerExit(reason);
-      });
-      child.once('message', (first: WorkerMessage[]) => {
-        if (!Array.isArray(first) || first[0]?.t !== 'ready')
-          return fail('unexpected first message');
-        // Started while the pool was closing: shutdown() may not see it, so it goes now.
-        if (this.closing) return fail('the pool is closing');
-        ready = true;
-        clearTimeout(timer);
-        child.on('message', (batch: unknown) => this.onBatch(worker, batch));
-        // 'disconnect' comes after every message the worker wrote before it died was delivered,
-        // so the `start` notes are complete when it fires ('exit' may come before them).
-        // The 502 names the cause, which 'exit' tells: wait for it, briefly.
-        child.once('disconnect', () => {
-          if (worker.exitReason !== undefined) return this.onChannelClosed(worker);
-          const fallback = setTimeout(() => this.onChannelClosed(worker), 200);
-          child.once('exit', () => {
-            clearTimeout(fallback);
-            this.onChannelClosed(worker);
-          });
-        });
-        resolve(worker);
-      });
-    });
+    const { isolation, warmContexts, maxResultBytes, confinement, logger } = this.opts;
+    return spawnWorker<Job>(
+      { isolation, warmContexts, maxResultBytes, confinement, logger },
+      {
+        closing: () => this.closing,
+        onBatch: (worker, batch) => this.onBatch(worker, batch),
+        onGone: (worker) => this.onChannelClosed(worker),
+        onExit: (reason) => this.opts.onWorkerExit(reason),
+      },
+    );
   }
 
   /** Queues one invocation; it settles exactly once, whatever happens to its worker. */
