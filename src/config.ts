@@ -110,6 +110,11 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     throw new ConfigError('ADMIN_TOKEN must be at least 16 characters long');
   }
   const timeoutMs = integer(env, 'FUNCTION_TIMEOUT_MS', 5000, 10, 15 * 60 * 1000);
+  const corsOrigin = read(env, 'CORS_ORIGIN') ?? '*';
+  // It becomes a header value: visible ASCII only, e.g. * or https://app.example.
+  if (!/^[\x21-\x7e]+$/.test(corsOrigin)) {
+    throw new ConfigError(`CORS_ORIGIN must be * or an origin like https://app.example`);
+  }
   return Object.freeze({
     port: integer(env, 'PORT', 3000, 0, 65535),
     host,
@@ -118,7 +123,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     // safeify silently raises fewer than 2 workers to 2; refuse instead, so the logged config runs.
     workers: integer(env, 'WORKERS', Math.max(2, os.availableParallelism()), 2, 256),
     maxBodyBytes: parseSize('MAX_BODY', read(env, 'MAX_BODY') ?? '1mb'),
-    corsOrigin: read(env, 'CORS_ORIGIN') ?? '*',
+    corsOrigin,
     adminToken,
     isolation: oneOf(env, 'FUNCTION_ISOLATION', ['warm', 'fresh'] as const, 'warm'),
     warmContexts: integer(env, 'WARM_CONTEXTS', 64, 1, 10000),

@@ -130,12 +130,15 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
           ? [408, 'REQUEST_TIMEOUT']
           : [400, 'BAD_REQUEST'];
+    const requestId = randomUUID();
     const body = JSON.stringify({
       error: { code, message: `${http.STATUS_CODES[status]}: ${err.code ?? 'malformed request'}` },
-      requestId: randomUUID(),
+      requestId,
     });
     socket.end(
-      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n` +
+        `Content-Type: application/json; charset=utf-8\r\nX-Request-Id: ${requestId}\r\n` +
+        `Access-Control-Allow-Origin: ${config.corsOrigin}\r\n` +
         `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   });

@@ -90,6 +90,15 @@ const invalid: Record<string, string>[] = [
   { ADMIN_TOKEN: 'short' },
   { ADMIN_TOKEN: '123456789012345' },
   { LOG_FORMAT: 'xml' },
+  { CORS_ORIGIN: 'https://a.example\r\nSet-Cookie: x=1' },
+  { WORKER_MEMORY_MB: '8' },
+  { WORKER_CPU_QUOTA: 'half' },
+  { MAX_RESULT_BYTES: 'big' },
+  { MAX_QUEUE: '-1' },
+  { METRICS_AUTH: 'yes' },
+  { RECORDS_MAX: 'all' },
+  { WARM_CONTEXTS: '0' },
+  { LOG_LEVEL: 'loud' },
 ];
 for (const env of invalid) {
   const [[name, value]] = Object.entries(env);
