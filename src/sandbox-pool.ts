@@ -228,7 +228,8 @@ class FaasSafeify extends SafeifyBase {
       }
     }
     for (const worker of this.workers) {
-      const silent = now - worker.lastHeard > this.opts.timeoutMs + OVERDUE_MARGIN_MS;
+      // The same arithmetic as a job's execDeadline, so the two agree to the last bit.
+      const silent = now > worker.lastHeard + this.opts.timeoutMs + OVERDUE_MARGIN_MS;
       if (silent && worker.state === 'healthy' && worker.runningScripts.length > 0) {
         this.opts.logger.warn('worker blocked past the timeout; killing it', {
           pid: worker.process.pid,
@@ -309,9 +310,13 @@ class FaasSafeify extends SafeifyBase {
    * batch gets the worker killed, never an exception in the server.
    */
   private onBatch(worker: PoolWorker, batch: unknown): void {
-    worker.lastHeard = performance.now();
+    // One clock reading for the batch: a job's deadline and its worker's silence are measured
+    // from the same instant, so a blocked worker's own invocation is answered 504 (by its
+    // deadline) no later than the worker is killed (for its silence), never 502.
+    const now = performance.now();
+    worker.lastHeard = now;
     if (Array.isArray(batch) && batch.every(isWorkerMessage)) {
-      for (const message of batch) this.onMessage(worker, message);
+      for (const message of batch) this.onMessage(worker, message, now);
       return;
     }
     this.opts.logger.error('malformed message from a worker; killing it', {
@@ -320,7 +325,7 @@ class FaasSafeify extends SafeifyBase {
     this.killWorker(worker, 'malformed message');
   }
 
-  private onMessage(worker: PoolWorker, message: WorkerMessage): void {
+  private onMessage(worker: PoolWorker, message: WorkerMessage, now: number): void {
     if (message.t === 'beat') return;
     if (message.t === 'evicted') {
       for (const version of message.v) worker.known.delete(version);
@@ -332,7 +337,7 @@ class FaasSafeify extends SafeifyBase {
       case 'start':
         job.started = true;
         // The worker answers its own deadlines; this one is for when it cannot.
-        job.execDeadline = performance.now() + job.timeoutMs + OVERDUE_MARGIN_MS;
+        job.execDeadline = now + job.timeoutMs + OVERDUE_MARGIN_MS;
         return;
       case 'miss':
         worker.known.delete(job.version);
