@@ -27,9 +27,11 @@ export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
 // ---------------------------------------------------------------------------------------------
 // /proc: process tree and RSS
 
-interface ProcInfo {
+export interface ProcInfo {
   pid: number;
   ppid: number;
+  /** Field 3: R, S, D, Z (zombie: exited, not yet reaped), … */
+  state: string;
   /** utime + stime, in clock ticks. */
   cpuTicks: number;
   /** Field 22 of /proc/<pid>/stat: start time in clock ticks since boot; tells a reused pid apart. */
@@ -44,6 +46,7 @@ function readStat(pid: number): ProcInfo | undefined {
     return {
       pid,
       ppid: Number(rest[1]),
+      state: rest[0],
       cpuTicks: Number(rest[11]) + Number(rest[12]),
       startTime: rest[19],
     };
@@ -61,6 +64,13 @@ function processTable(): Map<number, ProcInfo> {
     if (info) table.set(info.pid, info);
   }
   return table;
+}
+
+const exited = (info: ProcInfo) => info.state === 'Z' || info.state === 'X';
+
+/** Live (not zombie) children of `ppid`. */
+export function childrenOf(ppid: number): ProcInfo[] {
+  return [...processTable().values()].filter((info) => info.ppid === ppid && !exited(info));
 }
 
 /** `root` and all its descendants that are alive now. */
@@ -282,8 +292,10 @@ export async function startServer(spec: ServerSpec, timeoutMs = 20_000): Promise
   return server;
 }
 
-function isAlive(pid: number, startTime: string): boolean {
-  return readStat(pid)?.startTime === startTime;
+/** Whether the process that was `pid` at `startTime` still runs (a zombie does not). */
+export function isAlive(pid: number, startTime: string): boolean {
+  const info = readStat(pid);
+  return !!info && info.startTime === startTime && !exited(info);
 }
 
 /**

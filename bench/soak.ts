@@ -16,10 +16,11 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { childrenOf, freePort, isAlive, rssOf, sleep } from './measure';
+import type { ProcInfo } from './measure';
 
 const ROOT = path.join(__dirname, '..', '..');
 const SERVER_ENTRY = path.join(ROOT, 'dist', 'src', 'main.js');
@@ -513,65 +514,8 @@ async function poolFigures(port: number): Promise<PoolFigures | undefined> {
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 // ---------------------------------------------------------------------------------------------
-// /proc
-
-interface Proc {
-  pid: number;
-  ppid: number;
-  state: string;
-  /** Start time in clock ticks since boot: tells a reused pid apart. */
-  startTime: string;
-}
-
-function readProc(pid: number): Proc | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { pid, ppid: Number(rest[1]), state: rest[0], startTime: rest[19] };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Live (not zombie) children of `ppid`. */
-function childrenOf(ppid: number): Proc[] {
-  const out: Proc[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const proc = readProc(Number(entry));
-    if (proc && proc.ppid === ppid && proc.state !== 'Z' && proc.state !== 'X') out.push(proc);
-  }
-  return out;
-}
-
-/** Whether the process that was `pid` at `startTime` is still alive (and not a zombie). */
-function stillAlive(pid: number, startTime: string): boolean {
-  const proc = readProc(pid);
-  return !!proc && proc.startTime === startTime && proc.state !== 'Z' && proc.state !== 'X';
-}
-
-function rssOf(pid: number): number {
-  try {
-    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
+// /proc (shared with the benchmark: ./measure)
 
 interface RssFigures {
   server: number;
@@ -684,7 +628,7 @@ class ServerUnderTest {
   }
 
   /** Records the server's current workers; returns them. */
-  scanWorkers(): Proc[] {
+  scanWorkers(): ProcInfo[] {
     if (!this.alive) return [];
     const now = performance.now();
     const live = childrenOf(this.pid);
@@ -699,7 +643,7 @@ class ServerUnderTest {
 
   /** Workers ever seen that are still alive. */
   survivors(): number[] {
-    return [...this.workers].filter(([pid, w]) => stillAlive(pid, w.startTime)).map(([pid]) => pid);
+    return [...this.workers].filter(([pid, w]) => isAlive(pid, w.startTime)).map(([pid]) => pid);
   }
 
   /** Emergency stop: the server and every worker it had, at once. */
