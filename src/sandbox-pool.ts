@@ -133,6 +133,7 @@ class FaasSafeify extends SafeifyBase {
   private readonly jobs = new Map<number, Job>();
   private sweeper?: NodeJS.Timeout;
   private lastSweep = performance.now();
+  private deferredLast = false;
 
   constructor(private readonly opts: ResolvedOptions) {
     // unrestricted: safeify's cgroup code is v1-only and needs root; we never let it run.
@@ -143,8 +144,9 @@ class FaasSafeify extends SafeifyBase {
     this.opts.confinement = confinement;
   }
 
+  /** Slots in use on the workers: invocations running, answered or not. */
   get running(): number {
-    return this.jobs.size - this.pendingScripts.length;
+    return this.workers.reduce((sum, worker) => sum + worker.stats, 0);
   }
 
   /** One worker, forked and confined by worker-process.ts; resolves when it is ready. */
@@ -209,8 +211,10 @@ class FaasSafeify extends SafeifyBase {
     const now = performance.now();
     const lag = now - this.lastSweep - SWEEP_MS;
     this.lastSweep = now;
-    // The server itself stalled (GC, load): read the workers' messages before judging them.
-    if (lag > 50) return;
+    // The server itself stalled (GC, load): read the workers' messages before judging them
+    // overdue or silent. Once only: under constant stalls, deadlines must still hold.
+    const judge = !(lag > 50 && !this.deferredLast);
+    this.deferredLast = !judge;
     for (const job of this.jobs.values()) {
       if (now > job.safetyDeadline) {
         this.opts.logger.error('invocation safety deadline fired', { id: job.id, fn: job.name });
@@ -220,7 +224,7 @@ class FaasSafeify extends SafeifyBase {
         const index = this.pendingScripts.indexOf(job);
         if (index >= 0) this.pendingScripts.splice(index, 1);
         this.fail(job, this.overloaded(`no worker was free within ${this.opts.queueTimeoutMs} ms`));
-      } else if (now > job.execDeadline) {
+      } else if (judge && now > job.execDeadline) {
         // The worker answers its own deadlines; it did not, so its loop is busy or blocked.
         const blocked = job.worker && now - job.worker.lastHeard > OVERDUE_MARGIN_MS;
         const why = blocked ? ': its worker was blocked (by this or another invocation)' : '';
@@ -230,7 +234,7 @@ class FaasSafeify extends SafeifyBase {
     for (const worker of this.workers) {
       // The same arithmetic as a job's execDeadline, so the two agree to the last bit.
       const silent = now > worker.lastHeard + this.opts.timeoutMs + OVERDUE_MARGIN_MS;
-      if (silent && worker.state === 'healthy' && worker.runningScripts.length > 0) {
+      if (judge && silent && worker.state === 'healthy' && worker.runningScripts.length > 0) {
         this.opts.logger.warn('worker blocked past the timeout; killing it', {
           pid: worker.process.pid,
           silentMs: Math.round(now - worker.lastHeard),
@@ -331,7 +335,10 @@ class FaasSafeify extends SafeifyBase {
       for (const version of message.v) worker.known.delete(version);
       return;
     }
-    const job = message.t === 'ready' ? undefined : this.jobs.get(message.id);
+    if (message.t === 'ready') return;
+    // A job the pool already answered (504 past its deadline) keeps its slot on the worker until
+    // the worker reports it: look on the worker too, not only among the unsettled jobs.
+    const job = this.jobs.get(message.id) ?? worker.runningScripts.find((j) => j.id === message.id);
     if (!job || job.worker !== worker) return;
     switch (message.t) {
       case 'start':
@@ -341,7 +348,9 @@ class FaasSafeify extends SafeifyBase {
         return;
       case 'miss':
         worker.known.delete(job.version);
-        return this.send(worker, job, true);
+        if (!job.settled) return this.send(worker, job, true);
+        this.detach(job);
+        return this.execute();
       case 'done':
         this.detach(job);
         this.settle(job, () =>

@@ -331,3 +331,38 @@ void describe('results and console', () => {
     for (const r of results) assert.deepEqual(r.body, { message: 'it works!', status: 'ok' });
   });
 });
+
+void describe('an invocation the pool answered before its worker did', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({
+      functions: {
+        never: '() => new Promise(() => {})',
+        busy: '() => { const until = Date.now() + 800; while (Date.now() < until); return "done"; }',
+      },
+    });
+  });
+  after(() => s.close());
+
+  // Each worker holds a never-settling call; 400 ms later each also runs 800 ms of synchronous
+  // work, so neither can answer its never-settling call at its deadline: the pool does (504),
+  // and the worker's own late answer arrives afterwards. The slot must be freed by then.
+  void test('keeps its slot until the worker reports it, then frees it', async () => {
+    await eventually(async () => s.server.pool.stats().workers === 2, 5000);
+    // supertest sends a request only once it is awaited or then()ed: send now.
+    const send = (path: string) => s.request.get(path).then((res) => res);
+    const nevers = [send('/never'), send('/never')];
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const busy = [send('/busy'), send('/busy')];
+    const answers = await Promise.all([...nevers, ...busy]);
+    assert.deepEqual(
+      answers.map((res) => res.status),
+      [504, 504, 200, 200],
+    );
+    for (const res of answers.slice(0, 2))
+      assert.match(res.body.error.message, /worker was blocked/);
+    // The workers' late answers for the two never-settling calls free their slots.
+    await eventually(async () => s.server.pool.stats().running === 0, 3000);
+    assert.deepEqual(s.server.pool.stats().restarts, 0);
+  });
+});

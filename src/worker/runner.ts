@@ -274,14 +274,17 @@ function runBatch(jobs: RunMessage[], from = 0): void {
       }
     }, ms + SLICE_MS);
   } catch (err) {
-    if (!current) throw err;
-    const { inv, job, cold, startedAt } = current;
-    // Only host-side failures other than the watchdog land here: the envelope catches the
-    // function's own errors.
-    const r = isTimeoutError(err)
-      ? timedOut(job)
-      : `${Outcome.invalid}the sandbox failed: ${String(err)}`;
-    finish(inv, r, cold, startedAt);
+    // Only the watchdog and host-side failures land here: the envelope catches the function's
+    // own errors. A watchdog that fires between two invocations stopped none of them.
+    if (current) {
+      const { inv, job, cold, startedAt } = current;
+      const r = isTimeoutError(err)
+        ? timedOut(job)
+        : `${Outcome.invalid}the sandbox failed: ${String(err)}`;
+      finish(inv, r, cold, startedAt);
+    } else if (!isTimeoutError(err)) {
+      throw err;
+    }
   }
   // The rest after a turn of the event loop: heartbeats and answers go out meanwhile, so a
   // worker busy with long synchronous parts is never mistaken for a blocked one.
