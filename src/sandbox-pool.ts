@@ -102,8 +102,6 @@ interface Job extends Invocation {
   safetyDeadline: number;
   resolve(result: InvocationResult): void;
   reject(err: Error): void;
-  /** Called by safeify's destroyWorker. */
-  stop(): void;
 }
 
 type PoolWorker = WorkerProcess<Job>;
@@ -146,7 +144,7 @@ class FaasSafeify extends SafeifyBase {
 
   /** Slots in use on the workers: invocations running, answered or not. */
   get running(): number {
-    return this.workers.reduce((sum, worker) => sum + worker.stats, 0);
+    return this.workers.reduce((sum, worker) => sum + worker.runningScripts.length, 0);
   }
 
   /** One worker, forked and confined by worker-process.ts; resolves when it is ready. */
@@ -187,7 +185,6 @@ class FaasSafeify extends SafeifyBase {
         settled: false,
         resolve,
         reject,
-        stop: () => undefined,
         queueDeadline: now + queueTimeoutMs,
         execDeadline: Infinity,
         // The last line of defence: no path in here or in safeify may leave a request hanging.
@@ -255,11 +252,11 @@ class FaasSafeify extends SafeifyBase {
       let best: PoolWorker | undefined;
       let bestScore = Infinity;
       for (const worker of this.healthyWorkers) {
-        if (worker.stats >= this.opts.concurrency) continue;
+        if (worker.runningScripts.length >= this.opts.concurrency) continue;
         // A worker that has missed a few heartbeats is busy in a long synchronous part, or
         // blocked: it goes last, so work waits on it only when every worker is in that state.
         const quiet = now - worker.lastHeard > QUIET_MS ? this.opts.concurrency : 0;
-        const score = worker.stats + quiet;
+        const score = worker.runningScripts.length + quiet;
         if (score < bestScore) {
           best = worker;
           bestScore = score;
@@ -273,7 +270,6 @@ class FaasSafeify extends SafeifyBase {
   private dispatch(worker: PoolWorker, job: Job): void {
     job.worker = worker;
     job.dispatchedAt = performance.now();
-    worker.stats++;
     worker.runningScripts.push(job);
     this.send(worker, job, !worker.known.has(job.version));
   }
@@ -427,10 +423,7 @@ class FaasSafeify extends SafeifyBase {
     const worker = job.worker;
     if (!worker) return;
     const index = worker.runningScripts.indexOf(job);
-    if (index >= 0) {
-      worker.runningScripts.splice(index, 1);
-      worker.stats--;
-    }
+    if (index >= 0) worker.runningScripts.splice(index, 1);
     job.worker = undefined;
   }
 

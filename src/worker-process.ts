@@ -12,10 +12,9 @@ import type { RunMessage, WorkerMessage } from './wire';
 
 export type WorkerExitReason = 'timeout' | 'unresponsive' | 'memory' | 'crash';
 
-/** safeify's Worker shape (process, stats, state, runningScripts), plus what the pool tracks. */
+/** safeify's Worker shape (process, state, runningScripts), plus what the pool tracks. */
 export interface WorkerProcess<Job> {
   process: ChildProcess;
-  stats: number;
   state: 'healthy' | 'unhealthy';
   runningScripts: Job[];
   /** Versions this worker is known to hold (their source need not be sent again). */
@@ -95,7 +94,6 @@ export function spawnWorker<Job>(
   if (child.pid !== undefined) void confinement?.attach(child.pid);
   const worker: WorkerProcess<Job> = {
     process: child,
-    stats: 0,
     state: 'healthy',
     runningScripts: [],
     known: new Set(),
