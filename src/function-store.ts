@@ -212,6 +212,21 @@ export class FunctionStore {
       this.logger.warn('function file leads outside the functions folder; ignored', { fn: name });
       throw notFound(name);
     }
+    try {
+      return await this.loadFile(name, realPath, cached, changes);
+    } catch (err) {
+      // Deleted between the look-up and the read: as good as never there.
+      if (isMissing(err)) throw notFound(name);
+      throw err;
+    }
+  }
+
+  private async loadFile(
+    name: string,
+    realPath: string,
+    cached: Entry | undefined,
+    changes: number,
+  ): Promise<Entry> {
     const stat = await fsp.stat(realPath);
     if (!stat.isFile()) throw notFound(name);
     if (
@@ -284,11 +299,7 @@ export class FunctionStore {
    */
   async write(name: string, source: string): Promise<{ created: boolean }> {
     const file = this.pathOf(name);
-    await fsp.mkdir(path.dirname(file), { recursive: true });
-    const folder = await fsp.realpath(path.dirname(file));
-    if (folder !== this.root && !folder.startsWith(this.root + path.sep)) {
-      throw new InvalidFunctionNameError(`function '${name}' would be written outside the folder`);
-    }
+    await this.makeFolders(name);
     // A leading dot: never a function name, so a reader never serves a temp file.
     const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomUUID()}.tmp`);
     let created: boolean;
@@ -308,6 +319,30 @@ export class FunctionStore {
     }
     this.invalidate(name);
     return { created };
+  }
+
+  /**
+   * Creates the folders of a nested name one by one, refusing any that is a symlink or not a
+   * folder, so a deploy never creates or writes anything outside FUNCTIONS_DIR.
+   */
+  private async makeFolders(name: string): Promise<void> {
+    let dir = this.root;
+    for (const segment of name.split('/').slice(0, -1)) {
+      dir = path.join(dir, segment);
+      const stat = await fsp.lstat(dir).catch((err: unknown) => {
+        if (isMissing(err)) return undefined;
+        throw err;
+      });
+      if (!stat) {
+        await fsp.mkdir(dir).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EEXIST') throw err;
+        });
+      } else if (!stat.isDirectory()) {
+        throw new InvalidFunctionNameError(
+          `cannot deploy '${name}': ${path.relative(this.root, dir)} is not a plain folder`,
+        );
+      }
+    }
   }
 
   /** Deletes a function. @throws FunctionNotFoundError when there is none. */

@@ -286,6 +286,19 @@ describe('with ADMIN_TOKEN set', () => {
     }
   });
 
+  void test('a deploy through a folder that is a symlink out of FUNCTIONS_DIR creates nothing there', async () => {
+    const outside = await fs.mkdtemp(path.join(path.dirname(t.dir), 'koa-faas-outside-'));
+    try {
+      await fs.symlink(outside, path.join(t.dir, 'escape'));
+      const res = await put('escape/deeper/x', "() => 'should never be written';\n");
+      assertError(res, 400, 'INVALID_FUNCTION_NAME');
+      assert.deepEqual(await fs.readdir(outside), [], 'nothing created outside the folder');
+    } finally {
+      await fs.rm(path.join(t.dir, 'escape'), { force: true });
+      await fs.rm(outside, { recursive: true, force: true });
+    }
+  });
+
   describe('auth with the token set', () => {
     const guarded = [
       { method: 'put', path: '/_/functions/guarded' },
