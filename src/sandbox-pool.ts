@@ -239,7 +239,9 @@ class FaasSafeify extends SafeifyBase {
         this.killWorker(worker, 'timeout');
       }
     }
-    if (this.jobs.size === 0 && this.sweeper) {
+    // Answered jobs may still hold slots on a worker that has yet to be judged: keep sweeping.
+    const idle = this.jobs.size === 0 && this.workers.every((w) => w.runningScripts.length === 0);
+    if (idle && this.sweeper) {
       clearInterval(this.sweeper);
       this.sweeper = undefined;
     }
