@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from './errors';
-import type { Level, LogFormat } from './logger';
+import type { Level, LogFormat } from './observe/logger';
 
 /** Whether each invocation gets a new vm2 context (`fresh`) or reuses a warm one per version. */
 export type Isolation = 'warm' | 'fresh';

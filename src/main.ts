@@ -4,7 +4,7 @@
  */
 import { loadConfig } from './config';
 import { ConfigError } from './errors';
-import { createLogger } from './logger';
+import { createLogger } from './observe/logger';
 import { createServer } from './server';
 
 async function main(): Promise<void> {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import supertest from 'supertest';
 import { loadConfig } from '../src/config';
 import type { Config } from '../src/config';
-import { createLogger } from '../src/logger';
+import { createLogger } from '../src/observe/logger';
 import { createServer } from '../src/server';
 import type { FaasServer } from '../src/server';
 

@@ -15,8 +15,8 @@ import vm from 'node:vm';
 import v8 from 'node:v8';
 import { VM, VMScript } from 'vm2';
 import { ENVELOPE_SOURCE } from './envelope';
-import { HEARTBEAT_MS, Outcome } from '../wire';
-import type { DoneMessage, RunMessage, WorkerMessage } from '../wire';
+import { HEARTBEAT_MS, Outcome } from '../pool/wire';
+import type { DoneMessage, RunMessage, WorkerMessage } from '../pool/wire';
 
 /** Options arrive as argv[2] (JSON): the worker starts with an empty environment. */
 interface RunnerOptions {

@@ -7,7 +7,7 @@ import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { WorkerIsolation } from './isolation';
-import type { Logger } from './logger';
+import type { Logger } from '../observe/logger';
 import type { RunMessage, WorkerMessage } from './wire';
 
 export type WorkerExitReason = 'timeout' | 'unresponsive' | 'memory' | 'crash';
@@ -60,7 +60,7 @@ export const DEATHS: Record<WorkerExitReason, string> = {
 const MAX_STDERR_CHARS = 2048;
 // A worker that has not said `ready` by then failed to start.
 const START_TIMEOUT_MS = 10_000;
-const runnerFile = path.join(__dirname, 'worker', 'runner.js');
+const runnerFile = path.join(__dirname, '..', 'worker', 'runner.js');
 
 function exitReason(
   killReason: string | undefined,

@@ -17,15 +17,15 @@ import {
   NotFoundError,
   ShuttingDownError,
   UnauthorizedError,
-} from './errors';
+} from '../errors';
 import type { RequestState } from './error-handler';
-import { checkSyntax, functionNameFromPath, hashSource } from './function-source';
-import { functionInfo } from './function-store';
-import type { FunctionStore } from './function-store';
-import type { Metrics } from './metrics';
-import type { InvocationRecords } from './records';
+import { checkSyntax, functionNameFromPath, hashSource } from '../functions/function-source';
+import { functionInfo } from '../functions/function-store';
+import type { FunctionStore } from '../functions/function-store';
+import type { Metrics } from '../observe/metrics';
+import type { InvocationRecords } from '../observe/records';
 import { toResponse } from './response';
-import type { SandboxPool } from './sandbox-pool';
+import type { SandboxPool } from '../pool/sandbox-pool';
 
 export interface AdminParts {
   store: FunctionStore;

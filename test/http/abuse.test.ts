@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { eventually, isAlive, startServer } from './helpers';
-import type { TestServer } from './helpers';
+import { eventually, isAlive, startServer } from '../helpers';
+import type { TestServer } from '../helpers';
 import type { Response } from 'supertest';
 
 const HELLO = "(event, context) => {\n  return { message: 'it works!', status: 'ok' };\n};\n";

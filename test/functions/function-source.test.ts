@@ -3,8 +3,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FunctionCompileError, InvalidFunctionNameError } from '../src/errors';
-import { checkSyntax, functionNameFromPath } from '../src/function-source';
+import { FunctionCompileError, InvalidFunctionNameError } from '../../src/errors';
+import { checkSyntax, functionNameFromPath } from '../../src/functions/function-source';
 
 const valid: { path: string; name: string }[] = [
   { path: '/', name: 'index' },

@@ -10,8 +10,8 @@ import {
   PayloadTooLargeError,
   InvalidBodyError,
   toErrorBody,
-} from './errors';
-import type { Logger } from './logger';
+} from '../errors';
+import type { Logger } from '../observe/logger';
 
 /** What the middleware below the boundary tells it about a request, for the log line. */
 export interface RequestState {

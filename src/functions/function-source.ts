@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import vm from 'node:vm';
-import { FunctionCompileError, InvalidFunctionNameError } from './errors';
+import { FunctionCompileError, InvalidFunctionNameError } from '../errors';
 
 /** One path segment of a function name. */
 export const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;

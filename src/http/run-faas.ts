@@ -4,11 +4,11 @@
  */
 import type { Context, Middleware } from 'koa';
 import type { RequestState } from './error-handler';
-import { functionNameFromPath } from './function-source';
-import type { FunctionStore } from './function-store';
-import type { Logger } from './logger';
+import { functionNameFromPath } from '../functions/function-source';
+import type { FunctionStore } from '../functions/function-store';
+import type { Logger } from '../observe/logger';
 import { toResponse } from './response';
-import type { SandboxPool } from './sandbox-pool';
+import type { SandboxPool } from '../pool/sandbox-pool';
 
 /**
  * The event a function receives (SPEC §2), as JSON text. Headers are lower-cased by Node; a body

@@ -9,8 +9,8 @@ import {
   FunctionError,
   FunctionTimeoutError,
   InvalidResultError,
-} from '../src/errors';
-import { JSON_TYPE, TEXT, toResponse } from '../src/response';
+} from '../../src/errors';
+import { JSON_TYPE, TEXT, toResponse } from '../../src/http/response';
 
 const shape = (value: Record<string, unknown>) => `R${JSON.stringify(value)}`;
 

@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { startServer } from './helpers';
-import type { TestServer } from './helpers';
+import { startServer } from '../helpers';
+import type { TestServer } from '../helpers';
 
 const HELLO = "(event, context) => {\n  return { message: 'it works!', status: 'ok' };\n};\n";
 const MAX_BODY = 1024;

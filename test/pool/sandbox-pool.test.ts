@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { eventually, isAlive, startServer } from './helpers';
-import type { TestServer } from './helpers';
+import { eventually, isAlive, startServer } from '../helpers';
+import type { TestServer } from '../helpers';
 
 const TIMEOUT_MS = 1000;
 

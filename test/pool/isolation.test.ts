@@ -7,9 +7,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { setupIsolation } from '../src/isolation';
-import { createLogger } from '../src/logger';
-import { startServer } from './helpers';
+import { setupIsolation } from '../../src/pool/isolation';
+import { createLogger } from '../../src/observe/logger';
+import { startServer } from '../helpers';
 
 const logger = createLogger({ level: 'silent' });
 const temps: string[] = [];

@@ -9,9 +9,9 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { FunctionCompileError, FunctionNotFoundError, InvalidFunctionNameError } from './errors';
+import { FunctionCompileError, FunctionNotFoundError, InvalidFunctionNameError } from '../errors';
 import { MAX_SEGMENTS, SEGMENT, checkSyntax, hashSource } from './function-source';
-import type { Logger } from './logger';
+import type { Logger } from '../observe/logger';
 
 /** One version of a function, as read from disk. */
 export interface FunctionVersion {

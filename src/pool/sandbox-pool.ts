@@ -17,9 +17,9 @@ import {
   OverloadedError,
   ShuttingDownError,
   WorkerCrashedError,
-} from './errors';
+} from '../errors';
 import type { WorkerIsolation } from './isolation';
-import type { Logger } from './logger';
+import type { Logger } from '../observe/logger';
 import { isWorkerMessage } from './wire';
 import type { RunMessage, WorkerMessage } from './wire';
 import { DEATHS, spawnWorker } from './worker-process';

@@ -5,7 +5,7 @@
  * or an error code of SPEC §3, `reason` one of timeout, crash, memory, unresponsive.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { PoolStats } from './sandbox-pool';
+import type { PoolStats } from '../pool/sandbox-pool';
 
 export const UNKNOWN_FUNCTION = '_unknown';
 

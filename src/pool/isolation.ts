@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { Logger } from './logger';
+import type { Logger } from '../observe/logger';
 
 export interface IsolationOptions {
   memoryMb: number;
@@ -323,6 +323,6 @@ export function workerReadPaths(): string[] {
     dependencies?: Record<string, string>;
   };
   const deps = Object.keys(manifest.dependencies ?? {}).map((dep) => packageDir(dep, vm2));
-  // This file sits beside the worker's code (dist/src) in the built tree.
-  return [__dirname, vm2, ...deps];
+  // The worker runs dist/src/worker and imports dist/src/pool/wire: allow the whole dist/src.
+  return [path.dirname(__dirname), vm2, ...deps];
 }

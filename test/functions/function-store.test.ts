@@ -7,11 +7,11 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { FunctionCompileError, FunctionNotFoundError } from '../src/errors';
-import { hashSource } from '../src/function-source';
-import { FunctionStore } from '../src/function-store';
-import { createLogger } from '../src/logger';
-import { eventually } from './helpers';
+import { FunctionCompileError, FunctionNotFoundError } from '../../src/errors';
+import { hashSource } from '../../src/functions/function-source';
+import { FunctionStore } from '../../src/functions/function-store';
+import { createLogger } from '../../src/observe/logger';
+import { eventually } from '../helpers';
 
 void describe('FunctionStore', () => {
   let dir: string;

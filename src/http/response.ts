@@ -21,9 +21,9 @@ import {
   FunctionError,
   FunctionTimeoutError,
   InvalidResultError,
-} from './errors';
-import { Outcome } from './wire';
-import type { ResponseShape } from './wire';
+} from '../errors';
+import { Outcome } from '../pool/wire';
+import type { ResponseShape } from '../pool/wire';
 
 export interface HttpResponse {
   status: number;

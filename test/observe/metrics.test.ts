@@ -8,8 +8,8 @@ import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { closeAndReap, eventually, startServer } from './helpers';
-import type { TestServer } from './helpers';
+import { closeAndReap, eventually, startServer } from '../helpers';
+import type { TestServer } from '../helpers';
 
 interface Sample {
   name: string;

@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { InvocationRecords } from '../src/records';
-import type { InvocationRecord } from '../src/records';
-import { closeAndReap, eventually, startServer } from './helpers';
-import type { TestServer } from './helpers';
+import { InvocationRecords } from '../../src/observe/records';
+import type { InvocationRecord } from '../../src/observe/records';
+import { closeAndReap, eventually, startServer } from '../helpers';
+import type { TestServer } from '../helpers';
 
 const TOKEN = 'records-token-for-tests-0123456789';
 const AUTH = `Bearer ${TOKEN}`;
