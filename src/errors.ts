@@ -56,6 +56,12 @@ export class PayloadTooLargeError extends FaasError {
   readonly statusCode = 413;
 }
 
+/** A charset or content encoding the server cannot decode (SPEC §2). */
+export class UnsupportedMediaTypeError extends FaasError {
+  readonly code = 'UNSUPPORTED_MEDIA_TYPE';
+  readonly statusCode = 415;
+}
+
 /** A function file that does not compile or does not yield a function. */
 export class FunctionCompileError extends FaasError {
   readonly code = 'FUNCTION_COMPILE_ERROR';

@@ -1,33 +1,9 @@
 /**
- * The small HTTP middleware between the error boundary and the routes: CORS, and the body
- * parser (koa-bodyparser for JSON, forms and text; raw bytes for any other type).
+ * The body parser: koa-bodyparser for JSON, forms and text; raw bytes for any other type.
  */
 import type { Context, Middleware, Next } from 'koa';
 import bodyParser from 'koa-bodyparser';
 import { tooLarge } from './error-handler';
-
-const EXPOSED = 'X-Request-Id, X-Function-Version, Server-Timing';
-
-/**
- * CORS for every response; a preflight (OPTIONS with Access-Control-Request-Method) answers 204
- * here. It sits before the body parser so that 400 and 413 answers carry the CORS headers too.
- */
-export function cors(origin: string): Middleware {
-  return async (ctx: Context, next: Next) => {
-    ctx.set('Access-Control-Allow-Origin', origin);
-    if (origin !== '*') ctx.vary('Origin');
-    ctx.set('Access-Control-Expose-Headers', EXPOSED);
-    if (ctx.method === 'OPTIONS' && ctx.get('Access-Control-Request-Method')) {
-      ctx.set('Access-Control-Allow-Methods', 'GET, HEAD, PUT, POST, DELETE, PATCH, OPTIONS');
-      const asked = ctx.get('Access-Control-Request-Headers');
-      if (asked) ctx.set('Access-Control-Allow-Headers', asked);
-      ctx.set('Access-Control-Max-Age', '600');
-      ctx.status = 204;
-      return;
-    }
-    await next();
-  };
-}
 
 /** Whether the request carries a body at all (type-is's definition). */
 function hasBody(ctx: Context): boolean {
