@@ -15,6 +15,8 @@ export interface Config {
   readonly functionsDir: string;
   /** Wall-clock limit of one invocation, sync and async alike. */
   readonly timeoutMs: number;
+  /** The largest `config.timeoutMs` a function may ask for (SPEC §7). */
+  readonly maxTimeoutMs: number;
   /** Worker processes in the pool. */
   readonly workers: number;
   /** Request body limit in bytes. */
@@ -110,6 +112,18 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     throw new ConfigError('ADMIN_TOKEN must be at least 16 characters long');
   }
   const timeoutMs = integer(env, 'FUNCTION_TIMEOUT_MS', 5000, 10, 15 * 60 * 1000);
+  const maxTimeoutMs = integer(
+    env,
+    'MAX_TIMEOUT_MS',
+    Math.max(60_000, timeoutMs),
+    10,
+    15 * 60 * 1000,
+  );
+  if (maxTimeoutMs < timeoutMs) {
+    throw new ConfigError(
+      `MAX_TIMEOUT_MS (${maxTimeoutMs}) must be at least FUNCTION_TIMEOUT_MS (${timeoutMs})`,
+    );
+  }
   const corsOrigin = read(env, 'CORS_ORIGIN') ?? '*';
   // It becomes a header value: visible ASCII only, e.g. * or https://app.example.
   if (!/^[\x21-\x7e]+$/.test(corsOrigin)) {
@@ -120,6 +134,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     host,
     functionsDir: path.resolve(read(env, 'FUNCTIONS_DIR') ?? './functions'),
     timeoutMs,
+    maxTimeoutMs,
     // safeify silently raises fewer than 2 workers to 2; refuse instead, so the logged config runs.
     workers: integer(env, 'WORKERS', Math.max(2, os.availableParallelism()), 2, 256),
     maxBodyBytes: parseSize('MAX_BODY', read(env, 'MAX_BODY') ?? '1mb'),

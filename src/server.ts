@@ -10,6 +10,7 @@ import Koa from 'koa';
 import koaLogger from 'koa-logger';
 import { adminRoutes } from './http/admin';
 import type { Config } from './config';
+import { ShuttingDownError } from './errors';
 import { errorBoundary, requestId } from './http/error-handler';
 import type { RequestObserver } from './http/error-handler';
 import { Metrics } from './observe/metrics';
@@ -18,7 +19,8 @@ import { FunctionStore } from './functions/function-store';
 import { body } from './http/body';
 import { cors } from './http/cors';
 import type { Logger } from './observe/logger';
-import { runFaaS } from './http/run-faas';
+import { resolveTarget, runFaaS } from './http/run-faas';
+import { toResponse } from './http/response';
 import { SandboxPool } from './pool/sandbox-pool';
 import { setupIsolation, workerReadPaths } from './pool/isolation';
 import type { WorkerIsolation } from './pool/isolation';
@@ -42,7 +44,25 @@ const round = <T extends number | undefined>(ms: T): T =>
   (ms === undefined ? ms : Math.round(ms * 100) / 100) as T;
 
 export function createServer(config: Readonly<Config>, logger: Logger): FaasServer {
-  const store = new FunctionStore({ dir: config.functionsDir, logger });
+  const store = new FunctionStore({
+    dir: config.functionsDir,
+    logger,
+    limits: { maxTimeoutMs: config.maxTimeoutMs },
+    // Each new version is loaded once on a worker (kept warm there), which reports its config.
+    load: async (fn, compiled) => {
+      const loaded = await pool.run({
+        name: fn.name,
+        version: fn.version,
+        source: compiled.code,
+        file: compiled.filename,
+        eventJson: '',
+        requestId: `load-${fn.version}`,
+        check: true,
+        keep: true,
+      });
+      return toResponse(loaded.outcome).body as string;
+    },
+  });
   const pool = new SandboxPool({
     workers: config.workers,
     timeoutMs: config.timeoutMs,
@@ -91,7 +111,14 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   app.use(koaLogger(config.logFormat === 'text' ? undefined : { transporter: () => undefined }));
   app.use(errorBoundary(logger, observe));
   app.use(requestId(logger));
-  app.use(cors(config.corsOrigin));
+  app.use(
+    cors(config.corsOrigin, (ctx) =>
+      resolveTarget(ctx, store).then(
+        ({ fn }) => fn.config.cors === 'function',
+        () => false,
+      ),
+    ),
+  );
   app.use(body(config.maxBodyBytes));
   app.use(
     adminRoutes({
@@ -101,11 +128,24 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       metrics,
       adminToken: config.adminToken,
       metricsAuth: config.metricsAuth,
+      configLimits: { maxTimeoutMs: config.maxTimeoutMs },
       closing: () => closing,
       health: () => ({ isolation: confinement?.report }),
       startedAt,
     }),
   );
+  // Invocations admitted before a stop are finished (a first call may wait for its version's
+  // load before it reaches the pool); new ones are refused while draining.
+  let inFlight = 0;
+  app.use(async (_ctx, next) => {
+    if (closing) throw new ShuttingDownError('the server is shutting down');
+    inFlight++;
+    try {
+      await next();
+    } finally {
+      inFlight--;
+    }
+  });
   app.use(runFaaS({ store, pool }));
   // Errors are answered by the boundary; this only sees failures while writing a response.
   app.on('error', (err: unknown) => logger.warn('response error', { err }));
@@ -175,7 +215,11 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       closed ??= (async () => {
         closing = true;
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-        await pool.close(config.shutdownGraceMs);
+        const until = Date.now() + config.shutdownGraceMs;
+        while (inFlight > 0 && Date.now() < until) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        await pool.close(Math.max(0, until - Date.now()));
         confinement?.close();
         store.close();
         server.closeAllConnections();

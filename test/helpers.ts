@@ -24,7 +24,7 @@ export interface TestServer {
   request: ReturnType<typeof supertest>;
   /** Every log line the server wrote, parsed. */
   logs: Record<string, unknown>[];
-  /** Writes functions/<name>.js atomically (temp file + rename), creating folders. */
+  /** Writes functions/<name>.js (or `<name>.ts` given so) atomically, creating folders. */
   writeFunction(name: string, source: string): Promise<void>;
   removeFunction(name: string): Promise<void>;
   close(): Promise<void>;
@@ -41,7 +41,8 @@ export interface StartOptions {
 export async function startServer(options: StartOptions = {}): Promise<TestServer> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-test-'));
   const writeFunction = async (name: string, source: string) => {
-    const file = path.join(dir, ...name.split('/')) + '.js';
+    // A name may carry its extension (`a/b.ts`); `.js` when it has none.
+    const file = path.join(dir, ...name.split('/')) + (/\.(js|ts)$/.test(name) ? '' : '.js');
     await fs.mkdir(path.dirname(file), { recursive: true });
     const temp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
     await fs.writeFile(temp, source);
@@ -80,7 +81,10 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     request: supertest(url),
     logs,
     writeFunction,
-    removeFunction: (name) => fs.rm(path.join(dir, ...name.split('/')) + '.js', { force: true }),
+    removeFunction: (name) =>
+      fs.rm(path.join(dir, ...name.split('/')) + (/\.(js|ts)$/.test(name) ? '' : '.js'), {
+        force: true,
+      }),
     async close() {
       await server.close();
       await fs.rm(dir, { recursive: true, force: true });

@@ -19,9 +19,13 @@ import {
   UnauthorizedError,
 } from '../errors';
 import type { RequestState } from './error-handler';
-import { checkSyntax, functionNameFromPath, hashSource } from '../functions/function-source';
-import { functionInfo } from '../functions/function-store';
-import type { FunctionStore } from '../functions/function-store';
+import { parseFunctionConfig } from '../functions/function-config';
+import type { ConfigLimits, FunctionConfig } from '../functions/function-config';
+import { exactFunctionName, versionOf } from '../functions/function-source';
+import { functionInfo, inUserFile } from '../functions/function-store';
+import type { FunctionStore, Language } from '../functions/function-store';
+import { compileFunction } from '../functions/transform';
+import type { CompiledFunction } from '../functions/transform';
 import type { Metrics } from '../observe/metrics';
 import type { InvocationRecords } from '../observe/records';
 import { toResponse } from './response';
@@ -34,6 +38,8 @@ export interface AdminParts {
   metrics: Metrics;
   adminToken: string | undefined;
   metricsAuth: boolean;
+  /** Bounds for a deployed function's config (MAX_TIMEOUT_MS). */
+  configLimits: ConfigLimits;
   /** Whether the server is draining. */
   closing: () => boolean;
   /** Extra figures for /_/health (e.g. what isolation is enforced). */
@@ -65,24 +71,28 @@ export function requireToken(token: string | undefined): Middleware {
 
 /** The function name in /_/functions/<name>, taken from the raw (undecoded) path. */
 function nameParam(ctx: Context): string {
-  return functionNameFromPath(ctx.path.slice('/_/functions'.length));
+  return exactFunctionName(ctx.path.slice('/_/functions'.length));
 }
 
-/** The source of a deploy: a JavaScript or text body, or JSON `{ "source": "…" }`. */
-function sourceFromBody(ctx: Context): string {
+const TYPESCRIPT = /^(application|text)\/(x-)?typescript$/i;
+
+/**
+ * The source of a deploy and its language: a JavaScript or text body (TypeScript with
+ * `Content-Type: application/typescript`), or JSON `{ "source": "…", "language"?: "js" | "ts" }`.
+ */
+function sourceFromBody(ctx: Context): { source: string; language: Language } {
   const body = (ctx.request as { body?: unknown }).body;
   if (typeof body === 'string') {
-    return ctx.state.bodyIsBase64 ? Buffer.from(body, 'base64').toString('utf8') : body;
+    const source = ctx.state.bodyIsBase64 ? Buffer.from(body, 'base64').toString('utf8') : body;
+    return { source, language: TYPESCRIPT.test(ctx.request.type) ? 'ts' : 'js' };
   }
-  if (
-    body &&
-    typeof body === 'object' &&
-    typeof (body as { source?: unknown }).source === 'string'
-  ) {
-    return (body as { source: string }).source;
+  const { source, language = 'js' } = (body ?? {}) as { source?: unknown; language?: unknown };
+  if (typeof source === 'string' && (language === 'js' || language === 'ts')) {
+    return { source, language };
   }
   throw new InvalidBodyError(
-    'send the source as the body (application/javascript or text/plain) or as JSON {"source": "…"}',
+    'send the source as the body (application/javascript, application/typescript or text/plain) ' +
+      'or as JSON {"source": "…", "language": "js" | "ts"}',
   );
 }
 
@@ -101,7 +111,7 @@ function refusedDeploy(err: unknown): unknown {
 }
 
 export function adminRoutes(parts: AdminParts): Middleware {
-  const { store, pool, records, metrics, closing, startedAt } = parts;
+  const { store, pool, records, metrics, closing, startedAt, configLimits } = parts;
   const auth = requireToken(parts.adminToken);
   const router = new Router({ prefix: '/_' });
 
@@ -147,30 +157,34 @@ export function adminRoutes(parts: AdminParts): Middleware {
     ctx.body = { ...functionInfo(fn), invocations: counts.get(name) ?? {}, source: fn.source };
   });
 
+  // A deploy: compile, load in a throwaway sandbox (it must yield a function, in time, with a
+  // valid config), then write the file atomically.
   router.put('/functions/*name', auth, async (ctx) => {
     const state = ctx.state as RequestState;
     const name = nameParam(ctx);
-    const source = sourceFromBody(ctx);
-    const version = hashSource(source);
-    const syntax = checkSyntax(source, name);
-    if (syntax) throw Object.assign(syntax, { statusCode: 422 });
-    // Run the file's top level in a throwaway sandbox: it must yield a function, in time.
+    const { source, language } = sourceFromBody(ctx);
+    const file = `${name}.${language}`;
+    let config: FunctionConfig;
+    let compiled: CompiledFunction | undefined;
     try {
+      compiled = await compileFunction(source, file);
       const checked = await pool.run({
         name,
-        version,
-        source,
+        version: versionOf(source, file),
+        source: compiled.code,
+        file: compiled.filename,
         eventJson: '',
         requestId: state.requestId,
         check: true,
       });
-      toResponse(checked.outcome);
+      config = parseFunctionConfig(toResponse(checked.outcome).body as string, configLimits);
     } catch (err) {
-      throw refusedDeploy(err);
+      throw refusedDeploy(inUserFile(compiled, err));
     }
-    const { created } = await store.write(name, source);
+    const { created } = await store.write(name, source, language);
     ctx.status = created ? 201 : 200;
-    ctx.body = { name, version, bytes: Buffer.byteLength(source) };
+    const version = versionOf(source, file);
+    ctx.body = { name, file, version, bytes: Buffer.byteLength(source), config };
   });
 
   router.delete('/functions/*name', auth, async (ctx) => {

@@ -1,14 +1,24 @@
-/** CORS for every response (SPEC §4). */
+/**
+ * CORS for every response (SPEC §4). It sits before the body parser so that 400 and 413 answers
+ * carry the CORS headers too. A function whose `config.cors` is `"function"` answers CORS itself:
+ * the server adds no CORS header to its responses and hands its preflights to it.
+ */
 import type { Context, Middleware, Next } from 'koa';
 
 const EXPOSED = 'X-Request-Id, X-Function-Version, Server-Timing';
 
 /**
- * CORS for every response; a preflight (OPTIONS with Access-Control-Request-Method) answers 204
- * here. It sits before the body parser so that 400 and 413 answers carry the CORS headers too.
+ * CORS headers on every response; a preflight (OPTIONS with Access-Control-Request-Method)
+ * answers 204 here. `functionAnswers(ctx)` tells whether the request's function answers CORS
+ * itself (asked for function routes only, never for /_/…).
  */
-export function cors(origin: string): Middleware {
+export function cors(
+  origin: string,
+  functionAnswers?: (ctx: Context) => Promise<boolean>,
+): Middleware {
   return async (ctx: Context, next: Next) => {
+    const admin = ctx.path === '/_' || ctx.path.startsWith('/_/');
+    if (!admin && functionAnswers && (await functionAnswers(ctx))) return next();
     ctx.set('Access-Control-Allow-Origin', origin);
     if (origin !== '*') ctx.vary('Origin');
     ctx.set('Access-Control-Expose-Headers', EXPOSED);

@@ -1,30 +1,61 @@
 /**
- * runFaaS: every request the admin router did not take. Path → function name → the stored
- * version → the sandbox pool → the response.
+ * runFaaS: every request the admin router did not take. Path → function (longest existing
+ * prefix, SPEC §2) → its config (methods) → the sandbox pool → the response.
  */
 import type { Context, Middleware } from 'koa';
-import type { RequestState } from './error-handler';
-import { functionNameFromPath } from '../functions/function-source';
-import type { FunctionStore } from '../functions/function-store';
+import { FunctionNotFoundError, MethodNotAllowedError } from '../errors';
+import type { FunctionConfig } from '../functions/function-config';
+import { candidatesForPath } from '../functions/function-source';
+import { inUserFile } from '../functions/function-store';
+import type { FunctionStore, Resolved } from '../functions/function-store';
 import type { Logger } from '../observe/logger';
-import { toResponse } from './response';
 import type { SandboxPool } from '../pool/sandbox-pool';
+import type { RequestState } from './error-handler';
+import { toResponse } from './response';
+
+/** What the body parser (body.ts) leaves for the event. */
+interface BodyState {
+  bodyIsBase64?: boolean;
+  /** The body's exact bytes (after Content-Encoding decoding), when there was a body. */
+  rawBody?: Buffer;
+}
 
 /**
  * The event a function receives (SPEC §2), as JSON text. Headers are lower-cased by Node; a body
- * of a type other than JSON, form or text arrives base64-encoded, with `isBase64Encoded: true`.
+ * of a type other than JSON, form or text arrives base64-encoded, with `isBase64Encoded: true`;
+ * no body (or an empty one) means no `body` key.
  */
-export function eventJsonFor(ctx: Context): string {
+export function eventJsonFor(ctx: Context, subpath: string, config: FunctionConfig): string {
   const request = ctx.request as Context['request'] & { body?: unknown };
+  const state = ctx.state as BodyState;
   const event: Record<string, unknown> = {
     method: ctx.method,
     path: ctx.path,
+    subpath,
     query: ctx.query,
     headers: ctx.headers,
     body: request.body,
   };
-  if (ctx.state.bodyIsBase64) event.isBase64Encoded = true;
+  if (state.bodyIsBase64) event.isBase64Encoded = true;
+  if (config.rawBody && state.rawBody) event.rawBody = state.rawBody.toString('base64');
   return JSON.stringify(event);
+}
+
+const TARGET = Symbol('target');
+
+/**
+ * The function a request names, resolved once per request (CORS asks first, runFaaS after):
+ * the promise is kept on the request's state, its failure included.
+ */
+export function resolveTarget(ctx: Context, store: FunctionStore): Promise<Resolved> {
+  const state = ctx.state as { [TARGET]?: Promise<Resolved> };
+  state[TARGET] ??= store.resolve(ctx.path);
+  return state[TARGET];
+}
+
+/** Whether `config.methods` lets `method` in (HEAD goes with GET, RFC 9110 §9.3.2). */
+function allows(methods: readonly string[], method: string): boolean {
+  return methods.includes(method) || (method === 'HEAD' && methods.includes('GET'));
 }
 
 const CONSOLE_LEVELS = new Set(['debug', 'info', 'warn', 'error']);
@@ -44,25 +75,49 @@ function logConsole(log: Logger, lines: string[]): void {
 export function runFaaS({ store, pool }: { store: FunctionStore; pool: SandboxPool }): Middleware {
   return async (ctx: Context) => {
     const state = ctx.state as RequestState;
-    const name = functionNameFromPath(ctx.path);
-    state.fn = name;
-    const fn = await store.get(name);
+    let target: Resolved;
+    try {
+      target = await resolveTarget(ctx, store);
+    } catch (err) {
+      // A 404 is counted (under one shared label) too.
+      if (err instanceof FunctionNotFoundError) state.fn = candidatesForPath(ctx.path)[0].name;
+      throw err;
+    }
+    const { fn, subpath } = target;
+    state.fn = fn.name;
     state.version = fn.version;
     ctx.set('X-Function-Version', fn.version);
     if (fn.compileError) throw fn.compileError;
+    const { config } = fn;
+    if (config.methods && !allows(config.methods, ctx.method)) {
+      const err = new MethodNotAllowedError(
+        `function '${fn.name}' answers ${config.methods.join(', ')}, not ${ctx.method}`,
+      );
+      err.headers = { Allow: config.methods.join(', ') };
+      throw err;
+    }
+    const compiled = fn.compiled as NonNullable<typeof fn.compiled>;
     const result = await pool.run({
-      name,
+      name: fn.name,
       version: fn.version,
-      source: fn.source,
-      eventJson: eventJsonFor(ctx),
+      source: compiled.code,
+      file: compiled.filename,
+      eventJson: eventJsonFor(ctx, subpath, config),
       requestId: state.requestId,
+      timeoutMs: config.timeoutMs,
     });
-    state.cold = result.cold;
+    // The first request of a version waited for its load on a worker: its cold start.
+    state.cold = result.cold || target.cold;
     state.queueMs = result.queueMs;
     state.execMs = result.execMs;
     state.logs = result.logs;
-    if (result.logs.length > 0) logConsole(state.log.child({ fn: name }), result.logs);
-    const response = toResponse(result.outcome);
+    if (result.logs.length > 0) logConsole(state.log.child({ fn: fn.name }), result.logs);
+    let response;
+    try {
+      response = toResponse(result.outcome);
+    } catch (err) {
+      throw inUserFile(fn.compiled, err);
+    }
     ctx.status = response.status;
     ctx.set(response.headers);
     if (response.body !== undefined) {

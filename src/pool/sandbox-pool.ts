@@ -56,8 +56,16 @@ export interface Invocation {
   /** The event as JSON text, or undefined for no event. */
   eventJson: string;
   requestId: string;
-  /** Load the file and report whether it yields a function; call nothing (deploy checks). */
+  /** The file name in stacks and errors (e.g. `a/b.ts`); default `<name>.js`. */
+  file?: string;
+  /** This invocation's wall-clock limit, ms; default the pool's `timeoutMs`. */
+  timeoutMs?: number;
+  /**
+   * Load the file and answer its exported config as JSON text (outcome J), or why it does not
+   * load (C); call nothing. In a throwaway context (deploy checks) unless `keep`.
+   */
   check?: boolean;
+  keep?: boolean;
 }
 
 /** A settled invocation: `outcome` is the tagged string of wire.ts, decoded by response.ts. */
@@ -178,7 +186,7 @@ class FaasSafeify extends SafeifyBase {
       const job: Job = {
         ...invocation,
         id: this.nextId++,
-        timeoutMs,
+        timeoutMs: invocation.timeoutMs ?? timeoutMs,
         enqueuedAt: now,
         dispatchedAt: 0,
         started: false,
@@ -188,7 +196,8 @@ class FaasSafeify extends SafeifyBase {
         queueDeadline: now + queueTimeoutMs,
         execDeadline: Infinity,
         // The last line of defence: no path in here or in safeify may leave a request hanging.
-        safetyDeadline: now + queueTimeoutMs + timeoutMs + OVERDUE_MARGIN_MS + 2000,
+        safetyDeadline:
+          now + queueTimeoutMs + (invocation.timeoutMs ?? timeoutMs) + OVERDUE_MARGIN_MS + 2000,
       };
       this.jobs.set(job.id, job);
       this.sweeper ??= setInterval(() => this.sweep(), SWEEP_MS);
@@ -229,8 +238,11 @@ class FaasSafeify extends SafeifyBase {
       }
     }
     for (const worker of this.workers) {
-      // The same arithmetic as a job's execDeadline, so the two agree to the last bit.
-      const silent = now > worker.lastHeard + this.opts.timeoutMs + OVERDUE_MARGIN_MS;
+      // The same arithmetic as a job's execDeadline, so the two agree to the last bit. A worker
+      // may be silent as long as the longest timeout among its invocations.
+      let longest = 0;
+      for (const job of worker.runningScripts) longest = Math.max(longest, job.timeoutMs);
+      const silent = now > worker.lastHeard + longest + OVERDUE_MARGIN_MS;
       if (judge && silent && worker.state === 'healthy' && worker.runningScripts.length > 0) {
         this.opts.logger.warn('worker blocked past the timeout; killing it', {
           pid: worker.process.pid,
@@ -287,8 +299,10 @@ class FaasSafeify extends SafeifyBase {
       ms: job.timeoutMs,
     };
     if (job.check) message.check = true;
+    if (job.keep) message.keep = true;
     if (withSource) {
       message.src = job.source;
+      if (job.file !== undefined) message.file = job.file;
       worker.known.add(job.version);
     }
     worker.outbox.push(message);

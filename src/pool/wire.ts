@@ -20,8 +20,15 @@ export interface RunMessage {
   ev: string;
   rid: string;
   ms: number;
-  /** Only load the file and say whether it yields a function (U) or not (C); call nothing. */
+  /** The file name for stacks and errors (e.g. `a/b.ts`), sent with `src`; default `<fn>.js`. */
+  file?: string;
+  /**
+   * Only load the file and answer its exported config as JSON (J, `null` for none) or why it
+   * does not load (C); call nothing. In a throwaway context (a deploy's check) unless `keep`.
+   */
   check?: boolean;
+  /** With `check`: keep the loaded context as this worker's warm one (a first load). */
+  keep?: boolean;
 }
 
 /** Worker → pool: the worker is up. */

@@ -9,7 +9,8 @@
  * It evaluates to a function that takes the host's three callbacks (log, setTimer, clearTimer),
  * installs `console`, `setTimeout`, `clearTimeout`, `module` and `exports`, and returns
  * `load(completion)`: called with the completion value of the user's file once that has run, it
- * returns the invoke function, or a string saying why the file yields no function. Intrinsics are captured once, before any user code
+ * returns `[invoke, configJson]` (the exported config as JSON text, or undefined), or a string
+ * saying why the file yields no function. Intrinsics are captured once, before any user code
  * runs, so a function that replaces `JSON.stringify` in its own context only confuses itself;
  * the host validates whatever comes out anyway.
  */
@@ -157,20 +158,45 @@ export const ENVELOPE_SOURCE = String.raw`(function (hostLog, hostSetTimer, host
   defineProperty(globalThis, 'module', { value: module, writable: true, configurable: true });
   defineProperty(globalThis, 'exports', { value: initialExports, writable: true, configurable: true });
 
-  // The function is the file's module.exports (or its .handler) when the file assigned one, else
-  // the value of the file's last expression: the seed form is a bare function expression.
+  // The function is the file's module.exports (or its .default, from "export default", or its
+  // .handler) when the file assigned one, else the value of the file's last expression: the seed
+  // form is a bare function expression.
   function pick(completion) {
     const exported = module.exports;
     if (typeof exported === 'function') return exported;
-    if (exported !== null && typeof exported === 'object' && typeof exported.handler === 'function') return exported.handler;
+    if (exported !== null && typeof exported === 'object') {
+      if (typeof exported.default === 'function') return exported.default;
+      if (typeof exported.handler === 'function') return exported.handler;
+    }
     if (exported === initialExports && typeof completion === 'function') return completion;
     return undefined;
   }
 
+  // config must be plain JSON data: a function, symbol, BigInt or undefined inside it is refused
+  // rather than silently dropped by JSON.stringify.
+  function plainData(key, value) {
+    const type = typeof value;
+    if (type === 'function' || type === 'symbol' || type === 'bigint' || (type === 'undefined' && key !== '')) {
+      throw new TypeError('config' + (key === '' ? '' : '.' + key) + ' is a ' + type + '; config must be plain JSON data');
+    }
+    return value;
+  }
+
+  // The exported config as JSON text, or undefined when the file exports none.
+  function exportedConfig() {
+    const exported = module.exports;
+    if (exported === null || (typeof exported !== 'object' && typeof exported !== 'function')) return undefined;
+    const config = exported.config;
+    return config === undefined ? undefined : stringify(config, plainData);
+  }
+
+  // Returns a string saying why the file yields no function, or [invoke, configJson].
   return function load(completion) {
     const fn = pick(completion);
-    if (fn === undefined) return 'the file does not yield a function: write (event, context) => { ... } or module.exports = (event, context) => { ... }';
-    return function invoke(eventJson, contextJson) {
+    if (fn === undefined) return 'the file does not yield a function: write (event, context) => { ... }, module.exports = (event, context) => { ... } or export default (event, context) => { ... }';
+    let config;
+    try { config = exportedConfig(); } catch (err) { return 'invalid config: ' + describe(err && err.message !== undefined ? err.message : err); }
+    return [function invoke(eventJson, contextJson) {
       const event = eventJson === undefined ? undefined : parse(eventJson);
       const context = parse(contextJson);
       context.getRemainingTimeInMillis = function () { return max(0, context.deadline - now()); };
@@ -181,6 +207,6 @@ export const ENVELOPE_SOURCE = String.raw`(function (hostLog, hostSetTimer, host
       catch (err) { return fail(err); }
       if (!thenable) return settle(result);
       return apply(then, apply(promiseResolve, PromiseCtor, [result]), [settle, fail]);
-    };
+    }, config];
   };
 })`;

@@ -51,6 +51,8 @@ type Invoke = (eventJson: string | undefined, contextJson: string) => unknown;
 /** A compiled function version: its own vm2 context and the envelope's invoke function. */
 interface Sandbox {
   invoke?: Invoke;
+  /** The file's exported config as JSON text, when it exports one. */
+  config?: string;
   /** Why the version yields no function (an Outcome.compile payload), when it does not. */
   compileError?: string;
 }
@@ -58,6 +60,8 @@ interface Sandbox {
 /** A version this worker holds: its source, and in warm mode its sandbox once compiled. */
 interface Version {
   source: string;
+  /** The file name in stacks and errors, e.g. `a/b.ts`. */
+  file: string;
   sandbox?: Sandbox;
 }
 
@@ -154,13 +158,13 @@ function compileErrorPayload(err: unknown, what = 'the file does not compile'): 
 }
 
 /** Builds a context for one version and runs the file in it (under the batch's watchdog). */
-function createSandbox(name: string, source: string): Sandbox {
+function createSandbox(file: string, source: string): Sandbox {
   const sandboxVm = new VM({ eval: false, wasm: false, allowAsync: true });
   const setup = sandboxVm.run(envelopeScript) as (...host: unknown[]) => unknown;
   const load = setup(hostLog, hostSetTimer, hostClearTimer) as (completion: unknown) => unknown;
   let script: VMScript;
   try {
-    script = new VMScript(source, `${name}.js`).compile();
+    script = new VMScript(source, file).compile();
   } catch (err) {
     return { compileError: compileErrorPayload(err) };
   }
@@ -174,7 +178,8 @@ function createSandbox(name: string, source: string): Sandbox {
   }
   const loaded = load(completion);
   if (typeof loaded === 'string') return { compileError: JSON.stringify({ message: loaded }) };
-  return { invoke: loaded as Invoke };
+  const [invoke, config] = loaded as [Invoke, string | undefined];
+  return { invoke, config };
 }
 
 /** Keeps `key` as the most recent version, then evicts down to the count and memory bounds. */
@@ -263,10 +268,12 @@ function runBatch(jobs: RunMessage[], from = 0): void {
   let next = from;
   const sliceStart = Date.now();
   let current: Running | undefined;
-  const ms = Math.max(...jobs.slice(next).map((job) => job.ms));
+  // One watchdog covers invocations of one timeout only: a 200 ms function's loop is stopped at
+  // its own deadline, not a neighbour's 60 s one.
+  const ms = jobs[from].ms;
   try {
     withTimeout(() => {
-      while (next < jobs.length) {
+      while (next < jobs.length && jobs[next].ms === ms) {
         current = begin(jobs[next++]);
         runSync(current);
         current = undefined;
@@ -312,26 +319,34 @@ function begin(job: RunMessage): Running {
   return { job, inv, startedAt: performance.now(), deadline: Date.now() + job.ms, cold: false };
 }
 
+/** A check's outcome: the exported config as JSON (`null` for none), or why the file fails to load. */
+function loadOutcome(compileError: string | undefined, config: string | undefined): string {
+  return compileError === undefined
+    ? Outcome.json + (config ?? 'null')
+    : Outcome.compile + compileError;
+}
+
 /** The synchronous part of one invocation; an async result is followed until its deadline. */
 function runSync(running: Running): void {
   const { job, inv, startedAt, deadline } = running;
   als.run(inv, () => {
     const version = versions.get(job.v);
     if (!version) return post({ t: 'miss', id: job.id });
-    if (job.check) {
+    if (job.check && !job.keep) {
       // A deploy's check: a throwaway context, so the deployed version starts from a clean one.
-      const { compileError } = createSandbox(job.fn, version.source);
-      const r = compileError === undefined ? Outcome.undefined : Outcome.compile + compileError;
-      return finish(inv, r, true, startedAt);
+      const { compileError, config } = createSandbox(version.file, version.source);
+      return finish(inv, loadOutcome(compileError, config), true, startedAt);
     }
     let sandbox = version.sandbox;
     if (!sandbox) {
       running.cold = true;
-      sandbox = createSandbox(job.fn, version.source);
+      sandbox = createSandbox(version.file, version.source);
       if (options.isolation === 'warm') version.sandbox = sandbox;
     }
     remember(job.v, version);
     const { cold } = running;
+    if (job.check)
+      return finish(inv, loadOutcome(sandbox.compileError, sandbox.config), cold, startedAt);
     if (sandbox.compileError !== undefined) {
       return finish(inv, Outcome.compile + sandbox.compileError, cold, startedAt);
     }
@@ -367,7 +382,9 @@ function onRuns(jobs: RunMessage[]): void {
   const runnable: RunMessage[] = [];
   for (const job of jobs) {
     if (job?.t !== 'run') continue;
-    if (job.src !== undefined && !versions.has(job.v)) remember(job.v, { source: job.src });
+    if (job.src !== undefined && !versions.has(job.v)) {
+      remember(job.v, { source: job.src, file: job.file ?? `${job.fn}.js` });
+    }
     if (versions.has(job.v)) runnable.push(job);
     else post({ t: 'miss', id: job.id });
   }

@@ -90,6 +90,15 @@ void describe('FunctionStore', () => {
 
   void test('a changed file is picked up within a second', async () => {
     await write('changing', "() => 'v1';\n");
+    // A new name is known from its change event (the index), which lands a moment after the write.
+    await eventually(
+      () =>
+        store.get('changing').then(
+          () => true,
+          () => false,
+        ),
+      1000,
+    );
     const v1 = await store.get('changing');
     assert.equal(v1.source, "() => 'v1';\n");
     await write('changing', "() => 'v2';\n");
@@ -99,7 +108,14 @@ void describe('FunctionStore', () => {
 
   void test('a deleted file becomes FunctionNotFoundError within a second', async () => {
     await write('doomed', '() => 1;\n');
-    await store.get('doomed');
+    await eventually(
+      () =>
+        store.get('doomed').then(
+          () => true,
+          () => false,
+        ),
+      1000,
+    );
     await fs.rm(path.join(dir, 'doomed.js'));
     await eventually(
       () =>
@@ -149,9 +165,11 @@ void describe('FunctionStore', () => {
     const { modified, ...rest } = hello ?? { modified: '' };
     assert.deepEqual(rest, {
       name: 'hello',
+      file: 'hello.js',
       version: hashSource(HELLO),
       bytes: Buffer.byteLength(HELLO),
       status: 'ok',
+      config: {},
     });
     const mtimeMs = (await fs.stat(path.join(dir, 'hello.js'))).mtimeMs;
     assert.match(modified, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);

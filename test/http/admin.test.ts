@@ -93,8 +93,10 @@ describe('with ADMIN_TOKEN set', () => {
         assert.equal(created.status, 201, created.text);
         assert.deepEqual(created.body, {
           name,
+          file: `${name}.js`,
           version: versionOf(v1),
           bytes: Buffer.byteLength(v1),
+          config: {},
         });
         const first = await t.request.get(`/${name}`);
         assert.equal(first.status, 200);
@@ -106,8 +108,10 @@ describe('with ADMIN_TOKEN set', () => {
         assert.equal(replaced.status, 200, replaced.text);
         assert.deepEqual(replaced.body, {
           name,
+          file: `${name}.js`,
           version: versionOf(v2),
           bytes: Buffer.byteLength(v2),
+          config: {},
         });
         const second = await t.request.get(`/${name}`);
         assert.equal(second.status, 200);

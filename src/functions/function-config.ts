@@ -1,0 +1,103 @@
+/**
+ * A function's own settings (SPEC §7): `export const config = {…}` or `module.exports.config`
+ * beside the handler. The worker that loads a version sends the config as JSON text; this module
+ * validates it into a frozen FunctionConfig, or says which key is wrong. One row per key: later
+ * settings add a row, nothing else.
+ */
+import { FunctionCompileError } from '../errors';
+
+/** HTTP methods a function may list in `config.methods`. */
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+export type HttpMethod = (typeof HTTP_METHODS)[number];
+
+/** A validated function config; every key is optional (absent = the server's default). */
+export interface FunctionConfig {
+  /** This function's wall-clock limit, ms (10 … MAX_TIMEOUT_MS). */
+  readonly timeoutMs?: number;
+  /** The methods it answers; any other is 405 with `Allow`. Upper case, no duplicates. */
+  readonly methods?: readonly HttpMethod[];
+  /** Whether the event carries `rawBody` (the body's exact bytes, base64). */
+  readonly rawBody?: boolean;
+  /** Who answers CORS: the server (default) or the function itself, preflights included. */
+  readonly cors?: 'server' | 'function';
+}
+
+/** What validation needs to know about the server. */
+export interface ConfigLimits {
+  maxTimeoutMs: number;
+}
+
+type Rule = (value: unknown, limits: ConfigLimits) => unknown;
+
+class Invalid extends Error {}
+
+const RULES: Record<string, Rule> = {
+  timeoutMs(value, { maxTimeoutMs }) {
+    if (!Number.isInteger(value) || (value as number) < 10 || (value as number) > maxTimeoutMs) {
+      throw new Invalid(`must be a whole number of ms from 10 to ${maxTimeoutMs} (MAX_TIMEOUT_MS)`);
+    }
+    return value;
+  },
+  methods(value) {
+    if (!Array.isArray(value) || value.length === 0) {
+      throw new Invalid(`must be a non-empty array of ${HTTP_METHODS.join(', ')}`);
+    }
+    const methods = new Set<HttpMethod>();
+    for (const item of value) {
+      const method = typeof item === 'string' ? item.toUpperCase() : undefined;
+      if (!HTTP_METHODS.includes(method as HttpMethod)) {
+        throw new Invalid(`holds ${JSON.stringify(item)}; use ${HTTP_METHODS.join(', ')}`);
+      }
+      methods.add(method as HttpMethod);
+    }
+    return Object.freeze([...methods]);
+  },
+  rawBody(value) {
+    if (typeof value !== 'boolean') throw new Invalid('must be true or false');
+    return value;
+  },
+  cors(value) {
+    if (value !== 'server' && value !== 'function') {
+      throw new Invalid('must be "server" or "function"');
+    }
+    return value;
+  },
+};
+
+/** Keys of SPEC §7 that later parts of the server read; refused until they do, never ignored. */
+const NOT_YET = new Set(['maxConcurrency', 'env', 'secrets', 'schedule', 'timezone', 'async']);
+
+const fail = (message: string) => new FunctionCompileError(`invalid config: ${message}`);
+
+/**
+ * Validates a function's config, given as the JSON text its worker sent (`undefined` or `null`
+ * when the file exports none).
+ * @throws FunctionCompileError naming the key and what it must be.
+ */
+export function parseFunctionConfig(
+  json: string | undefined,
+  limits: ConfigLimits,
+): FunctionConfig {
+  const raw: unknown = json === undefined ? undefined : JSON.parse(json);
+  if (raw === undefined || raw === null) return Object.freeze({});
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw fail('config must be an object');
+  const config: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    const rule = Object.hasOwn(RULES, key) ? RULES[key] : undefined;
+    if (!rule) {
+      const known = Object.keys(RULES).join(', ');
+      throw fail(
+        NOT_YET.has(key)
+          ? `config.${key} is not supported by this server version yet (supported: ${known})`
+          : `unknown key config.${JSON.stringify(key).slice(1, -1)} (known: ${known})`,
+      );
+    }
+    try {
+      config[key] = rule(value, limits);
+    } catch (err) {
+      if (err instanceof Invalid) throw fail(`config.${key} ${err.message}`);
+      throw err;
+    }
+  }
+  return Object.freeze(config) as FunctionConfig;
+}
