@@ -16,7 +16,8 @@
  * gone, and a stream can be read once; it decodes every body as UTF-8 whatever its charset; its
  * inflation counts only decompressed bytes (an endless compressed stream that inflates to
  * nothing is read to the end) and lets zlib's errors out as 500s; its qs turns more than 20
- * repeated form keys into an object and parses `a[100000]=x` into a sparse array.
+ * repeated form keys into an object and nests `a[b]` and `a.b` keys, which the query (Koa's
+ * node:querystring) keeps flat. What was left for it (JSON.parse, a media type test) is a line.
  */
 import querystring from 'node:querystring';
 import { promisify } from 'node:util';
@@ -130,7 +131,9 @@ async function decodeContent(header: string, bytes: Buffer, limit: number): Prom
     .map((coding) => coding.trim().toLowerCase())
     .filter((coding) => coding !== '' && coding !== 'identity');
   if (codings.length > MAX_CODINGS) {
-    throw new UnsupportedMediaTypeError(`more than ${MAX_CODINGS} content codings in a row`);
+    throw new UnsupportedMediaTypeError(
+      `more than ${MAX_CODINGS} content codings are not supported`,
+    );
   }
   for (const coding of codings.reverse()) bytes = await decodeOne(coding, bytes, limit);
   return bytes;
@@ -165,8 +168,8 @@ function checkDepth(text: string): void {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c)
-        i++; // backslash: the next character is escaped
+      // A backslash escapes the next character, a quote included.
+      if (c === 0x5c) i++;
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) {
       inString = true;
