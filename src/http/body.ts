@@ -1,53 +1,250 @@
 /**
- * The body parser: koa-bodyparser for JSON, forms and text; raw bytes for any other type.
+ * The body reader (SPEC §2 "What a function receives"): reads the bytes once, bounded, undoes
+ * the Content-Encoding, keeps those exact bytes for webhook signatures, decodes the charset and
+ * parses by media type.
+ *
+ * | Content-Type                                              | ctx.request.body                |
+ * |-----------------------------------------------------------|---------------------------------|
+ * | application/json, application/*+json, application/csp-report | the JSON value              |
+ * | application/x-www-form-urlencoded                          | object, repeated keys → arrays  |
+ * | text/*                                                     | string                          |
+ * | anything else, or none                                     | base64 text, bodyIsBase64       |
+ * | no body, or an empty one (any framing, any type)          | undefined                       |
+ *
+ * Why not koa-bodyparser (co-body, raw-body, inflation) any more: it reads the request stream
+ * itself and keeps only the text it decoded, so the exact bytes a webhook signature covers are
+ * gone, and a stream can be read once; it decodes every body as UTF-8 whatever its charset; its
+ * inflation counts only decompressed bytes (an endless compressed stream that inflates to
+ * nothing is read to the end) and lets zlib's errors out as 500s; its qs turns more than 20
+ * repeated form keys into an object and nests `a[b]` and `a.b` keys, which the query (Koa's
+ * node:querystring) keeps flat. What was left for it (JSON.parse, a media type test) is a line.
  */
+import querystring from 'node:querystring';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import iconv from 'iconv-lite';
 import type { Context, Middleware, Next } from 'koa';
-import bodyParser from 'koa-bodyparser';
+import { FaasError, InvalidBodyError, UnsupportedMediaTypeError } from '../errors';
 import { tooLarge } from './error-handler';
+
+/** Deepest nesting of arrays and objects a JSON body may have (the event is built recursively). */
+export const MAX_JSON_DEPTH = 100;
+/** Content codings applied one over the other (`gzip, br`) that are undone, at most. */
+const MAX_CODINGS = 3;
+
+type Kind = 'json' | 'form' | 'text' | 'binary';
+
+const JSON_TYPE = /^application\/(?:json|csp-report|[\w!#$&^.+-]+\+json)$/;
+const TEXT_TYPE = /^text\/[\w!#$&^.+-]+$/;
+const CHARSET = /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i;
+// iconv-lite knows these as "encodings", but they are Node's byte-to-text notations, not charsets.
+const NOT_CHARSETS = new Set(['base64', 'hex']);
+// A form is split on these bytes, so its charset must write them as ASCII does (not UTF-16).
+const SEPARATORS = '&=%+';
+
+/** What the body middleware leaves in ctx.state, besides ctx.request.body. */
+export interface BodyState {
+  /** The body's bytes after Content-Encoding decoding, before charset decoding; unset when empty. */
+  rawBody?: Buffer;
+  /** Set when ctx.request.body is base64 text of a type that is not JSON, form or text. */
+  bodyIsBase64?: boolean;
+}
 
 /** Whether the request carries a body at all (type-is's definition). */
 function hasBody(ctx: Context): boolean {
   return ctx.get('transfer-encoding') !== '' || Number(ctx.get('content-length') || 0) > 0;
 }
 
-/** Reads the raw body up to `limit` bytes; past it, stops reading and throws 413. */
-async function readRaw(ctx: Context, limit: number): Promise<Buffer> {
+/**
+ * Reads the body as sent, up to `limit` bytes. Past it: 413 at once, without reading on (the
+ * 413's Connection: close ends the rest); a declared Content-Length over it fails before a byte
+ * is read.
+ */
+function readRaw(ctx: Context, limit: number): Promise<Buffer> {
   const declared = Number(ctx.get('content-length') || NaN);
-  if (declared > limit) throw tooLarge(`request body is over ${limit} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw tooLarge(`request body is over ${limit} bytes`);
-    chunks.push(chunk);
+  if (declared > limit) return Promise.reject(tooLarge(`request body is over ${limit} bytes`));
+  const req = ctx.req;
+  if (req.destroyed) return Promise.reject(new InvalidBodyError('the connection closed early'));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = (err?: Error) => {
+      req.off('data', onData).off('end', onEnd).off('error', stop).off('close', onClose);
+      // Pause rather than destroy: destroying the request destroys the socket, and the 413
+      // would never reach the client.
+      req.pause();
+      if (!err) resolve(Buffer.concat(chunks, size));
+      else if (err instanceof FaasError) reject(err);
+      else reject(new InvalidBodyError(`the request body could not be read: ${err.message}`));
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) stop(tooLarge(`request body is over ${limit} bytes`));
+      else chunks.push(chunk);
+    };
+    const onEnd = () => stop();
+    const onClose = () => stop(new InvalidBodyError('the connection closed before the body ended'));
+    req.on('data', onData).on('end', onEnd).on('error', stop).on('close', onClose);
+  });
+}
+
+const gunzip = promisify(zlib.gunzip);
+const inflate = promisify(zlib.inflate);
+const inflateRaw = promisify(zlib.inflateRaw);
+const brotli = promisify(zlib.brotliDecompress);
+
+/**
+ * Undoes one content coding, its output bounded by `limit` (a zip bomb stops there: 413).
+ * `deflate` means the zlib format (RFC 9110 §8.4.1.2), but some clients send raw deflate: a body
+ * without a zlib header is read as raw deflate.
+ */
+async function decodeOne(coding: string, bytes: Buffer, limit: number): Promise<Buffer> {
+  const options = { maxOutputLength: limit };
+  try {
+    switch (coding) {
+      case 'gzip':
+      case 'x-gzip':
+        return await gunzip(bytes, options);
+      case 'deflate': {
+        const zlibHeader =
+          bytes.length >= 2 && (bytes[0] & 0x0f) === 8 && bytes.readUInt16BE(0) % 31 === 0;
+        return await (zlibHeader ? inflate : inflateRaw)(bytes, options);
+      }
+      case 'br':
+        return await brotli(bytes, options);
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw tooLarge(`request body is over ${limit} bytes once decompressed (${coding})`);
+    }
+    throw new InvalidBodyError(`request body is not valid ${coding}: ${(err as Error).message}`);
   }
-  return Buffer.concat(chunks);
+  throw new UnsupportedMediaTypeError(
+    `Content-Encoding "${coding.slice(0, 64)}" is not supported: use gzip, deflate, br or identity`,
+  );
+}
+
+/** Undoes the Content-Encoding, last applied first (RFC 9110 §8.4). */
+async function decodeContent(header: string, bytes: Buffer, limit: number): Promise<Buffer> {
+  const codings = header
+    .split(',')
+    .map((coding) => coding.trim().toLowerCase())
+    .filter((coding) => coding !== '' && coding !== 'identity');
+  if (codings.length > MAX_CODINGS) {
+    throw new UnsupportedMediaTypeError(
+      `more than ${MAX_CODINGS} content codings are not supported`,
+    );
+  }
+  for (const coding of codings.reverse()) bytes = await decodeOne(coding, bytes, limit);
+  return bytes;
+}
+
+function kindOf(mediaType: string): Kind {
+  if (JSON_TYPE.test(mediaType)) return 'json';
+  if (mediaType === 'application/x-www-form-urlencoded') return 'form';
+  if (TEXT_TYPE.test(mediaType)) return 'text';
+  return 'binary';
+}
+
+/** The Content-Type's charset, UTF-8 when none; one iconv-lite cannot decode is a 415. */
+function charsetOf(contentType: string): string {
+  const match = CHARSET.exec(contentType);
+  if (!match) return 'utf-8';
+  const charset = match[1] ?? match[2];
+  const plain = charset.toLowerCase().replace(/[^0-9a-z]/g, '');
+  if (NOT_CHARSETS.has(plain) || !iconv.encodingExists(charset)) {
+    throw new UnsupportedMediaTypeError(`charset "${charset.slice(0, 64)}" is not supported`);
+  }
+  return charset;
 }
 
 /**
- * Parses the body into ctx.request.body: JSON (any JSON value) → value, form → object,
- * text/plain → string, any other type → base64 text with `ctx.state.bodyIsBase64` set; no body
- * → undefined. Over `limit` bytes → 413, malformed → 400 (mapped in error-handler.ts).
+ * Refuses JSON nested deeper than MAX_JSON_DEPTH, in one pass without recursion, before it is
+ * parsed: the event is built with JSON.stringify, which overflows the stack near 5000 levels.
+ */
+function checkDepth(text: string): void {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      // A backslash escapes the next character, a quote included.
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_JSON_DEPTH) {
+        throw new InvalidBodyError(`JSON body is nested deeper than ${MAX_JSON_DEPTH} levels`);
+      }
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+}
+
+function parseJson(text: string): unknown {
+  checkDepth(text);
+  try {
+    // JSON.parse makes `__proto__` an own key: plain data, no prototype is touched.
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new InvalidBodyError(`request body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * application/x-www-form-urlencoded, read as Koa reads the query (node:querystring): flat keys
+ * (`a[b]` is a key), repeated keys → an array however many, an object without a prototype. The
+ * percent-escapes are bytes in the body's charset (WHATWG URL "urlencoded parser"), so the
+ * body is split as latin1 (one character per byte) and each name and value decoded on its own.
+ */
+function parseForm(bytes: Buffer, charset: string): Record<string, string | string[]> {
+  if (!iconv.encode(SEPARATORS, charset).equals(Buffer.from(SEPARATORS))) {
+    throw new UnsupportedMediaTypeError(
+      `charset "${charset.slice(0, 64)}" cannot carry a form: use UTF-8`,
+    );
+  }
+  const decode = (binary: string) => {
+    const unescaped = binary.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) =>
+      String.fromCharCode(parseInt(hex, 16)),
+    );
+    return iconv.decode(Buffer.from(unescaped, 'latin1'), charset);
+  };
+  // maxKeys 0: no silent cut at 1000 pairs (MAX_BODY bounds the body).
+  return querystring.parse(bytes.toString('latin1'), '&', '=', {
+    maxKeys: 0,
+    decodeURIComponent: decode,
+  }) as Record<string, string | string[]>;
+}
+
+/**
+ * Parses the body into ctx.request.body (see the table above), with the decoded bytes in
+ * `ctx.state.rawBody`. Over `limit` bytes, before or after decompression → 413; a body that is
+ * not what its Content-Encoding or type says, or is nested too deeply → 400 INVALID_BODY; an
+ * unknown Content-Encoding or charset → 415 UNSUPPORTED_MEDIA_TYPE.
  */
 export function body(limit: number): Middleware {
-  const parse = bodyParser({
-    enableTypes: ['json', 'form', 'text'],
-    jsonLimit: `${limit}b`,
-    formLimit: `${limit}b`,
-    textLimit: `${limit}b`,
-    strict: false,
-  });
   return async (ctx: Context, next: Next) => {
-    const request = ctx.request as Context['request'] & { body?: unknown; rawBody?: string };
-    if (!hasBody(ctx)) {
-      // koa-bodyparser would set {} here; a function should see that there was no body.
-      return next();
-    }
-    await parse(ctx, async () => undefined);
-    if (request.rawBody === undefined) {
-      // A type koa-bodyparser does not read (binary, unknown): hand it over as base64.
-      request.body = (await readRaw(ctx, limit)).toString('base64');
-      ctx.state.bodyIsBase64 = true;
+    if (!hasBody(ctx)) return next();
+    const request = ctx.request as Context['request'] & { body?: unknown };
+    const state = ctx.state as BodyState;
+    let bytes = await readRaw(ctx, limit);
+    const encoding = ctx.get('content-encoding');
+    if (bytes.length > 0 && encoding !== '') bytes = await decodeContent(encoding, bytes, limit);
+    // Empty is no body, whatever the framing (chunked, Content-Length, a gzipped nothing).
+    if (bytes.length === 0) return next();
+    state.rawBody = bytes;
+    const contentType = ctx.get('content-type');
+    const kind = kindOf(contentType.split(';')[0].trim().toLowerCase());
+    if (kind === 'binary') {
+      request.body = bytes.toString('base64');
+      state.bodyIsBase64 = true;
+    } else if (kind === 'form') {
+      request.body = parseForm(bytes, charsetOf(contentType));
+    } else {
+      const text = iconv.decode(bytes, charsetOf(contentType));
+      request.body = kind === 'json' ? parseJson(text) : text;
     }
     await next();
   };

@@ -9,6 +9,7 @@ import {
   FunctionError,
   PayloadTooLargeError,
   InvalidBodyError,
+  UnsupportedMediaTypeError,
   toErrorBody,
 } from '../errors';
 import type { Logger } from '../observe/logger';
@@ -64,8 +65,8 @@ export function requestId(logger: Logger): Middleware {
 }
 
 /**
- * Koa's and its middleware's own errors (http-errors from koa-bodyparser, raw-body) carry a
- * status and a `type`; map the ones a client can cause to our codes.
+ * Koa's own errors and other middleware's (http-errors) carry a status and a `type`; map the
+ * ones a client can cause to our codes. Our body reader (body.ts) throws our own errors.
  */
 function fromHttpError(err: unknown): FaasError | undefined {
   if (!(err instanceof Error)) return undefined;
@@ -73,7 +74,10 @@ function fromHttpError(err: unknown): FaasError | undefined {
   if (status === 413 || type === 'entity.too.large') {
     return tooLarge('request body is larger than MAX_BODY allows');
   }
-  if (status === 400 || status === 415 || type === 'encoding.unsupported') {
+  if (status === 415 || type === 'encoding.unsupported') {
+    return new UnsupportedMediaTypeError(`request body cannot be decoded: ${err.message}`);
+  }
+  if (status === 400) {
     return new InvalidBodyError(`request body cannot be parsed: ${err.message}`);
   }
   return undefined;

@@ -14,7 +14,8 @@
  *
  * The classification happens inside the sandbox (worker/envelope.ts); this module decodes its
  * tagged outcome (wire.ts) and validates everything the function controls: status, header names
- * and values, base64.
+ * and values, base64. Header names are case-insensitive: keys that differ only in case are one
+ * field, merged, never dropped (toHeaders).
  */
 import {
   FunctionCompileError,
@@ -53,24 +54,74 @@ function invalid(message: string): InvalidResultError {
   return new InvalidResultError(`invalid result: ${message}`);
 }
 
-function headerValue(name: string, value: unknown): string | string[] {
-  if (Array.isArray(value)) return value.map((item) => headerValue(name, item) as string);
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  if (typeof value !== 'string' || !HEADER_VALUE.test(value)) {
-    throw invalid(`header "${name}" must be a string without control characters`);
-  }
-  return value;
+/**
+ * Fields that take a single value (RFC 9110, RFC 6265bis, Fetch): joined with ", " they would
+ * mean something else or nothing, so two different values are an INVALID_RESULT, not a guess.
+ */
+const SINGLE = new Set([
+  'access-control-allow-credentials',
+  'access-control-allow-origin',
+  'access-control-max-age',
+  'age',
+  'content-disposition',
+  'content-location',
+  'content-range',
+  'content-type',
+  'date',
+  'etag',
+  'expires',
+  'last-modified',
+  'location',
+  'retry-after',
+  'strict-transport-security',
+  'x-content-type-options',
+  'x-frame-options',
+]);
+
+/** A header's value, or list of values, as strings. */
+function headerValues(name: string, value: unknown): string[] {
+  const items = Array.isArray(value) ? (value as unknown[]) : [value];
+  return items.map((item) => {
+    if (typeof item === 'number' || typeof item === 'boolean') return String(item);
+    if (typeof item !== 'string' || !HEADER_VALUE.test(item)) {
+      throw invalid(`header "${name}" must be a string without control characters`);
+    }
+    return item;
+  });
 }
 
+/**
+ * The function's headers, names lower-cased. Names differ only in case → one field, values in
+ * key order: Set-Cookie keeps one line per cookie; a single-valued field (SINGLE) must not be
+ * given two different values; any other field is joined with ", " (RFC 9110 §5.3).
+ */
 function toHeaders(raw: unknown): Record<string, string | string[]> {
-  const headers: Record<string, string | string[]> = {};
+  // No prototype: a header named __proto__ is a name like any other.
+  const headers = Object.create(null) as Record<string, string | string[]>;
   if (raw === undefined || raw === null) return headers;
   if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid('headers must be an object');
+  const fields = new Map<string, { name: string; values: string[] }>();
   for (const [name, value] of Object.entries(raw)) {
     if (!TOKEN.test(name)) throw invalid(`"${name.slice(0, 64)}" is not a valid header name`);
     const lower = name.toLowerCase();
     if (RESERVED.has(lower) || value === undefined || value === null) continue;
-    headers[lower] = headerValue(name, value);
+    const field = fields.get(lower) ?? { name, values: [] };
+    field.values.push(...headerValues(name, value));
+    fields.set(lower, field);
+  }
+  for (const [lower, { name, values }] of fields) {
+    if (values.length === 0) continue;
+    if (lower === 'set-cookie') {
+      headers[lower] = values.length === 1 ? values[0] : values;
+    } else if (SINGLE.has(lower)) {
+      const distinct = new Set(values).size;
+      if (distinct > 1) {
+        throw invalid(`header "${name}" takes one value but was given ${distinct} different ones`);
+      }
+      headers[lower] = values[0];
+    } else {
+      headers[lower] = values.join(', ');
+    }
   }
   return headers;
 }

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
+import zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { startServer } from '../helpers';
 import type { TestServer } from '../helpers';
@@ -213,6 +214,52 @@ describe('bodies', () => {
     test(`malformed JSON ${JSON.stringify(body)} → 400 INVALID_BODY`, async () => {
       const res = await raw([
         `POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      ]);
+      assertJsonError(res, 400, 'INVALID_BODY');
+      await assertHelloOk();
+    });
+  }
+});
+
+describe('compressed bodies', () => {
+  for (const encoding of ['gzip', 'deflate', 'br']) {
+    test(`a declared 100 MB ${encoding} body → 413 before the body is sent`, async () => {
+      const head =
+        'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+        `Content-Encoding: ${encoding}\r\nContent-Length: 104857600\r\n\r\n`;
+      const res = await raw([head, Buffer.from([0x1f, 0x8b, 0x08])], { ms: 3000 });
+      assertJsonError(res, 413, 'PAYLOAD_TOO_LARGE');
+      assert.ok(res.closed, 'the connection should close after a 413');
+      await assertHelloOk();
+    });
+  }
+
+  // Each under MAX_BODY as sent, 512 KiB once inflated.
+  const zeros = Buffer.alloc(512 * 1024);
+  const bombs: [string, Buffer][] = [
+    ['gzip', zlib.gzipSync(zeros, { level: 9 })],
+    ['deflate', zlib.deflateSync(zeros, { level: 9 })],
+    ['br', zlib.brotliCompressSync(zeros)],
+  ];
+  for (const [encoding, bomb] of bombs) {
+    test(`a ${encoding} bomb (${bomb.length} bytes → 512 KiB, chunked) → 413`, async () => {
+      const res = await raw([
+        `POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Encoding: ${encoding}\r\nTransfer-Encoding: chunked\r\n\r\n`,
+        Buffer.from(`${bomb.length.toString(16)}\r\n`),
+        bomb,
+        '\r\n0\r\n\r\n',
+      ]);
+      assert.ok(bomb.length < MAX_BODY);
+      assertJsonError(res, 413, 'PAYLOAD_TOO_LARGE');
+      await assertHelloOk();
+    });
+  }
+
+  for (const encoding of ['gzip', 'deflate', 'br']) {
+    test(`a plain body labelled ${encoding} → 400 INVALID_BODY, never a 500`, async () => {
+      const body = '{"a":1}';
+      const res = await raw([
+        `POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: ${encoding}\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
       ]);
       assertJsonError(res, 400, 'INVALID_BODY');
       await assertHelloOk();

@@ -1,9 +1,10 @@
 /**
  * toResponse(): the tagged outcome of a worker (src/wire.ts) → status, headers, body, row by row
- * of the result table in SPEC §2.
+ * of the result table in SPEC §2; then header merging, unit by unit and over real HTTP.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import http from 'node:http';
+import { after, before, describe, test } from 'node:test';
 import {
   FunctionCompileError,
   FunctionError,
@@ -11,6 +12,8 @@ import {
   InvalidResultError,
 } from '../../src/errors';
 import { JSON_TYPE, TEXT, toResponse } from '../../src/http/response';
+import { startServer } from '../helpers';
+import type { TestServer } from '../helpers';
 
 const shape = (value: Record<string, unknown>) => `R${JSON.stringify(value)}`;
 
@@ -97,7 +100,7 @@ for (const status of [204, 304]) {
   });
 }
 
-void test('R header values: numbers and booleans become strings, arrays stay lists', () => {
+void test('R header values: numbers and booleans become strings, a Set-Cookie array stays a list', () => {
   const res = toResponse(
     shape({ s: 200, h: { 'X-N': 3, 'X-B': true, 'Set-Cookie': ['a=1', 'b=2'] }, b: '' }),
   );
@@ -212,4 +215,198 @@ void test('C without a position → FunctionCompileError without line', () => {
       return true;
     },
   );
+});
+
+describe('header names are case-insensitive: merged, never dropped', () => {
+  const rows: { why: string; h: Record<string, unknown>; name: string; value: unknown }[] = [
+    {
+      why: 'Set-Cookie under two spellings → two cookies',
+      h: { 'Set-Cookie': 'a=1', 'set-cookie': 'b=2' },
+      name: 'set-cookie',
+      value: ['a=1', 'b=2'],
+    },
+    {
+      why: 'a Set-Cookie array and another spelling → every cookie, in key order',
+      h: { 'Set-Cookie': ['a=1', 'b=2'], 'SET-COOKIE': 'c=3; Path=/, x', 'set-cookie': ['d=4'] },
+      name: 'set-cookie',
+      value: ['a=1', 'b=2', 'c=3; Path=/, x', 'd=4'],
+    },
+    {
+      why: 'one cookie stays one value',
+      h: { 'set-cookie': 'a=1' },
+      name: 'set-cookie',
+      value: 'a=1',
+    },
+    {
+      why: 'a list field under two spellings → joined with ", "',
+      h: { 'Cache-Control': 'no-cache', 'cache-control': 'no-store' },
+      name: 'cache-control',
+      value: 'no-cache, no-store',
+    },
+    {
+      why: 'a list field as an array → one line',
+      h: { Vary: ['Accept', 'Origin'] },
+      name: 'vary',
+      value: 'Accept, Origin',
+    },
+    {
+      why: 'a custom field, numbers and booleans',
+      h: { 'X-A': 1, 'x-a': true, 'X-a': ['two'] },
+      name: 'x-a',
+      value: '1, true, two',
+    },
+    {
+      why: 'null under one spelling is skipped',
+      h: { 'X-A': null, 'x-a': 'v' },
+      name: 'x-a',
+      value: 'v',
+    },
+    { why: 'an empty array is no header', h: { 'X-Empty': [] }, name: 'x-empty', value: undefined },
+    {
+      why: 'a single-valued field given the same value twice',
+      h: { 'Content-Type': 'text/html', 'content-type': 'text/html' },
+      name: 'content-type',
+      value: 'text/html',
+    },
+    {
+      why: 'a single-valued field once, in any case',
+      h: { LOCATION: '/x' },
+      name: 'location',
+      value: '/x',
+    },
+  ];
+  for (const row of rows) {
+    void test(row.why, () => {
+      const res = toResponse(shape({ s: 200, h: row.h, b: '' }));
+      assert.deepEqual(res.headers[row.name], row.value);
+      assert.equal(
+        Object.keys(res.headers).filter((k) => k === row.name).length,
+        row.value === undefined ? 0 : 1,
+      );
+    });
+  }
+
+  void test('framing headers stay dropped under any spelling', () => {
+    const res = toResponse(
+      shape({
+        s: 200,
+        h: { 'CONTENT-LENGTH': '9', 'content-Length': '1', 'TRANSFER-ENCODING': 'chunked' },
+        b: 'x',
+      }),
+    );
+    assert.equal(res.headers['content-length'], undefined);
+    assert.equal(res.headers['transfer-encoding'], undefined);
+  });
+
+  void test('a header named __proto__ is a header, not a prototype', () => {
+    const res = toResponse(
+      shape({ s: 200, h: JSON.parse('{"__proto__":["x"],"X-A":"1"}'), b: '' }),
+    );
+    assert.equal(Object.getPrototypeOf(res.headers), null);
+    assert.equal(res.headers.__proto__, 'x');
+    assert.equal(res.headers['x-a'], '1');
+  });
+
+  // Every field that takes one value (response.ts SINGLE).
+  const single = [
+    'Access-Control-Allow-Credentials',
+    'Access-Control-Allow-Origin',
+    'Access-Control-Max-Age',
+    'Age',
+    'Content-Disposition',
+    'Content-Location',
+    'Content-Range',
+    'Content-Type',
+    'Date',
+    'ETag',
+    'Expires',
+    'Last-Modified',
+    'Location',
+    'Retry-After',
+    'Strict-Transport-Security',
+    'X-Content-Type-Options',
+    'X-Frame-Options',
+  ];
+  for (const name of single) {
+    for (const [how, h] of [
+      ['two spellings', { [name]: 'a', [name.toLowerCase()]: 'b' }],
+      ['an array', { [name]: ['a', 'b'] }],
+    ] as const) {
+      void test(`INVALID_RESULT for ${name} given two values (${how})`, () => {
+        assert.throws(
+          () => toResponse(shape({ s: 200, h, b: '' })),
+          (err: unknown) => {
+            assert.ok(err instanceof InvalidResultError, String(err));
+            assert.match(err.message, new RegExp(`"${name}" takes one value`, 'i'));
+            return true;
+          },
+        );
+      });
+    }
+  }
+
+  void test('INVALID_RESULT for a nested array value', () => {
+    assert.throws(() => toResponse(shape({ s: 200, h: { 'X-A': [['a']] } })), InvalidResultError);
+  });
+});
+
+describe('header merging over real HTTP (rawHeaders)', () => {
+  let t: TestServer;
+  const fn = (headers: string) => `() => ({ statusCode: 200, headers: ${headers}, body: 'x' });\n`;
+  before(async () => {
+    t = await startServer({
+      functions: {
+        'two-cookies': fn(`{ 'Set-Cookie': 'a=1', 'set-cookie': 'b=2' }`),
+        'three-cookies': fn(`{ 'Set-Cookie': ['a=1', 'b=2'], 'SET-COOKIE': 'c=3; Path=/' }`),
+        'list-merge': fn(
+          `{ 'Cache-Control': 'no-cache', 'cache-control': 'no-store', Vary: ['Accept', 'Origin'] }`,
+        ),
+        'type-twice': fn(`{ 'Content-Type': 'text/html', 'content-type': 'text/plain' }`),
+        'type-same': fn(`{ 'Content-Type': 'text/html', 'content-type': 'text/html' }`),
+      },
+    });
+  });
+  after(() => t.close());
+
+  const get = (name: string) =>
+    new Promise<{ status: number; raw: [string, string][]; text: string }>((resolve, reject) => {
+      http
+        .get(`${t.url}/${name}`, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => {
+            const raw: [string, string][] = [];
+            for (let i = 0; i < res.rawHeaders.length; i += 2) {
+              raw.push([res.rawHeaders[i].toLowerCase(), res.rawHeaders[i + 1]]);
+            }
+            resolve({ status: res.statusCode ?? 0, raw, text });
+          });
+        })
+        .on('error', reject);
+    });
+  const lines = (raw: [string, string][], name: string) =>
+    raw.filter(([n]) => n === name).map(([, v]) => v);
+
+  const rows: { name: string; header: string; lines: string[] }[] = [
+    { name: 'two-cookies', header: 'set-cookie', lines: ['a=1', 'b=2'] },
+    { name: 'three-cookies', header: 'set-cookie', lines: ['a=1', 'b=2', 'c=3; Path=/'] },
+    { name: 'list-merge', header: 'cache-control', lines: ['no-cache, no-store'] },
+    { name: 'list-merge', header: 'vary', lines: ['Accept, Origin'] },
+    { name: 'type-same', header: 'content-type', lines: ['text/html'] },
+  ];
+  for (const row of rows) {
+    void test(`/${row.name}: ${row.lines.length} ${row.header} line(s)`, async () => {
+      const res = await get(row.name);
+      assert.equal(res.status, 200, res.text);
+      assert.deepEqual(lines(res.raw, row.header), row.lines);
+    });
+  }
+
+  void test('/type-twice: two different Content-Types → 500 INVALID_RESULT', async () => {
+    const res = await get('type-twice');
+    assert.equal(res.status, 500);
+    const body = JSON.parse(res.text) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, 'INVALID_RESULT');
+    assert.match(body.error.message, /"Content-Type" takes one value/);
+  });
 });
