@@ -62,6 +62,12 @@ export class UnsupportedMediaTypeError extends FaasError {
   readonly statusCode = 415;
 }
 
+/** An `Expect` request header other than `100-continue`: the server cannot meet it. */
+export class ExpectationFailedError extends FaasError {
+  readonly code = 'EXPECTATION_FAILED';
+  readonly statusCode = 417;
+}
+
 /** A function file that does not compile or does not yield a function. */
 export class FunctionCompileError extends FaasError {
   readonly code = 'FUNCTION_COMPILE_ERROR';

@@ -1,11 +1,20 @@
 /**
  * Entry point: loadConfig → createServer → listen; SIGTERM/SIGINT drain and exit 0, a second
- * signal exits 1 at once. The only module that touches process.on and process.exit.
+ * signal exits 1 at once (except one relayed copy of the first, below). The only module that
+ * touches process.on and process.exit.
  */
 import { loadConfig } from './config';
 import { ConfigError } from './errors';
 import { createLogger } from './observe/logger';
 import { createServer } from './server';
+
+/**
+ * `npm start` (which `exec`s this process) relays every SIGTERM/SIGINT it gets to us, and a
+ * terminal's Ctrl-C or systemd's default stop signal npm and us alike: then the same signal
+ * arrives twice, milliseconds apart. One repeat of the first signal this soon is that copy, not
+ * an operator's second signal; it must not turn a drain into an exit 1.
+ */
+const RELAYED_COPY_MS = 1000;
 
 async function main(): Promise<void> {
   let config;
@@ -36,13 +45,22 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
-  let stopping = false;
+  let first: { signal: NodeJS.Signals; at: number; copySeen: boolean } | undefined;
   const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
+    if (first) {
+      if (
+        !first.copySeen &&
+        signal === first.signal &&
+        performance.now() - first.at < RELAYED_COPY_MS
+      ) {
+        first.copySeen = true;
+        logger.debug('same signal again at once: taken as a relayed copy', { signal });
+        return;
+      }
       logger.warn('second signal: exiting now', { signal });
       process.exit(1);
     }
-    stopping = true;
+    first = { signal, at: performance.now(), copySeen: false };
     logger.info('draining', { signal, graceMs: config.shutdownGraceMs });
     // If the drain itself hangs, do not hang with it.
     setTimeout(() => {

@@ -10,8 +10,9 @@ import Koa from 'koa';
 import koaLogger from 'koa-logger';
 import { adminRoutes } from './http/admin';
 import type { Config } from './config';
-import { ShuttingDownError } from './errors';
-import { errorBoundary, requestId } from './http/error-handler';
+import { ExpectationFailedError, ShuttingDownError, toErrorBody } from './errors';
+import type { FaasError } from './errors';
+import { errorBoundary, requestId, requestIdFor, tooLarge } from './http/error-handler';
 import type { RequestObserver } from './http/error-handler';
 import { Metrics } from './observe/metrics';
 import { InvocationRecords } from './observe/records';
@@ -152,7 +153,8 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
 
   // Node checks header and request timeouts every connectionsCheckingInterval (30 s by
   // default), which would let a slow client hold a connection three times headersTimeout.
-  const server = http.createServer({ connectionsCheckingInterval: 1000 }, app.callback());
+  const handle = app.callback();
+  const server = http.createServer({ connectionsCheckingInterval: 1000 }, handle);
   // Slow clients: a request must send its headers within 10 s and finish within the invocation
   // timeout plus 30 s; idle keep-alive connections close after 5 s.
   server.headersTimeout = 10_000;
@@ -183,6 +185,52 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
         `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   });
+
+  /**
+   * Answers a request Koa never sees, in the JSON shape of SPEC §3 with the request id and CORS
+   * headers of every response, logged like the error boundary logs; the connection closes, so
+   * a body the client sends anyway is never read.
+   */
+  const refuse = (req: http.IncomingMessage, res: http.ServerResponse, err: FaasError) => {
+    const started = performance.now();
+    const requestId = requestIdFor(req.headers['x-request-id']);
+    const { status, body } = toErrorBody(err, requestId);
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(text),
+      'X-Request-Id': requestId,
+      'Access-Control-Allow-Origin': config.corsOrigin,
+      ...(config.corsOrigin === '*' ? {} : { Vary: 'Origin' }),
+      ...err.headers,
+      Connection: 'close',
+    });
+    res.end(text);
+    logger.child({ reqId: requestId }).info('request', {
+      method: req.method,
+      path: (req.url ?? '/').split('?')[0],
+      status,
+      ms: Math.round((performance.now() - started) * 100) / 100,
+      outcome: body.error.code,
+    });
+  };
+
+  // `Expect` (RFC 9110 §10.1.1). Left to Node, every upload gets `100 Continue` and MAX_BODY
+  // refuses it only after the client has sent it all. A Content-Length over MAX_BODY is refused
+  // instead of `100 Continue`, so the body is never sent; a chunked upload, whose size is not
+  // known yet, gets `100 Continue` and the body parser's streaming limit, as without Expect.
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (Number(req.headers['content-length'] ?? 0) > config.maxBodyBytes) {
+      refuse(req, res, tooLarge(`request body is over ${config.maxBodyBytes} bytes`));
+      return;
+    }
+    res.writeContinue();
+    void handle(req, res);
+  });
+  // Any other expectation: 417 in our shape (Node's own 417 has no body, request id or CORS).
+  server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) =>
+    refuse(req, res, new ExpectationFailedError('only "Expect: 100-continue" is supported')),
+  );
 
   let closed: Promise<void> | undefined;
   let confinement: WorkerIsolation | undefined;

@@ -30,6 +30,8 @@ const SPEC_CODES: Record<string, number[]> = {
   FORBIDDEN: [403],
   FUNCTION_NOT_FOUND: [404],
   PAYLOAD_TOO_LARGE: [413],
+  // Not in SPEC §3: an `Expect` other than 100-continue (README errors table).
+  EXPECTATION_FAILED: [417],
   FUNCTION_COMPILE_ERROR: [422, 500],
   FUNCTION_ERROR: [500],
   INVALID_RESULT: [500],

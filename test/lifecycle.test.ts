@@ -224,6 +224,94 @@ void describe('signals', () => {
     await eventually(async () => workers.every((pid) => !running(pid)), 1500);
   });
 
+  // npm start relays the signal it gets, and a terminal or systemd signals npm and the server
+  // alike: the server sees the same signal twice, milliseconds apart (see signals.test.ts).
+  const repeats: {
+    name: string;
+    /** Each signal, and the ms to wait before sending it. */
+    signals: [NodeJS.Signals, number][];
+    /** How many of them are taken as a relayed copy (logged at debug). */
+    copies: number;
+    drains: boolean;
+  }[] = [
+    {
+      name: 'SIGTERM, SIGTERM 50 ms later',
+      signals: [
+        ['SIGTERM', 0],
+        ['SIGTERM', 50],
+      ],
+      copies: 1,
+      drains: true,
+    },
+    {
+      name: 'SIGINT, SIGINT 50 ms later',
+      signals: [
+        ['SIGINT', 0],
+        ['SIGINT', 50],
+      ],
+      copies: 1,
+      drains: true,
+    },
+    {
+      name: 'SIGINT three times 50 ms apart (Ctrl-C twice under npm)',
+      signals: [
+        ['SIGINT', 0],
+        ['SIGINT', 50],
+        ['SIGINT', 50],
+      ],
+      copies: 1,
+      drains: false,
+    },
+    {
+      name: 'SIGTERM, SIGTERM 1.3 s later',
+      signals: [
+        ['SIGTERM', 0],
+        ['SIGTERM', 1300],
+      ],
+      copies: 0,
+      drains: false,
+    },
+  ];
+  for (const row of repeats) {
+    const what = row.drains
+      ? 'the repeat is taken as a relayed copy: the call drains, exit 0'
+      : 'the last is a second signal: exit 1 at once';
+    void test(`${row.name}: ${what}`, async () => {
+      const { proc, port, workers } = await startListening({ LOG_LEVEL: 'debug' });
+      const inFlight = get(port, '/slow?ms=2500');
+      await sleep(200);
+      // Signals the kernel has not delivered yet merge into one: send each after the server
+      // has logged the one before.
+      const seen = () =>
+        proc.lines.filter((l) => /^(draining|second signal)|relayed copy/.test(String(l.msg)))
+          .length;
+      let lastAt = 0;
+      for (const [index, [signal, waitMs]] of row.signals.entries()) {
+        await eventually(async () => seen() === index, 3000);
+        await sleep(waitMs);
+        assert.equal(proc.exitedAt(), undefined, `exited before ${signal}`);
+        lastAt = performance.now();
+        proc.child.kill(signal);
+      }
+      const { code, signal } = await proc.exited;
+      const copies = proc.lines.filter((l) => /relayed copy/.test(String(l.msg))).length;
+      assert.equal(copies, row.copies, JSON.stringify(proc.lines));
+      const reply = await inFlight;
+      if (row.drains) {
+        assert.deepEqual({ code, signal }, { code: 0, signal: null });
+        assert.deepEqual(reply, { status: 200, body: 'done' });
+        assert.equal(logged(proc, 'second signal: exiting now'), undefined);
+      } else {
+        assert.deepEqual({ code, signal }, { code: 1, signal: null });
+        const took = (proc.exitedAt() as number) - lastAt;
+        assert.ok(took < 1500, `exited ${Math.round(took)} ms after the last signal`);
+        assert.notEqual(reply.status, 200);
+        assert.ok(logged(proc, 'second signal: exiting now'));
+      }
+      await eventually(async () => workers.every((pid) => !running(pid)), 1500);
+    });
+  }
+
   void test('a second signal during a long call exits non-zero at once and leaves no worker', async () => {
     const { proc, port, workers } = await startListening();
     const inFlight = get(port, '/slow?ms=4000');
