@@ -10,7 +10,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { FunctionCompileError, FunctionNotFoundError, InvalidFunctionNameError } from '../errors';
-import { MAX_SEGMENTS, SEGMENT, checkSyntax, hashSource } from './function-source';
+import { MAX_SEGMENTS, SEGMENT, hashSource } from './function-source';
+import { checkSyntax } from './transform';
 import type { Logger } from '../observe/logger';
 
 /** One version of a function, as read from disk. */

@@ -19,7 +19,8 @@ import {
   UnauthorizedError,
 } from '../errors';
 import type { RequestState } from './error-handler';
-import { checkSyntax, functionNameFromPath, hashSource } from '../functions/function-source';
+import { functionNameFromPath, hashSource } from '../functions/function-source';
+import { checkSyntax } from '../functions/transform';
 import { functionInfo } from '../functions/function-store';
 import type { FunctionStore } from '../functions/function-store';
 import type { Metrics } from '../observe/metrics';
