@@ -11,7 +11,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { FunctionCompileError, FunctionNotFoundError, InvalidFunctionNameError } from '../errors';
 import { MAX_SEGMENTS, SEGMENT, hashSource } from './function-source';
-import { checkSyntax } from './transform';
+import { checkSyntax } from './compile-errors';
 import type { Logger } from '../observe/logger';
 
 /** One version of a function, as read from disk. */

@@ -13,10 +13,9 @@
  */
 import { SourceMap } from 'node:module';
 import type { SourceMapPayload, SourceMapping } from 'node:module';
-import vm from 'node:vm';
 import { build, stop } from 'esbuild';
-import type { BuildFailure, BuildOptions, Loader, Message, Plugin } from 'esbuild';
-import { FunctionCompileError } from '../errors';
+import type { BuildFailure, BuildOptions, Loader, Plugin } from 'esbuild';
+import { IMPORT_PLUGIN, compileError, syntaxError, v8SyntaxError } from './compile-errors';
 
 /** What a worker runs for one function file, and how to map positions back to the user's file. */
 export interface CompiledFunction {
@@ -28,16 +27,9 @@ export interface CompiledFunction {
   sourceMap?: SourceMapPayload;
 }
 
-interface Position {
-  line?: number;
-  column?: number;
-}
-
-const PLUGIN_NAME = 'faas-no-imports';
-
 /** Answers every import, require and `export … from` with an error: nothing is ever resolved. */
 const refuseImports: Plugin = {
-  name: PLUGIN_NAME,
+  name: IMPORT_PLUGIN,
   setup(pluginBuild) {
     pluginBuild.onResolve({ filter: /.*/ }, (args) => ({
       errors: [{ text: 'imports are not available', detail: { kind: args.kind } }],
@@ -97,129 +89,6 @@ async function runEsbuild(options: BuildOptions): ReturnType<typeof build> {
   }
 }
 
-function at(position: Position): string {
-  if (!position.line) return '';
-  return ` (line ${position.line}${position.column ? `, column ${position.column}` : ''})`;
-}
-
-/** V8's SyntaxError for `source` compiled as a script, with its 1-based line and column. */
-function v8SyntaxError(
-  source: string,
-  filename: string,
-): { message: string; position: Position } | undefined {
-  try {
-    new vm.Script(source, { filename });
-    return undefined;
-  } catch (err) {
-    if (!(err instanceof SyntaxError)) throw err;
-    // V8 puts "file:line", the source line and a caret line on top of a SyntaxError's stack.
-    const [where = '', , caret = ''] = String(err.stack).split('\n');
-    const line = Number(/:(\d+)$/.exec(where)?.[1]);
-    const column = caret.indexOf('^') + 1;
-    const position = {
-      line: Number.isInteger(line) && line > 0 ? line : undefined,
-      column: column > 0 ? column : undefined,
-    };
-    return { message: err.message, position };
-  }
-}
-
-/**
- * Compiles (without running) a `.js` function file as a script, the way a worker runs it
- * untouched, to report syntax errors with their line and column in the file.
- */
-export function checkSyntax(source: string, name: string): FunctionCompileError | undefined {
-  const filename = `${name}.js`;
-  const error = v8SyntaxError(source, filename);
-  if (!error) return undefined;
-  return new FunctionCompileError(
-    `${filename}: SyntaxError: ${error.message}${at(error.position)}`,
-    error.position,
-  );
-}
-
-/** An esbuild error as a compile error, and whether it is a plain syntax error. */
-interface EsbuildError {
-  error: FunctionCompileError;
-  syntax: boolean;
-}
-
-/** esbuild's 0-based byte column on a line → a 1-based UTF-16 column, as V8 and editors count. */
-function positionOf(message: Message): Position {
-  const location = message.location;
-  if (!location) return {};
-  const bytes = Buffer.from(location.lineText, 'utf8');
-  return {
-    line: location.line,
-    column: bytes.subarray(0, location.column).toString('utf8').length + 1,
-  };
-}
-
-/** The import a refusal is about, as written: `import x from 'y'`, `require('y')`, `import(…)`. */
-function importShown(message: Message): string {
-  const location = message.location;
-  if (!location) return 'import';
-  const bytes = Buffer.from(location.lineText, 'utf8');
-  const written = bytes.subarray(location.column, location.column + location.length).toString();
-  const kind = (message.detail as { kind?: string } | undefined)?.kind;
-  if (kind === 'dynamic-import') return `import(${written})`;
-  if (kind === 'require-call') return `require(${written})`;
-  if (kind === 'require-resolve') return `require.resolve(${written})`;
-  // A computed import(x) / require(x): esbuild points at the keyword.
-  if (message.id === 'unsupported-dynamic-import' || message.id === 'unsupported-require-call') {
-    return `${written}(…)`;
-  }
-  // `import … from 'y'`, `export … from 'y'`: the statement's line.
-  const line = location.lineText.trim().replace(/;$/, '');
-  return line.length > 80 ? `${line.slice(0, 79)}…` : line;
-}
-
-function isImportError(message: Message): boolean {
-  return (
-    message.pluginName === PLUGIN_NAME ||
-    message.id === 'unsupported-dynamic-import' ||
-    message.id === 'unsupported-require-call'
-  );
-}
-
-/** The first of esbuild's errors (by position) as a compile error that says what to do. */
-function fromEsbuild(errors: Message[], file: string): EsbuildError {
-  const sorted = [...errors].sort(
-    (a, b) =>
-      (a.location?.line ?? 0) - (b.location?.line ?? 0) ||
-      (a.location?.column ?? 0) - (b.location?.column ?? 0),
-  );
-  const first = sorted[0];
-  const position = positionOf(first);
-  const where = at(position);
-  let text: string;
-  let syntax = false;
-  if (isImportError(first)) {
-    const more = sorted.filter(isImportError).length - 1;
-    text =
-      `imports are not available in functions: \`${importShown(first)}\`${where}` +
-      (more > 0 ? `, and ${more} more` : '');
-  } else if (first.text.startsWith('Top-level await')) {
-    text = `top-level await is not available in functions (a function file runs as a script): await inside the function${where}`;
-  } else if (first.id === 'empty-import-meta') {
-    text = `import.meta is not available in functions${where}`;
-  } else if (first.id === 'commonjs-variable-in-esm') {
-    text = `a file uses ES module syntax (export) or CommonJS (module.exports, exports), not both${where}`;
-  } else {
-    syntax = true;
-    text = `SyntaxError: ${first.text}${where}`;
-  }
-  return { error: new FunctionCompileError(`${file}: ${text}`, position), syntax };
-}
-
-/** Whether position a is after position b; columns count only when both are known. */
-function later(a: Position, b: Position): boolean {
-  if (a.line === undefined) return false;
-  if (b.line === undefined) return true;
-  if (a.line !== b.line) return a.line > b.line;
-  return a.column !== undefined && b.column !== undefined && a.column > b.column;
-}
-
 /** Inserts an empty line before line `index` (0-based) of a source map's generated code. */
 function insertLine(map: SourceMapPayload, index: number): void {
   const lines = map.mappings.split(';');
@@ -230,17 +99,16 @@ function insertLine(map: SourceMapPayload, index: number): void {
 /**
  * Turns a function file's source into what the sandbox runs. Runs esbuild only for files that
  * need it: every `.ts` file, and a `.js` file that V8 cannot compile as a script.
- * @throws FunctionCompileError with the message and the 1-based line/column in the user's file:
+ * @throws FunctionCompileError (compile-errors.ts) with the message and the 1-based line/column in the user's file:
  * a syntax error, an import of any kind, top-level await, import.meta, ES module and CommonJS
  * exports mixed in one file.
  */
 export async function compileFunction(source: string, file: string): Promise<CompiledFunction> {
-  const loader: Loader | undefined = file.endsWith('.ts')
-    ? 'ts'
-    : file.endsWith('.js')
-      ? 'js'
-      : undefined;
-  if (!loader) throw new TypeError(`compileFunction: ${file} is neither a .js nor a .ts file`);
+  const extension = file.slice(file.lastIndexOf('.'));
+  if (extension !== '.js' && extension !== '.ts') {
+    throw new TypeError(`compileFunction: ${file} is neither a .js nor a .ts file`);
+  }
+  const loader: Loader = extension === '.ts' ? 'ts' : 'js';
   let v8Error: ReturnType<typeof v8SyntaxError>;
   if (loader === 'js') {
     v8Error = v8SyntaxError(source, file);
@@ -251,21 +119,7 @@ export async function compileFunction(source: string, file: string): Promise<Com
     result = await runEsbuild(buildOptions(source, file, loader));
   } catch (err) {
     if (!isBuildFailure(err) || err.errors.length === 0) throw err;
-    const fromBuild = fromEsbuild(err.errors, file);
-    // A .js file both V8 and esbuild reject: V8's own message, unless esbuild read further (the
-    // file is an ES module with a mistake after its first `export`) or says what is not
-    // available (an import, top-level await) where V8 stopped.
-    if (
-      v8Error &&
-      !later(fromBuild.error, v8Error.position) &&
-      (fromBuild.syntax || later(v8Error.position, fromBuild.error))
-    ) {
-      throw new FunctionCompileError(
-        `${file}: SyntaxError: ${v8Error.message}${at(v8Error.position)}`,
-        v8Error.position,
-      );
-    }
-    throw fromBuild.error;
+    throw compileError(err.errors, file, v8Error);
   }
   let code = '';
   let sourceMap: SourceMapPayload | undefined;
@@ -285,13 +139,9 @@ export async function compileFunction(source: string, file: string): Promise<Com
   // What esbuild leaves as it is must still compile in this V8 (a worker compiles the same way).
   const late = v8SyntaxError(code, file);
   if (late) {
-    const position = late.position.line
-      ? originalPosition(compiled, late.position.line, late.position.column ?? 1)
-      : {};
-    throw new FunctionCompileError(
-      `${file}: SyntaxError: ${late.message}${at(position)}`,
-      position,
-    );
+    const { line, column } = late.position;
+    const position = line ? originalPosition(compiled, line, column ?? 1) : {};
+    throw syntaxError(file, { message: late.message, position });
   }
   return compiled;
 }

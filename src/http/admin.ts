@@ -20,7 +20,7 @@ import {
 } from '../errors';
 import type { RequestState } from './error-handler';
 import { functionNameFromPath, hashSource } from '../functions/function-source';
-import { checkSyntax } from '../functions/transform';
+import { checkSyntax } from '../functions/compile-errors';
 import { functionInfo } from '../functions/function-store';
 import type { FunctionStore } from '../functions/function-store';
 import type { Metrics } from '../observe/metrics';

@@ -1,5 +1,5 @@
 /**
- * transform.ts: function files in every form of SPEC §2 → what the sandbox runs. Compiled code
+ * transform.ts (and compile-errors.ts): function files in every form of SPEC §2 → what the sandbox runs. Compiled code
  * runs in a real vm2 VM set up by the real envelope (module, exports, console, stack format), the
  * way a worker runs it; positions are checked against where the text is in the user's file.
  */
@@ -8,12 +8,8 @@ import fs from 'node:fs';
 import { test } from 'node:test';
 import { VM, VMScript } from 'vm2';
 import { FunctionCompileError } from '../../src/errors';
-import {
-  checkSyntax,
-  compileFunction,
-  originalPosition,
-  remapStack,
-} from '../../src/functions/transform';
+import { checkSyntax } from '../../src/functions/compile-errors';
+import { compileFunction, originalPosition, remapStack } from '../../src/functions/transform';
 import type { CompiledFunction } from '../../src/functions/transform';
 import { ENVELOPE_SOURCE } from '../../src/worker/envelope';
 
@@ -170,6 +166,15 @@ const FORMS: Form[] = [
     source: "import type { Ev } from './types';\n(event: Ev) => event.x + 1;\n",
     transformed: true,
     result: 3,
+  },
+  {
+    what: 'TypeScript with a value import used only as a type (erased with the types)',
+    file: 'ts-type-only.ts',
+    source:
+      "import { Handler } from 'aws-lambda';\nimport type { Ev } from './ev';\n" +
+      'export const handler: Handler = (event: Ev) => event.x + 2;\n',
+    transformed: true,
+    result: 4,
   },
   {
     what: 'TypeScript CommonJS module.exports',
@@ -614,6 +619,47 @@ for (const row of SYNTAX) {
   });
 }
 
+const LATE: { what: string; file: string; source: string; at: string; message: RegExp }[] = [
+  {
+    what: 'a quantifier out of order',
+    file: 'r1.ts',
+    source: 'type T = 1;\nexport default () => /a{2,1}/.test("x");\n',
+    at: '/a{2,1}/',
+    message: /numbers out of order/,
+  },
+  {
+    what: 'a duplicate capture group name',
+    file: 'r2.js',
+    source: 'export default () => {\n  return /(?<a>x)|(?<a>y)/;\n};\n',
+    at: '/(?<a>',
+    message: /Duplicate capture group name/,
+  },
+  {
+    what: 'a regular expression modifier this Node lacks',
+    file: 'r3.ts',
+    source: 'const x: number = 1;\nexport default () => { return /(?i:a)b/.test(String(x)); };\n',
+    at: '/(?i:',
+    message: /Invalid group/,
+  },
+];
+
+for (const row of LATE) {
+  void test(`compileFunction: what esbuild passes but V8 rejects (${row.what}) → V8's error at the user's position`, async () => {
+    const err = await compileError(row.source, row.file);
+    const position = where(row.source, row.at);
+    assert.match(
+      err.message,
+      new RegExp(`^${row.file.replace('.', '\\.')}: SyntaxError: Invalid regular expression`),
+    );
+    assert.match(err.message, row.message);
+    assert.ok(
+      err.message.endsWith(`(line ${position.line}, column ${position.column})`),
+      err.message,
+    );
+    assert.deepEqual({ line: err.line, column: err.column }, position);
+  });
+}
+
 void test('compileFunction: a plain .js syntax error reads exactly as checkSyntax (V8) says', async () => {
   const sources = [
     '(event) => {\n  return x +;\n};\n',
@@ -876,26 +922,3 @@ void test(
     assert.notDeepEqual(esbuildChildren(), children);
   },
 );
-
-void test('checkSyntax: valid sources (seed form, CommonJS) → undefined', () => {
-  assert.equal(checkSyntax('(event, context) => {\n  return { ok: 1 };\n};\n', 'a'), undefined);
-  assert.equal(checkSyntax('module.exports = async (event) => event;\n', 'b'), undefined);
-});
-
-void test('checkSyntax: a syntax error → FunctionCompileError with its line and column', () => {
-  const err = checkSyntax('(event) => {\n  const x = 1;\n  return x +;\n};\n', 'broken');
-  assert.ok(err instanceof FunctionCompileError);
-  assert.equal(err.code, 'FUNCTION_COMPILE_ERROR');
-  assert.equal(err.line, 3);
-  // `  return x +;` — the error is at the `;`, column 13.
-  assert.equal(err.column, 13);
-  assert.match(err.message, /SyntaxError/);
-  assert.match(err.message, /broken\.js/);
-  assert.match(err.message, /line 3/);
-});
-
-void test('checkSyntax: an error on the first line → line 1', () => {
-  const err = checkSyntax('(event => {', 'first');
-  assert.ok(err instanceof FunctionCompileError);
-  assert.equal(err.line, 1);
-});
