@@ -177,6 +177,18 @@ const FORMS: Form[] = [
     result: 4,
   },
   {
+    what: 'TypeScript namespace, parameter properties and an abstract class',
+    file: 'ts-ns.ts',
+    source:
+      'namespace Util {\n  export const k = 5;\n}\n' +
+      'abstract class Base { abstract n(): number }\n' +
+      'class Point extends Base {\n  constructor(private readonly x: number, public y = 1) { super(); }\n' +
+      '  n(): number { return this.x * Util.k + this.y; }\n}\n' +
+      'export default (event: { x: number }) => new Point(event.x).n();\n',
+    transformed: true,
+    result: 11,
+  },
+  {
     what: 'TypeScript CommonJS module.exports',
     file: 'ts-cjs.ts',
     source: 'const f = (event: { x: number }): number => event.x - 1;\nmodule.exports = f;\n',
