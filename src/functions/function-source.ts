@@ -1,10 +1,9 @@
 /**
  * What a function file is, apart from where it is stored: the name a request path maps to
- * (SPEC §2), its syntax check, and its version (a content hash).
+ * (SPEC §2) and its version (a content hash). What it compiles to is transform.ts.
  */
 import { createHash } from 'node:crypto';
-import vm from 'node:vm';
-import { FunctionCompileError, InvalidFunctionNameError } from '../errors';
+import { InvalidFunctionNameError } from '../errors';
 
 /** One path segment of a function name. */
 export const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -57,31 +56,6 @@ function invalidName(urlPath: string): InvalidFunctionNameError {
     `invalid function name ${shown}: use up to ${MAX_SEGMENTS} segments of ` +
       '[A-Za-z0-9][A-Za-z0-9_-]* (at most 64 characters each), separated by /',
   );
-}
-
-/**
- * Compiles (without running) a function file the way a worker will, to report syntax errors with
- * their line and column in the file.
- */
-export function checkSyntax(source: string, name: string): FunctionCompileError | undefined {
-  try {
-    new vm.Script(source, { filename: `${name}.js` });
-    return undefined;
-  } catch (err) {
-    if (!(err instanceof SyntaxError)) throw err;
-    // V8 puts "file:line", the source line and a caret line on top of a SyntaxError's stack.
-    const [where = '', , caret = ''] = String(err.stack).split('\n');
-    const line = Number(/:(\d+)$/.exec(where)?.[1]);
-    const column = caret.indexOf('^') + 1;
-    const position = {
-      line: Number.isInteger(line) && line > 0 ? line : undefined,
-      column: column > 0 ? column : undefined,
-    };
-    const at = position.line
-      ? ` (line ${position.line}${column > 0 ? `, column ${column}` : ''})`
-      : '';
-    return new FunctionCompileError(`${name}.js: SyntaxError: ${err.message}${at}`, position);
-  }
 }
 
 /** A version: the first 16 hex digits of the source's SHA-256. */
