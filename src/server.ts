@@ -17,6 +17,7 @@ import type { RequestObserver } from './http/error-handler';
 import { Metrics } from './observe/metrics';
 import { InvocationRecords } from './observe/records';
 import { FunctionStore } from './functions/function-store';
+import { stopCompiler } from './functions/transform';
 import { body } from './http/body';
 import { cors } from './http/cors';
 import type { Logger } from './observe/logger';
@@ -270,6 +271,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
         await pool.close(Math.max(0, until - Date.now()));
         confinement?.close();
         store.close();
+        await stopCompiler();
         server.closeAllConnections();
         await serverClosed;
       })();

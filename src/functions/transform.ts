@@ -89,6 +89,14 @@ async function runEsbuild(options: BuildOptions): ReturnType<typeof build> {
   }
 }
 
+/**
+ * Ends esbuild's service process, if one is running (the server's close calls it, so nothing it
+ * started outlives it). The next compile starts a new one.
+ */
+export async function stopCompiler(): Promise<void> {
+  await stop();
+}
+
 /** Inserts an empty line before line `index` (0-based) of a source map's generated code. */
 function insertLine(map: SourceMapPayload, index: number): void {
   const lines = map.mappings.split(';');

@@ -10,15 +10,9 @@ import { inUserFile } from '../functions/function-store';
 import type { FunctionStore, Resolved } from '../functions/function-store';
 import type { Logger } from '../observe/logger';
 import type { SandboxPool } from '../pool/sandbox-pool';
+import type { BodyState } from './body';
 import type { RequestState } from './error-handler';
 import { toResponse } from './response';
-
-/** What the body parser (body.ts) leaves for the event. */
-interface BodyState {
-  bodyIsBase64?: boolean;
-  /** The body's exact bytes (after Content-Encoding decoding), when there was a body. */
-  rawBody?: Buffer;
-}
 
 /**
  * The event a function receives (SPEC §2), as JSON text. Headers are lower-cased by Node; a body

@@ -278,13 +278,15 @@ void test('compileFunction: ESM exports are getters on module.exports that vm2 c
     c: { timeoutMs: 5 },
     esm: true,
   });
-  // Today's envelope already takes .handler through the getter, and runs it.
-  const invoke = loaded.load(loaded.completion) as (
-    eventJson: string,
-    contextJson: string,
-  ) => unknown;
+  // The envelope takes .default first (then .handler), through the getters, and runs it.
+  // The envelope's load answers [invoke, configJson].
+  const [invoke, configJson] = loaded.load(loaded.completion) as [
+    (eventJson: string, contextJson: string) => unknown,
+    string | undefined,
+  ];
   assert.equal(typeof invoke, 'function');
-  assert.equal(await invoke('{"x":1}', '{"deadline":0}'), 'Sh1');
+  assert.equal(configJson, '{"timeoutMs":5}');
+  assert.equal(await invoke('{"x":1}', '{"deadline":0}'), 'Sd1');
 });
 
 void test('compileFunction: the TypeScript seed form yields its function as the completion value, through the envelope', async () => {
@@ -296,10 +298,9 @@ void test('compileFunction: the TypeScript seed form yields its function as the 
   for (const source of sources) {
     const loaded = loadInSandbox(await compileFunction(source, 'seed.ts'));
     assert.equal(typeof loaded.completion, 'function', source);
-    const invoke = loaded.load(loaded.completion) as (
-      eventJson: string,
-      contextJson: string,
-    ) => unknown;
+    const [invoke] = loaded.load(loaded.completion) as [
+      (eventJson: string, contextJson: string) => unknown,
+    ];
     assert.equal(typeof invoke, 'function', source);
     assert.equal(await invoke('{"x":4}', '{"deadline":0}'), 'J{"ok":4}', source);
   }
