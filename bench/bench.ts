@@ -5,6 +5,10 @@
  *
  *   node dist/bench/bench.js [--connections 32] [--duration 10] [--runs 3] [--warmup 2]
  *                            [--only koa-faas,bare,seed] [--soak-memory] [--json file]
+ *                            [--baseline <another koa-faas checkout, built>]
+ *
+ * `--baseline` adds that checkout's koa-faas (its dist/src/main.js) to the side-by-side runs as
+ * `baseline`, to measure a change against the code before it in one run.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -29,10 +33,12 @@ import {
 } from './measure';
 import type { RunningServer, ServerSpec } from './measure';
 
-const SERVERS = ['bare', 'seed', 'koa-faas'] as const;
+const SERVERS = ['bare', 'seed', 'baseline', 'koa-faas'] as const;
 type ServerName = (typeof SERVERS)[number];
 
 const ROOT = path.join(__dirname, '..', '..');
+/** The checkout the `baseline` server runs (--baseline). */
+let baselineRoot: string | undefined;
 const MB = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
@@ -44,6 +50,8 @@ interface Options {
   runs: number;
   warmup: number;
   only: ServerName[];
+  /** The checkout `baseline` runs, when given. */
+  baseline?: string;
   soakMemory: boolean;
   soakSeconds: number;
   json?: string;
@@ -67,6 +75,7 @@ function parseOptions(argv: string[]): Options {
       'soak-memory': { type: 'boolean', default: false },
       'soak-seconds': { type: 'string', default: '60' },
       json: { type: 'string' },
+      baseline: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -81,6 +90,9 @@ function parseOptions(argv: string[]): Options {
   for (const name of only) {
     if (!SERVERS.includes(name)) throw new Error(`--only: unknown server "${name}"`);
   }
+  if (values.baseline !== undefined) only.push('baseline');
+  else if (only.includes('baseline'))
+    throw new Error('--only baseline needs --baseline <checkout>');
   return {
     connections: Math.round(positive('connections', values.connections)),
     duration: positive('duration', values.duration),
@@ -91,6 +103,7 @@ function parseOptions(argv: string[]): Options {
     soakMemory: values['soak-memory'],
     soakSeconds: positive('soak-seconds', values['soak-seconds']),
     json: values.json,
+    baseline: values.baseline === undefined ? undefined : path.resolve(values.baseline),
   };
 }
 
@@ -136,10 +149,16 @@ function specFor(name: ServerName, dir: string, extraEnv: Record<string, string>
       return { name, script: path.join(__dirname, 'bare-server.js'), env, readyPath: '/_/health' };
     case 'seed':
       return { name, script: path.join(__dirname, 'seed-server.js'), env, readyPath: '/_/health' };
+    case 'baseline':
     case 'koa-faas':
       return {
         name,
-        script: path.join(ROOT, 'dist', 'src', 'main.js'),
+        script: path.join(
+          name === 'baseline' ? (baselineRoot as string) : ROOT,
+          'dist',
+          'src',
+          'main.js',
+        ),
         env: { WORKERS: '2', LOG_LEVEL: 'warn', LOG_FORMAT: 'json', ...env },
         readyPath: '/_/ready',
       };
@@ -575,6 +594,7 @@ function cleanup(): Promise<void> {
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
+  baselineRoot = opts.baseline;
   const startedAt = new Date();
   console.log(
     `koa-faas bench — ${startedAt.toISOString()} — node ${process.version}, nproc ${os.availableParallelism()}, ` +
