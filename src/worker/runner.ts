@@ -15,6 +15,9 @@ import vm from 'node:vm';
 import v8 from 'node:v8';
 import { VM, VMScript } from 'vm2';
 import { ENVELOPE_SOURCE } from './envelope';
+import { GLOBALS_SOURCE } from './globals';
+import type { InstallGlobals } from './globals';
+import { hostCall } from './host-bridge';
 import { HEARTBEAT_MS, Outcome } from '../pool/wire';
 import type { DoneMessage, RunMessage, WorkerMessage } from '../pool/wire';
 
@@ -66,6 +69,7 @@ const als = new AsyncLocalStorage<Invocation>();
 const versions = new Map<string, Version>();
 const evicted: string[] = [];
 const envelopeScript = new VMScript(ENVELOPE_SOURCE, 'faas-envelope.js');
+const globalsScript = new VMScript(GLOBALS_SOURCE, 'faas-globals.js');
 let nextTimerId = 1;
 
 // vm2's own technique (lib/vm.js doWithTimeout): run a host closure as a script with a timeout,
@@ -103,7 +107,8 @@ function hostLog(level: string, text: string): void {
   inv.logs.push(line);
 }
 
-function hostSetTimer(callback: () => void, ms: number): number {
+/** A timer of the current invocation (an interval when `repeat` is true); cleared when it ends. */
+function hostSetTimer(callback: () => void, ms: number, repeat?: boolean): number {
   const inv = als.getStore();
   if (!inv || inv.done) return 0;
   if (inv.timers.size >= options.maxTimers) {
@@ -111,18 +116,17 @@ function hostSetTimer(callback: () => void, ms: number): number {
   }
   const id = nextTimerId++;
   const delay = Number.isFinite(ms) ? Math.min(Math.max(0, ms), 2 ** 31 - 1) : 0;
-  inv.timers.set(
-    id,
-    setTimeout(() => {
-      inv.timers.delete(id);
-      if (inv.done) return;
-      try {
-        callback();
-      } catch {
-        // The envelope catches the callback's own errors; this is a stack overflow or the like.
-      }
-    }, delay),
-  );
+  const interval = repeat === true;
+  const fire = () => {
+    if (!interval) inv.timers.delete(id);
+    if (inv.done) return;
+    try {
+      callback();
+    } catch {
+      // The envelope catches the callback's own errors; this is a stack overflow or the like.
+    }
+  };
+  inv.timers.set(id, interval ? setInterval(fire, delay) : setTimeout(fire, delay));
   return id;
 }
 
@@ -158,6 +162,7 @@ function createSandbox(name: string, source: string): Sandbox {
   const sandboxVm = new VM({ eval: false, wasm: false, allowAsync: true });
   const setup = sandboxVm.run(envelopeScript) as (...host: unknown[]) => unknown;
   const load = setup(hostLog, hostSetTimer, hostClearTimer) as (completion: unknown) => unknown;
+  (sandboxVm.run(globalsScript) as InstallGlobals)(hostCall);
   let script: VMScript;
   try {
     script = new VMScript(source, `${name}.js`).compile();
