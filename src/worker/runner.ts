@@ -47,6 +47,8 @@ interface Invocation {
   logBytes: number;
   truncated: boolean;
   timers: Map<number, NodeJS.Timeout>;
+  /** Its AsyncLocalStorage store (see `als`). */
+  token: object;
 }
 
 type Invoke = (eventJson: string | undefined, contextJson: string) => unknown;
@@ -64,7 +66,19 @@ interface Version {
   sandbox?: Sandbox;
 }
 
-const als = new AsyncLocalStorage<Invocation>();
+/**
+ * The AsyncLocalStorage store is a token, never the Invocation: Node writes the store onto every
+ * promise created under it (a symbol-keyed own property, `Symbol(kResourceStore)`), promises of
+ * function code included, where `Object.getOwnPropertySymbols` finds it. A host object there is a
+ * sandbox escape (its constructor.constructor is the host's Function). A frozen null-prototype
+ * token leads nowhere, and one forged by function code finds no invocation.
+ */
+const als = new AsyncLocalStorage<object>();
+const invocations = new WeakMap<object, Invocation>();
+function currentInvocation(): Invocation | undefined {
+  const token = als.getStore();
+  return token === undefined ? undefined : invocations.get(token);
+}
 /** Least recently used first (a Map keeps insertion order; a hit re-inserts). */
 const versions = new Map<string, Version>();
 const evicted: string[] = [];
@@ -95,7 +109,7 @@ function isTimeoutError(err: unknown): boolean {
 }
 
 function hostLog(level: string, text: string): void {
-  const inv = als.getStore();
+  const inv = currentInvocation();
   if (!inv || inv.done || inv.truncated) return;
   const line = `${String(level)}\t${String(text)}`;
   if (inv.logBytes + line.length > options.maxLogBytes) {
@@ -109,7 +123,7 @@ function hostLog(level: string, text: string): void {
 
 /** A timer of the current invocation (an interval when `repeat` is true); cleared when it ends. */
 function hostSetTimer(callback: () => void, ms: number, repeat?: boolean): number {
-  const inv = als.getStore();
+  const inv = currentInvocation();
   if (!inv || inv.done) return 0;
   if (inv.timers.size >= options.maxTimers) {
     throw new RangeError(`too many pending timers (at most ${options.maxTimers} per invocation)`);
@@ -131,7 +145,7 @@ function hostSetTimer(callback: () => void, ms: number, repeat?: boolean): numbe
 }
 
 function hostClearTimer(id: number): void {
-  const inv = als.getStore();
+  const inv = currentInvocation();
   const timer = inv?.timers.get(id);
   if (inv && timer) {
     clearTimeout(timer);
@@ -236,6 +250,7 @@ function capped(r: string): string {
 function finish(inv: Invocation, r: string, cold: boolean, startedAt: number): void {
   if (inv.done) return;
   inv.done = true;
+  invocations.delete(inv.token);
   for (const timer of inv.timers.values()) clearTimeout(timer);
   inv.timers.clear();
   const message: DoneMessage = {
@@ -313,6 +328,7 @@ function begin(job: RunMessage): Running {
     logBytes: 0,
     truncated: false,
     timers: new Map(),
+    token: Object.freeze(Object.create(null) as object),
   };
   return { job, inv, startedAt: performance.now(), deadline: Date.now() + job.ms, cold: false };
 }
@@ -320,7 +336,8 @@ function begin(job: RunMessage): Running {
 /** The synchronous part of one invocation; an async result is followed until its deadline. */
 function runSync(running: Running): void {
   const { job, inv, startedAt, deadline } = running;
-  als.run(inv, () => {
+  invocations.set(inv.token, inv);
+  als.run(inv.token, () => {
     const version = versions.get(job.v);
     if (!version) return post({ t: 'miss', id: job.id });
     if (job.check) {
