@@ -440,8 +440,14 @@ const GLOBAL_VALUES: [string, string][] = [
   ['error-atob', "(() => { try { atob('*'); } catch (e) { return e; } })()"],
   ['error-url', "(() => { try { new URL('nope'); } catch (e) { return e; } })()"],
   ['error-clone', '(() => { try { structuredClone(() => 1); } catch (e) { return e; } })()'],
-  ['error-random', '(() => { try { crypto.getRandomValues(new Uint8Array(70000)); } catch (e) { return e; } })()'],
-  ['error-decoder', "(() => { try { new TextDecoder('utf-8', { fatal: true }).decode(new Uint8Array([255])); } catch (e) { return e; } })()"],
+  [
+    'error-random',
+    '(() => { try { crypto.getRandomValues(new Uint8Array(70000)); } catch (e) { return e; } })()',
+  ],
+  [
+    'error-decoder',
+    "(() => { try { new TextDecoder('utf-8', { fatal: true }).decode(new Uint8Array([255])); } catch (e) { return e; } })()",
+  ],
 ];
 for (const [name, value] of GLOBAL_VALUES) {
   CONTAINED.push({
@@ -871,7 +877,10 @@ describe('the SPEC §2 globals lead nowhere', () => {
       frames: string[];
     };
     // The walk really walked (a broken walk would pass the checks below vacuously).
-    assert.ok(r.known > 500 && r.reached > 300 && r.functions > 150, JSON.stringify(r).slice(0, 300));
+    assert.ok(
+      r.known > 500 && r.reached > 300 && r.functions > 150,
+      JSON.stringify(r).slice(0, 300),
+    );
     assert.deepEqual(r.natives, [], 'native functions that are not sandbox intrinsics');
     assert.deepEqual(r.codegen, [], 'constructors that made code');
     const labels = [
@@ -888,17 +897,33 @@ describe('the SPEC §2 globals lead nowhere', () => {
     ];
     const callers = r.callers.filter((c) => !c.startsWith('setInterval:'));
     assert.deepEqual(callers.sort(), labels.map((label) => `${label}:null`).sort());
-    assert.ok(r.callers.some((c) => c === 'setInterval:null'), r.callers.join());
-    assert.ok(r.callers.every((c) => c.endsWith(':null')), r.callers.join());
+    assert.ok(
+      r.callers.some((c) => c === 'setInterval:null'),
+      r.callers.join(),
+    );
+    assert.ok(
+      r.callers.every((c) => c.endsWith(':null')),
+      r.callers.join(),
+    );
     // faas-timeout.js is the runner's watchdog script (a name, no path, no function or this).
-    const files = new Set(['global-walk.js', 'faas-globals.js', 'faas-envelope.js', 'faas-timeout.js', 'null', 'undefined']);
+    const files = new Set([
+      'global-walk.js',
+      'faas-globals.js',
+      'faas-envelope.js',
+      'faas-timeout.js',
+      'null',
+      'undefined',
+    ]);
     for (const frame of r.frames) {
       const [self, fn, file] = frame.split(' ');
       assert.equal(self, 'undefined', frame);
       assert.equal(fn, 'undefined', frame);
       assert.ok(files.has(file), frame);
     }
-    assert.ok(r.frames.some((f) => f.endsWith(' faas-globals.js')), r.frames.join('\n'));
+    assert.ok(
+      r.frames.some((f) => f.endsWith(' faas-globals.js')),
+      r.frames.join('\n'),
+    );
     await assertHelloOk();
   });
 });

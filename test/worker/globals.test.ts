@@ -125,8 +125,24 @@ after(async () => {
 describe('each global behaves as Node 20 does (same cases, sandbox vs this process)', () => {
   test('the table covers every global', () => {
     assert.ok(CASE_NAMES.length >= 40, `${CASE_NAMES.length} cases`);
-    for (const prefix of ['text-encoder', 'text-decoder', 'atob', 'btoa', 'url-', 'url-search-params', 'crypto-digest', 'crypto-hmac', 'crypto-random', 'structured-clone', 'queue-microtask', 'dom-exception']) {
-      assert.ok(CASE_NAMES.some((name) => name.startsWith(prefix)), prefix);
+    for (const prefix of [
+      'text-encoder',
+      'text-decoder',
+      'atob',
+      'btoa',
+      'url-',
+      'url-search-params',
+      'crypto-digest',
+      'crypto-hmac',
+      'crypto-random',
+      'structured-clone',
+      'queue-microtask',
+      'dom-exception',
+    ]) {
+      assert.ok(
+        CASE_NAMES.some((name) => name.startsWith(prefix)),
+        prefix,
+      );
     }
   });
   for (const name of CASE_NAMES) {
@@ -212,7 +228,11 @@ describe('timers and microtasks', () => {
   test('intervals count against the per-invocation timer cap', async () => {
     const res = await t.request.get('/timer-cap');
     assert.equal(res.status, 200, res.text);
-    assert.deepEqual(res.body, [1000, 'RangeError', 'too many pending timers (at most 1000 per invocation)']);
+    assert.deepEqual(res.body, [
+      1000,
+      'RangeError',
+      'too many pending timers (at most 1000 per invocation)',
+    ]);
   });
 
   test('errors in queueMicrotask and setInterval callbacks are logged like setTimeout ones', async () => {
@@ -223,10 +243,24 @@ describe('timers and microtasks', () => {
     const lines = t.logs
       .filter((l) => l.msg === 'function console' && l.reqId === rid)
       .map((l) => `${String(l.level)} ${String(l.console)}`);
-    assert.ok(lines.some((l) => /uncaught in queueMicrotask callback: TypeError: boom in microtask/.test(l)), lines.join('\n'));
-    assert.ok(lines.some((l) => /uncaught in setInterval callback: RangeError: boom in interval 1/.test(l)), lines.join('\n'));
-    assert.ok(lines.some((l) => /uncaught in setInterval callback: RangeError: boom in interval 2/.test(l)), lines.join('\n'));
-    assert.ok(lines.some((l) => /microtask ran/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) =>
+        /uncaught in queueMicrotask callback: TypeError: boom in microtask/.test(l),
+      ),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => /uncaught in setInterval callback: RangeError: boom in interval 1/.test(l)),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => /uncaught in setInterval callback: RangeError: boom in interval 2/.test(l)),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => /microtask ran/.test(l)),
+      lines.join('\n'),
+    );
   });
 });
 
@@ -234,12 +268,26 @@ describe('robustness', () => {
   test('globals first used after the function replaced their intrinsics still work', async () => {
     const res = await t.request.get('/tampered');
     assert.equal(res.status, 200, res.text);
-    assert.deepEqual(res.body, ['http://example.com/x?a=1&b=c+d', 'aGk=', 'hi', 'é€', 2, 36, 'k=v']);
+    assert.deepEqual(res.body, [
+      'http://example.com/x?a=1&b=c+d',
+      'aGk=',
+      'hi',
+      'é€',
+      2,
+      36,
+      'k=v',
+    ]);
   });
 
   test('globals can be replaced and deleted, as in Node', async () => {
     const res = await t.request.get('/writable');
     assert.equal(res.status, 200, res.text);
-    assert.deepEqual(res.body, [['function', 'object', 'function'], 1, 'mine', 'undefined', 'function']);
+    assert.deepEqual(res.body, [
+      ['function', 'object', 'function'],
+      1,
+      'mine',
+      'undefined',
+      'function',
+    ]);
   });
 });

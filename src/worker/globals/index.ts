@@ -45,4 +45,6 @@ ${INSTALL_SOURCE}
 })`;
 
 /** What the globals script evaluates to inside a sandbox. */
-export type InstallGlobals = (hostCall: (op: unknown, a?: unknown, b?: unknown, c?: unknown) => string) => void;
+export type InstallGlobals = (
+  hostCall: (op: unknown, a?: unknown, b?: unknown, c?: unknown) => string,
+) => void;
