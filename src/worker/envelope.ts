@@ -7,7 +7,8 @@
  * a message, and a non-Error `throw 'x'` would otherwise come back as a successful undefined.
  *
  * It evaluates to a function that takes the host's three callbacks (log, setTimer, clearTimer),
- * installs `console`, `setTimeout`, `clearTimeout`, `module` and `exports`, and returns
+ * installs `console`, `setTimeout`, `clearTimeout`, `setInterval`, `clearInterval`,
+ * `queueMicrotask`, `module` and `exports`, and returns
  * `load(completion)`: called with the completion value of the user's file once that has run, it
  * returns `[invoke, configJson]` (the exported config as JSON text, or undefined), or a string
  * saying why the file yields no function. Intrinsics are captured once, before any user code
@@ -91,6 +92,48 @@ export const ENVELOPE_SOURCE = String.raw`(function (hostLog, hostSetTimer, host
   defineProperty(globalThis, 'clearTimeout', {
     value: function clearTimeout(id) { if (typeof id === 'number') hostClearTimer(id); },
     writable: true, configurable: true,
+  });
+  // An interval is a timer that the host re-arms; it shares the ids, the per-invocation cap and
+  // the end of the invocation with setTimeout (so clearTimeout clears it too, as in Node).
+  defineProperty(globalThis, 'setInterval', {
+    value: function setInterval(callback, ms) {
+      if (typeof callback !== 'function') throw new TypeError('setInterval: callback must be a function');
+      const args = [];
+      for (let i = 2; i < arguments.length; i++) args[i - 2] = arguments[i];
+      return hostSetTimer(function () {
+        try { apply(callback, undefined, args); }
+        catch (err) { hostLog('error', 'uncaught in setInterval callback: ' + describe(err)); }
+      }, +ms || 0, true);
+    },
+    writable: true, configurable: true,
+  });
+  defineProperty(globalThis, 'clearInterval', {
+    value: function clearInterval(id) { if (typeof id === 'number') hostClearTimer(id); },
+    writable: true, configurable: true,
+  });
+  // A microtask of the sandbox's own promise queue; its error is logged like a timer callback's
+  // (in Node it would be an uncaught exception).
+  const resolved = apply(promiseResolve, PromiseCtor, [undefined]);
+  defineProperty(globalThis, 'queueMicrotask', {
+    value: function queueMicrotask(callback) {
+      if (typeof callback !== 'function') {
+        let received = 'an object';
+        if (callback === null || callback === undefined) received = StringCtor(callback);
+        else if (typeof callback !== 'object') {
+          let shown = typeof callback === 'string' ? "'" + callback + "'" : StringCtor(callback);
+          if (shown.length > 28) shown = shown.slice(0, 25) + '...';
+          received = 'type ' + typeof callback + ' (' + shown + ')';
+        }
+        const error = new TypeError('The "callback" argument must be of type function. Received ' + received);
+        error.code = 'ERR_INVALID_ARG_TYPE';
+        throw error;
+      }
+      apply(then, resolved, [function () {
+        try { apply(callback, undefined, []); }
+        catch (err) { hostLog('error', 'uncaught in queueMicrotask callback: ' + describe(err)); }
+      }]);
+    },
+    writable: true, enumerable: true, configurable: true,
   });
 
   function isPlainObject(value) {

@@ -15,6 +15,9 @@ import vm from 'node:vm';
 import v8 from 'node:v8';
 import { VM, VMScript } from 'vm2';
 import { ENVELOPE_SOURCE } from './envelope';
+import { GLOBALS_SOURCE } from './globals';
+import type { InstallGlobals } from './globals';
+import { hostCall } from './host-bridge';
 import { HEARTBEAT_MS, Outcome } from '../pool/wire';
 import type { DoneMessage, RunMessage, WorkerMessage } from '../pool/wire';
 
@@ -44,6 +47,8 @@ interface Invocation {
   logBytes: number;
   truncated: boolean;
   timers: Map<number, NodeJS.Timeout>;
+  /** Its AsyncLocalStorage store (see `als`). */
+  token: object;
 }
 
 type Invoke = (eventJson: string | undefined, contextJson: string) => unknown;
@@ -65,11 +70,24 @@ interface Version {
   sandbox?: Sandbox;
 }
 
-const als = new AsyncLocalStorage<Invocation>();
+/**
+ * The AsyncLocalStorage store is a token, never the Invocation: Node writes the store onto every
+ * promise created under it (a symbol-keyed own property, `Symbol(kResourceStore)`), promises of
+ * function code included, where `Object.getOwnPropertySymbols` finds it. A host object there is a
+ * sandbox escape (its constructor.constructor is the host's Function). A frozen null-prototype
+ * token leads nowhere, and one forged by function code finds no invocation.
+ */
+const als = new AsyncLocalStorage<object>();
+const invocations = new WeakMap<object, Invocation>();
+function currentInvocation(): Invocation | undefined {
+  const token = als.getStore();
+  return token === undefined ? undefined : invocations.get(token);
+}
 /** Least recently used first (a Map keeps insertion order; a hit re-inserts). */
 const versions = new Map<string, Version>();
 const evicted: string[] = [];
 const envelopeScript = new VMScript(ENVELOPE_SOURCE, 'faas-envelope.js');
+const globalsScript = new VMScript(GLOBALS_SOURCE, 'faas-globals.js');
 let nextTimerId = 1;
 
 // vm2's own technique (lib/vm.js doWithTimeout): run a host closure as a script with a timeout,
@@ -95,7 +113,7 @@ function isTimeoutError(err: unknown): boolean {
 }
 
 function hostLog(level: string, text: string): void {
-  const inv = als.getStore();
+  const inv = currentInvocation();
   if (!inv || inv.done || inv.truncated) return;
   const line = `${String(level)}\t${String(text)}`;
   if (inv.logBytes + line.length > options.maxLogBytes) {
@@ -107,31 +125,31 @@ function hostLog(level: string, text: string): void {
   inv.logs.push(line);
 }
 
-function hostSetTimer(callback: () => void, ms: number): number {
-  const inv = als.getStore();
+/** A timer of the current invocation (an interval when `repeat` is true); cleared when it ends. */
+function hostSetTimer(callback: () => void, ms: number, repeat?: boolean): number {
+  const inv = currentInvocation();
   if (!inv || inv.done) return 0;
   if (inv.timers.size >= options.maxTimers) {
     throw new RangeError(`too many pending timers (at most ${options.maxTimers} per invocation)`);
   }
   const id = nextTimerId++;
   const delay = Number.isFinite(ms) ? Math.min(Math.max(0, ms), 2 ** 31 - 1) : 0;
-  inv.timers.set(
-    id,
-    setTimeout(() => {
-      inv.timers.delete(id);
-      if (inv.done) return;
-      try {
-        callback();
-      } catch {
-        // The envelope catches the callback's own errors; this is a stack overflow or the like.
-      }
-    }, delay),
-  );
+  const interval = repeat === true;
+  const fire = () => {
+    if (!interval) inv.timers.delete(id);
+    if (inv.done) return;
+    try {
+      callback();
+    } catch {
+      // The envelope catches the callback's own errors; this is a stack overflow or the like.
+    }
+  };
+  inv.timers.set(id, interval ? setInterval(fire, delay) : setTimeout(fire, delay));
   return id;
 }
 
 function hostClearTimer(id: number): void {
-  const inv = als.getStore();
+  const inv = currentInvocation();
   const timer = inv?.timers.get(id);
   if (inv && timer) {
     clearTimeout(timer);
@@ -162,6 +180,7 @@ function createSandbox(file: string, source: string): Sandbox {
   const sandboxVm = new VM({ eval: false, wasm: false, allowAsync: true });
   const setup = sandboxVm.run(envelopeScript) as (...host: unknown[]) => unknown;
   const load = setup(hostLog, hostSetTimer, hostClearTimer) as (completion: unknown) => unknown;
+  (sandboxVm.run(globalsScript) as InstallGlobals)(hostCall);
   let script: VMScript;
   try {
     script = new VMScript(source, file).compile();
@@ -236,6 +255,7 @@ function capped(r: string): string {
 function finish(inv: Invocation, r: string, cold: boolean, startedAt: number): void {
   if (inv.done) return;
   inv.done = true;
+  invocations.delete(inv.token);
   for (const timer of inv.timers.values()) clearTimeout(timer);
   inv.timers.clear();
   const message: DoneMessage = {
@@ -315,6 +335,7 @@ function begin(job: RunMessage): Running {
     logBytes: 0,
     truncated: false,
     timers: new Map(),
+    token: Object.freeze(Object.create(null) as object),
   };
   return { job, inv, startedAt: performance.now(), deadline: Date.now() + job.ms, cold: false };
 }
@@ -329,7 +350,8 @@ function loadOutcome(compileError: string | undefined, config: string | undefine
 /** The synchronous part of one invocation; an async result is followed until its deadline. */
 function runSync(running: Running): void {
   const { job, inv, startedAt, deadline } = running;
-  als.run(inv, () => {
+  invocations.set(inv.token, inv);
+  als.run(inv.token, () => {
     const version = versions.get(job.v);
     if (!version) return post({ t: 'miss', id: job.id });
     if (job.check && !job.keep) {

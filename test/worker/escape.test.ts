@@ -9,6 +9,11 @@
  * every `Function`-constructor walk ends in EvalError; `Proxy` is `undefined` inside the sandbox;
  * stack frames are sandbox CallSite wrappers (getThis/getFunction give undefined); dynamic import
  * is refused. Even a full vm2 escape would land in a worker with an empty env (isolation.ts).
+ *
+ * The SPEC §2 globals (issue 8) reach the host through one function that takes and returns
+ * primitives (host-bridge.ts, tested on its own in host-bridge.test.ts); here every global and
+ * what it hands out is walked to Function, and function code called back by a global is checked
+ * for a host caller or frame.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -192,12 +197,12 @@ const CONTAINED: { name: string; source: string; expected: unknown; why: string 
   {
     name: 'free-variables',
     source: probe(
-      `[typeof process, typeof require, typeof Buffer, typeof globalThis.process, typeof __dirname, typeof __filename, typeof queueMicrotask, typeof setImmediate, typeof setInterval, typeof fetch].join(',')`,
+      `[typeof process, typeof require, typeof Buffer, typeof globalThis.process, typeof __dirname, typeof __filename, typeof setImmediate, typeof fetch, typeof WeakRef, typeof FinalizationRegistry, typeof hostCall, typeof install].join(',')`,
     ),
     expected: {
       got: 'string',
       value:
-        'undefined,undefined,undefined,undefined,undefined,undefined,undefined,undefined,undefined,undefined',
+        'undefined,undefined,undefined,undefined,undefined,undefined,undefined,undefined,undefined,undefined,undefined,undefined',
     },
     why: 'process, require, Buffer and friends as free variables',
   },
@@ -402,6 +407,264 @@ const REFUSED: {
   },
 ];
 
+// Issue 8: the SPEC §2 globals. Every global, and what each one hands out (instances,
+// prototypes, methods, iterators, typed arrays, errors it throws), walked to its Function:
+// all of them are the sandbox's own, so code generation is refused (EvalError).
+const GLOBAL_VALUES: [string, string][] = [
+  ['atob', 'atob'],
+  ['btoa', 'btoa'],
+  ['structured-clone', 'structuredClone'],
+  ['structured-clone-result', 'structuredClone({ a: new Map([[1, new Uint8Array(2)]]) }).a'],
+  ['queue-microtask', 'queueMicrotask'],
+  ['set-interval', 'setInterval'],
+  ['clear-interval', 'clearInterval'],
+  ['text-encoder', 'TextEncoder'],
+  ['text-encoder-encode', 'new TextEncoder().encode'],
+  ['text-encoder-bytes', "new TextEncoder().encode('é')"],
+  ['text-encoder-bytes-buffer', "new TextEncoder().encode('é').buffer"],
+  ['encode-into-result', "new TextEncoder().encodeInto('a', new Uint8Array(2))"],
+  ['text-decoder', 'new TextDecoder()'],
+  ['url', 'URL'],
+  ['url-instance', "new URL('http://a/b?c=d')"],
+  ['url-href-getter', "Object.getOwnPropertyDescriptor(URL.prototype, 'href').get"],
+  ['url-search-params', "new URL('http://a/b?c=d').searchParams"],
+  ['url-search-params-iterator', "new URLSearchParams('a=1').keys()"],
+  ['url-search-params-entry', "new URLSearchParams('a=1').entries().next().value"],
+  ['crypto', 'crypto'],
+  ['crypto-subtle', 'crypto.subtle'],
+  ['crypto-digest-promise', "crypto.subtle.digest('SHA-256', new Uint8Array(1))"],
+  ['crypto-random-values', 'crypto.getRandomValues(new Uint8Array(2))'],
+  ['crypto-key-class', 'CryptoKey'],
+  ['dom-exception', 'DOMException'],
+  ['lazy-getter', "Object.getOwnPropertyDescriptor(globalThis, 'TextDecoder').get || TextDecoder"],
+  ['error-atob', "(() => { try { atob('*'); } catch (e) { return e; } })()"],
+  ['error-url', "(() => { try { new URL('nope'); } catch (e) { return e; } })()"],
+  ['error-clone', '(() => { try { structuredClone(() => 1); } catch (e) { return e; } })()'],
+  [
+    'error-random',
+    '(() => { try { crypto.getRandomValues(new Uint8Array(70000)); } catch (e) { return e; } })()',
+  ],
+  [
+    'error-decoder',
+    "(() => { try { new TextDecoder('utf-8', { fatal: true }).decode(new Uint8Array([255])); } catch (e) { return e; } })()",
+  ],
+];
+for (const [name, value] of GLOBAL_VALUES) {
+  CONTAINED.push({
+    name: `global-${name}-constructor`,
+    source: probe(`(${value}).constructor.constructor('return process')()`),
+    expected: NO_CODEGEN,
+    why: `${value} → constructor.constructor`,
+  });
+  CONTAINED.push({
+    name: `global-${name}-proto`,
+    source: probe(`(${value}).__proto__.constructor.constructor('return process')()`),
+    expected: NO_CODEGEN,
+    why: `${value} → __proto__.constructor.constructor`,
+  });
+}
+CONTAINED.push(
+  {
+    // A toString runs once, inside the sandbox (the host gets the string, never the object).
+    name: 'global-coercion-once',
+    source: probe(`(() => {
+      const counts = {};
+      const spy = (label, value) => ({ toString() { counts[label] = (counts[label] || 0) + 1; return value; } });
+      new URL(spy('url', 'http://a/'), spy('base', 'http://b/'));
+      URL.canParse(spy('canParse', 'x:y'));
+      const u = new URL('http://a/'); u.pathname = spy('pathname', '/p'); u.search = spy('search', 'q=1');
+      btoa(spy('btoa', 'x')); atob(spy('atob', 'eA==')); new TextEncoder().encode(spy('encode', 'x'));
+      new URLSearchParams().append(spy('name', 'n'), spy('value', 'v'));
+      new TextDecoder(spy('label', 'utf-8'));
+      crypto.subtle.digest({ name: spy('digest', 'SHA-256') }, new Uint8Array(1));
+      return JSON.stringify(counts);
+    })()`),
+    expected: {
+      got: 'string',
+      value:
+        '{"url":1,"base":1,"canParse":1,"pathname":1,"search":1,"btoa":1,"atob":1,"encode":1,"name":1,"value":1,"label":1,"digest":1}',
+    },
+    why: 'objects with toString passed where strings are expected',
+  },
+  {
+    // Node's AsyncLocalStorage writes the worker's store onto every promise (Symbol(kResourceStore)).
+    // It is a frozen null-prototype token: no constructor, no keys; a forged one finds nothing.
+    name: 'promise-resource-store',
+    source: `module.exports = async () => {
+      const promises = [Promise.resolve(1), (async () => {})(), new Promise((r) => setTimeout(r, 1)), crypto.subtle.digest('SHA-1', new Uint8Array(1))];
+      await Promise.all(promises);
+      const seen = new Set();
+      for (const p of promises) for (const k of Object.getOwnPropertySymbols(p)) {
+        const v = p[k];
+        seen.add(String(k) + ':' + (v !== null && typeof v === 'object' ? 'proto=' + Object.getPrototypeOf(v) + ' keys=' + Reflect.ownKeys(v).length + ' frozen=' + Object.isFrozen(v) + ' ctor=' + typeof v.constructor : typeof v));
+      }
+      const store = Object.getOwnPropertySymbols(promises[0]).find((s) => String(s) === 'Symbol(kResourceStore)');
+      const forged = Promise.resolve().then(() => setTimeout(() => {}, 1));
+      forged[store] = {};
+      return [...seen].sort().concat('forged timer id ' + (await forged));
+    };`,
+    expected: [
+      'Symbol(async_id_symbol):number',
+      'Symbol(kResourceStore):proto=null keys=0 frozen=true ctor=undefined',
+      'Symbol(trigger_async_id_symbol):number',
+      'forged timer id 0',
+    ],
+    why: 'the AsyncLocalStorage store on sandbox promises',
+  },
+  {
+    name: 'global-bridge-unreachable',
+    source: probe(
+      `[typeof hostCall, typeof globalThis.hostCall, typeof install, Object.getOwnPropertyNames(globalThis).filter((k) => /host|bridge|install/i.test(k)).join()].join(',')`,
+    ),
+    expected: { got: 'string', value: 'undefined,undefined,undefined,' },
+    why: 'the bridge function is nowhere on globalThis',
+  },
+);
+REFUSED.push(
+  {
+    name: 'global-to-string-loops',
+    source: `module.exports = () => new URL({ toString() { while (1) {} } });`,
+    status: 504,
+    code: 'FUNCTION_TIMEOUT',
+    why: 'a toString that loops, handed to URL (coerced in the sandbox, under the watchdog)',
+  },
+  {
+    name: 'global-algorithm-getter-loops',
+    source: `module.exports = () => crypto.subtle.digest({ get name() { while (1) {} } }, new Uint8Array(1));`,
+    status: 504,
+    code: 'FUNCTION_TIMEOUT',
+    why: 'an algorithm name getter that loops',
+  },
+  {
+    name: 'global-to-string-throws',
+    source: `module.exports = () => btoa({ toString() { throw new RangeError('mine'); } });`,
+    status: 500,
+    code: 'FUNCTION_ERROR',
+    type: 'RangeError',
+    message: /^mine$/,
+    why: 'a toString that throws: the function’s own error',
+  },
+);
+CONTAINED.push({
+  name: 'global-typed-array-getter',
+  source: `module.exports = async () => { const a = new Uint8Array(4); Object.defineProperty(a, 'length', { get() { throw new Error('length read'); } }); Object.defineProperty(a, 'buffer', { get() { throw new Error('buffer read'); } }); const r = await crypto.subtle.digest('SHA-1', a); return new Uint8Array(r).length; };`,
+  expected: 20,
+  why: 'own length/buffer getters on a typed array are not read (internal slots are)',
+});
+
+/**
+ * Walks everything reachable from the new globals (own property values, getters, setters,
+ * prototypes; instances, results, promises and errors they hand out) and reports: native
+ * functions that are not the sandbox's own intrinsics (a host function would be one), values
+ * whose constructor.constructor makes code, the caller seen by function code called back from a
+ * global, and the stack frames it sees there.
+ */
+const WALK = `
+const lazyNames = ['URL', 'URLSearchParams', 'TextEncoder', 'TextDecoder', 'crypto', 'Crypto', 'SubtleCrypto', 'CryptoKey', 'DOMException'];
+const lazyDescriptors = {};
+for (const name of lazyNames) lazyDescriptors[name] = Object.getOwnPropertyDescriptor(globalThis, name);
+module.exports = async function handler() {
+  const toSource = Function.prototype.toString;
+  function walk(roots, visit) {
+    const seen = new Set();
+    const queue = roots.slice();
+    while (queue.length > 0 && seen.size < 50000) {
+      const [value, path] = queue.shift();
+      if (value === null || (typeof value !== 'object' && typeof value !== 'function') || seen.has(value)) continue;
+      seen.add(value);
+      visit(value, path);
+      try { queue.push([Object.getPrototypeOf(value), path + '.__proto__']); } catch (e) {}
+      let keys = [];
+      try { keys = Reflect.ownKeys(value); } catch (e) {}
+      for (const key of keys) {
+        let d;
+        try { d = Object.getOwnPropertyDescriptor(value, key); } catch (e) { continue; }
+        if (!d) continue;
+        const at = path + '.' + String(key);
+        if ('value' in d) queue.push([d.value, at]);
+        if (d.get) queue.push([d.get, at + '<get>']);
+        if (d.set) queue.push([d.set, at + '<set>']);
+      }
+    }
+    return seen;
+  }
+  const intrinsics = [Object, Function, Array, Number, Boolean, String, Symbol, Date, Promise, RegExp, Error, AggregateError, EvalError,
+    RangeError, ReferenceError, SyntaxError, TypeError, URIError, JSON, Math, Intl, ArrayBuffer, SharedArrayBuffer, Atomics, DataView,
+    Uint8Array, Int8Array, Uint16Array, Int16Array, Uint32Array, Int32Array, Float32Array, Float64Array, Uint8ClampedArray, BigInt64Array,
+    BigUint64Array, Map, Set, WeakMap, WeakSet, BigInt, Reflect, WebAssembly, parseInt, parseFloat, isNaN, isFinite, decodeURI,
+    decodeURIComponent, encodeURI, encodeURIComponent, escape, unescape, [][Symbol.iterator](), new Map().entries(), new Set().values(),
+    ''[Symbol.iterator](), 'a'.matchAll(/a/g), (function* () {})(), (async function* () {})(), async function () {}, Promise.resolve(),
+    Object.getPrototypeOf(Uint8Array)].map((v, i) => [v, 'intrinsic' + i]);
+  const known = walk(intrinsics, () => {});
+
+  const callers = [];
+  const frames = new Set();
+  const spy = (label, result) => function callback() {
+    callers.push(label + ':' + String(callback.caller));
+    const saved = Error.prepareStackTrace;
+    Error.prepareStackTrace = (e, list) => list.map((f) => [typeof f.getThis(), typeof f.getFunction(), String(f.getFileName())].join(' '));
+    try { for (const line of new Error().stack) frames.add(line); } finally { Error.prepareStackTrace = saved; }
+    return typeof result === 'function' ? result() : result;
+  };
+  const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
+  new URLSearchParams({ [Symbol.iterator]: spy('params-iterator', () => [['a', '1']][Symbol.iterator]()) });
+  new URLSearchParams('a=1&b=2').forEach(spy('forEach'));
+  queueMicrotask(spy('queueMicrotask'));
+  const interval = setInterval(spy('setInterval'), 1);
+  setTimeout(spy('setTimeout'), 1);
+  await tick(); await tick();
+  clearInterval(interval);
+  new URL({ toString: spy('url-toString', 'http://a/') });
+  new TextDecoder('utf-8', Object.defineProperty({}, 'fatal', { get: spy('decoder-option', false) }));
+  await crypto.subtle.digest(Object.defineProperty({}, 'name', { get: spy('algorithm-name', 'SHA-256') }), new Uint8Array(1));
+  structuredClone(Object.defineProperty({}, 'g', { get: spy('clone-getter', 1), enumerable: true }));
+  btoa({ toString: spy('btoa-toString', 'x') });
+
+  const caught = (f) => { try { f(); } catch (e) { return e; } return undefined; };
+  const rejected = (p) => p.then(() => undefined, (e) => e);
+  const url = new URL('http://u:p@a/b?c=d#e');
+  const params = url.searchParams;
+  const key = await crypto.subtle.importKey('raw', new Uint8Array([1, 2]), { name: 'HMAC', hash: 'SHA-256' }, true, ['sign', 'verify']);
+  const failing = crypto.subtle.digest('MD5', new Uint8Array(1));
+  failing.catch(() => {});
+  const roots = {
+    lazyDescriptors, atob, btoa, structuredClone, queueMicrotask, setInterval, clearInterval, TextEncoder, TextDecoder, URL, URLSearchParams,
+    crypto, Crypto, SubtleCrypto, CryptoKey, DOMException,
+    encoder: new TextEncoder(), encoded: new TextEncoder().encode('é'), into: new TextEncoder().encodeInto('a', new Uint8Array(1)),
+    decoder: new TextDecoder('utf-16le'), url, params, iterators: [params.keys(), params.values(), params.entries(), params[Symbol.iterator]()],
+    entry: params.entries().next(), parsed: URL.parse('http://x/'), subtle: crypto.subtle, random: crypto.getRandomValues(new BigInt64Array(1)),
+    digestPromise: crypto.subtle.digest('SHA-256', new Uint8Array(1)), digest: await crypto.subtle.digest('SHA-1', new Uint8Array(1)),
+    key, algorithm: key.algorithm, usages: key.usages, signature: await crypto.subtle.sign('HMAC', key, new Uint8Array(1)),
+    jwk: await crypto.subtle.exportKey('jwk', key), raw: await crypto.subtle.exportKey('raw', key),
+    generated: await crypto.subtle.generateKey({ name: 'HMAC', hash: 'SHA-1' }, false, ['sign']), failing, rejection: await rejected(failing),
+    unsupported: await rejected(crypto.subtle.encrypt({ name: 'AES-GCM' }, key, new Uint8Array(1))),
+    clone: structuredClone({ a: [new Date(0), /x/g, new Map([[1, {}]]), new Set([1]), new Uint8Array(2), new DataView(new ArrayBuffer(1)),
+      new Error('e', { cause: { c: 1 } }), new ArrayBuffer(3), Object(1n)] }),
+    domException: new DOMException('m', 'AbortError'),
+    errors: [caught(() => atob('*')), caught(() => btoa('€')), caught(() => new URL('x')), caught(() => new URL()), caught(() => structuredClone(() => 1)),
+      caught(() => crypto.getRandomValues(new Float32Array(1))), caught(() => crypto.getRandomValues(new Uint8Array(70000))),
+      caught(() => new TextDecoder('x')), caught(() => new TextDecoder('utf-8', { fatal: true }).decode(new Uint8Array([255]))),
+      caught(() => queueMicrotask(1)), caught(() => new URLSearchParams([[1]])), caught(() => TextEncoder.prototype.encode.call(1)),
+      caught(() => Object.getOwnPropertyDescriptor(URL.prototype, 'href').get.call({})), caught(() => new CryptoKey()), caught(() => new Crypto()),
+      caught(() => structuredClone(1, { transfer: [{}] })), caught(() => setInterval(1))],
+  };
+  const natives = [];
+  const codegen = [];
+  let functions = 0;
+  const found = walk(Object.keys(roots).map((k) => [roots[k], k]), (value, path) => {
+    if (typeof value === 'function') {
+      functions++;
+      if (!known.has(value) && Reflect.apply(toSource, value, []).includes('[native code]')) natives.push(path);
+    }
+    let ctor;
+    try { ctor = value.constructor; } catch (e) { return; }
+    if (typeof ctor !== 'function') return;
+    try { ctor.constructor('return process'); codegen.push(path); } catch (e) { if (!(e instanceof EvalError)) codegen.push(path + ' ' + e.name); }
+  });
+  return { reached: found.size, functions, known: known.size, natives, codegen, callers, frames: [...frames].sort() };
+};
+`;
+
 let t: TestServer;
 const serverSecrets: string[] = [];
 
@@ -444,6 +707,7 @@ before(async () => {
   functions['capture-stack-trace'] =
     'module.exports = () => { const o = {}; Error.captureStackTrace(o); return o.stack; };';
   functions['error-stack'] = "module.exports = () => new Error('x').stack;";
+  functions['global-walk'] = WALK;
   functions['host-error-stack'] = `module.exports = () => {
     try { for (let i = 0; i < 2000; i++) setTimeout(() => {}, 60000); } catch (e) { return [e.name, e.message, e.stack]; }
     return 'no error';
@@ -559,21 +823,109 @@ test('globalThis and its prototypes hold no host globals', async () => {
     'Module',
     '_load',
     'setImmediate',
-    'setInterval',
-    'queueMicrotask',
     'fetch',
-    'structuredClone',
     'SharedWorker',
     'Worker',
+    'WeakRef',
+    'FinalizationRegistry',
     'hostLog',
     'hostSetTimer',
+    'hostClearTimer',
+    'hostCall',
+    'install',
   ]) {
     assert.ok(!names.includes(forbidden), `globalThis has ${forbidden}`);
   }
-  for (const expected of ['console', 'setTimeout', 'clearTimeout', 'JSON', 'Promise']) {
+  for (const expected of [
+    'console',
+    'setTimeout',
+    'clearTimeout',
+    'setInterval',
+    'clearInterval',
+    'queueMicrotask',
+    'structuredClone',
+    'atob',
+    'btoa',
+    'TextEncoder',
+    'TextDecoder',
+    'URL',
+    'URLSearchParams',
+    'crypto',
+    'Crypto',
+    'SubtleCrypto',
+    'CryptoKey',
+    'DOMException',
+    'JSON',
+    'Promise',
+  ]) {
     assert.ok(names.includes(expected), `globalThis lacks ${expected}`);
   }
   await assertHelloOk();
+});
+
+describe('the SPEC §2 globals lead nowhere', () => {
+  test('everything reachable from them is the sandbox’s own; callbacks see no host caller or frame', async () => {
+    const res = await get('global-walk');
+    assert.equal(res.status, 200, res.text);
+    const r = res.body as {
+      reached: number;
+      functions: number;
+      known: number;
+      natives: string[];
+      codegen: string[];
+      callers: string[];
+      frames: string[];
+    };
+    // The walk really walked (a broken walk would pass the checks below vacuously).
+    assert.ok(
+      r.known > 500 && r.reached > 300 && r.functions > 150,
+      JSON.stringify(r).slice(0, 300),
+    );
+    assert.deepEqual(r.natives, [], 'native functions that are not sandbox intrinsics');
+    assert.deepEqual(r.codegen, [], 'constructors that made code');
+    const labels = [
+      'params-iterator',
+      'forEach',
+      'forEach',
+      'queueMicrotask',
+      'setTimeout',
+      'url-toString',
+      'decoder-option',
+      'algorithm-name',
+      'clone-getter',
+      'btoa-toString',
+    ];
+    const callers = r.callers.filter((c) => !c.startsWith('setInterval:'));
+    assert.deepEqual(callers.sort(), labels.map((label) => `${label}:null`).sort());
+    assert.ok(
+      r.callers.some((c) => c === 'setInterval:null'),
+      r.callers.join(),
+    );
+    assert.ok(
+      r.callers.every((c) => c.endsWith(':null')),
+      r.callers.join(),
+    );
+    // faas-timeout.js is the runner's watchdog script (a name, no path, no function or this).
+    const files = new Set([
+      'global-walk.js',
+      'faas-globals.js',
+      'faas-envelope.js',
+      'faas-timeout.js',
+      'null',
+      'undefined',
+    ]);
+    for (const frame of r.frames) {
+      const [self, fn, file] = frame.split(' ');
+      assert.equal(self, 'undefined', frame);
+      assert.equal(fn, 'undefined', frame);
+      assert.ok(files.has(file), frame);
+    }
+    assert.ok(
+      r.frames.some((f) => f.endsWith(' faas-globals.js')),
+      r.frames.join('\n'),
+    );
+    await assertHelloOk();
+  });
 });
 
 test("one function's prototype pollution never reaches another function", async () => {
