@@ -45,6 +45,20 @@ export interface Config {
   readonly metricsAuth: boolean;
   /** How many invocation records are kept in memory. */
   readonly recordsMax: number;
+  /** Where the embedded store (SQLite: KV, secrets) lives; created at start when missing. */
+  readonly dataDir: string;
+  /** Redis for everything shared (SPEC §10); undefined = the embedded store. */
+  readonly redisUrl: string | undefined;
+  /** Largest KV value, bytes of JSON (SPEC §8). */
+  readonly kvMaxValue: number;
+  /** Largest KV namespace (one function's data), bytes. */
+  readonly kvMaxBytes: number;
+  /** Outbound fetch: `on` (the policy of SPEC §8) or `off` (every request refused). */
+  readonly egress: 'on' | 'off';
+  /** Destinations allowed besides public addresses: host names, `*.suffix`, CIDRs, `:port`. */
+  readonly egressAllow: readonly string[];
+  /** Largest response body one fetch may read, bytes. */
+  readonly fetchMaxBytes: number;
   readonly logLevel: Level;
   /** `json`: one JSON object per line; `text`: readable lines and koa-logger's access log. */
   readonly logFormat: LogFormat;
@@ -129,6 +143,12 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   if (!/^[\x21-\x7e]+$/.test(corsOrigin)) {
     throw new ConfigError(`CORS_ORIGIN must be * or an origin like https://app.example`);
   }
+  const redisUrl = read(env, 'REDIS_URL');
+  if (redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) {
+    throw new ConfigError(
+      `REDIS_URL must be redis://[user:password@]host:port[/db], got "${redisUrl}"`,
+    );
+  }
   return Object.freeze({
     port: integer(env, 'PORT', 3000, 0, 65535),
     host,
@@ -150,6 +170,18 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     maxQueue: integer(env, 'MAX_QUEUE', 256, 0, 1_000_000),
     metricsAuth: oneOf(env, 'METRICS_AUTH', ['0', '1'] as const, '0') === '1',
     recordsMax: integer(env, 'RECORDS_MAX', 1000, 0, 100_000),
+    dataDir: path.resolve(read(env, 'DATA_DIR') ?? './data'),
+    redisUrl,
+    kvMaxValue: parseSize('KV_MAX_VALUE', read(env, 'KV_MAX_VALUE') ?? '1mb'),
+    kvMaxBytes: parseSize('KV_MAX_BYTES', read(env, 'KV_MAX_BYTES') ?? '64mb'),
+    egress: oneOf(env, 'EGRESS', ['on', 'off'] as const, 'on'),
+    egressAllow: Object.freeze(
+      (read(env, 'EGRESS_ALLOW') ?? '')
+        .split(',')
+        .map((entry) => entry.trim())
+        .filter((entry) => entry !== ''),
+    ),
+    fetchMaxBytes: parseSize('FETCH_MAX_BYTES', read(env, 'FETCH_MAX_BYTES') ?? '6mb'),
     logLevel: oneOf(
       env,
       'LOG_LEVEL',

@@ -113,6 +113,19 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   app.use(koaLogger(config.logFormat === 'text' ? undefined : { transporter: () => undefined }));
   app.use(errorBoundary(logger, observe));
   app.use(requestId(logger));
+  // Invocations admitted before a stop are finished (a first call waits for its version's load
+  // on a worker, from CORS on, before it reaches the pool); new ones are refused while draining.
+  let inFlight = 0;
+  app.use(async (ctx, next) => {
+    if (ctx.path === '/_' || ctx.path.startsWith('/_/')) return next();
+    if (closing) throw new ShuttingDownError('the server is shutting down');
+    inFlight++;
+    try {
+      await next();
+    } finally {
+      inFlight--;
+    }
+  });
   app.use(
     cors(config.corsOrigin, (ctx) =>
       resolveTarget(ctx, store).then(
@@ -136,18 +149,6 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       startedAt,
     }),
   );
-  // Invocations admitted before a stop are finished (a first call may wait for its version's
-  // load before it reaches the pool); new ones are refused while draining.
-  let inFlight = 0;
-  app.use(async (_ctx, next) => {
-    if (closing) throw new ShuttingDownError('the server is shutting down');
-    inFlight++;
-    try {
-      await next();
-    } finally {
-      inFlight--;
-    }
-  });
   app.use(runFaaS({ store, pool }));
   // Errors are answered by the boundary; this only sees failures while writing a response.
   app.on('error', (err: unknown) => logger.warn('response error', { err }));

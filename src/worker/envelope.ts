@@ -211,7 +211,10 @@ export const ENVELOPE_SOURCE = String.raw`(function (hostLog, hostSetTimer, host
       if (typeof exported.default === 'function') return exported.default;
       if (typeof exported.handler === 'function') return exported.handler;
     }
-    if (exported === initialExports && typeof completion === 'function') return completion;
+    // A file with no handler export but an ES module marker (a TypeScript seed form that also
+    // exports types, or an empty export list) is still the seed form.
+    const bare = exported === initialExports || (exported !== null && typeof exported === 'object' && exported.__esModule === true);
+    if (bare && typeof completion === 'function') return completion;
     return undefined;
   }
 

@@ -423,6 +423,9 @@ process.on('message', (batch: RunMessage[]) => {
   if (Array.isArray(batch)) onRuns(batch);
 });
 process.on('disconnect', () => process.exit(0));
+// A signal for the whole process group (Ctrl-C, `kill -- -pgid`, systemd's default stop) is the
+// server's to handle: it drains, then ends its workers itself (SIGKILL, or closing the channel).
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined);
 send([{ t: 'ready' }]);
 // The pool reads silence past the timeout as a blocked event loop, and kills the worker.
 setInterval(() => send([{ t: 'beat' }]), HEARTBEAT_MS).unref();

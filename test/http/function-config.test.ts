@@ -4,6 +4,7 @@
  * by the admin API.
  */
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { startServer } from '../helpers';
 import type { TestServer } from '../helpers';
@@ -26,6 +27,17 @@ void describe('function config', () => {
         'get-only': `module.exports = (e) => e.method;\nmodule.exports.config = { methods: ['GET'] };\n`,
         raw: `module.exports = (e) => ({ raw: e.rawBody, body: e.body });\nmodule.exports.config = { rawBody: true };\n`,
         'not-raw': `module.exports = (e) => ({ hasRaw: 'rawBody' in e });\n`,
+        // A webhook: HMAC-SHA256 over the exact bytes, computed inside the sandbox.
+        webhook: `export const config = { rawBody: true, methods: ['POST'] };
+export default async (event) => {
+  const bytes = Uint8Array.from(atob(event.rawBody), (c) => c.charCodeAt(0));
+  const key = await crypto.subtle.importKey('raw', new TextEncoder().encode('whsec_test'),
+    { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+  const mac = new Uint8Array(await crypto.subtle.sign('HMAC', key, bytes));
+  const hex = Array.from(mac, (b) => b.toString(16).padStart(2, '0')).join('');
+  return { hex, valid: hex === event.headers['x-signature'], amount: event.body.amount };
+};
+`,
         'own-cors': `module.exports = (e) => ({
   statusCode: e.method === 'OPTIONS' ? 204 : 200,
   headers: {
@@ -110,6 +122,29 @@ module.exports.config = { cors: 'function' };
     }
     const res = await t.request.post('/not-raw').set('Content-Type', 'text/plain').send('x');
     assert.deepEqual(res.body, { hasRaw: false });
+  });
+
+  void test('rawBody: an HMAC over the exact bytes, computed inside the function, equals the one outside', async () => {
+    const bodies = [
+      '{ "amount": 10.50 }',
+      '{"amount":10.5}',
+      '{\n  "amount" : 1e1, "note": "caf\u00e9 \\u00e9"\n}',
+      '\ufeff{"amount": 0.10}',
+    ];
+    for (const text of bodies) {
+      const expected = createHmac('sha256', 'whsec_test')
+        .update(Buffer.from(text, 'utf8'))
+        .digest('hex');
+      const res = await t.request
+        .post('/webhook')
+        .set('Content-Type', 'application/json')
+        .set('X-Signature', expected)
+        .send(text);
+      assert.equal(res.status, 200, res.text);
+      assert.equal(res.body.hex, expected, text);
+      assert.equal(res.body.valid, true);
+      assert.equal(res.body.amount, JSON.parse(text.replace(/^\ufeff/, '')).amount);
+    }
   });
 
   void test('cors "function": its preflight reaches it, and the server adds no CORS header', async () => {

@@ -36,6 +36,7 @@ void describe('function forms', () => {
         'esm-handler': `export const handler = () => ({ form: 'esm-handler' });\n`,
         'esm-config': `export const config = { methods: ['POST'], timeoutMs: 300 };\nexport default () => 'esm-config';\n`,
         'seed-ts.ts': `(event: { method: string }): { form: string } => ({ form: 'seed-ts' });\n`,
+        'seed-types.ts': `export type Answer = { form: string };\n(event: unknown): Answer => ({ form: 'seed-types' });\n`,
         'typed.ts': TS_THROWS,
         'ts-config.ts': `export const config = { methods: ['PUT'] as string[] };\nexport const handler = async (): Promise<string> => 'ts-config';\n`,
         'imports.ts': `// a comment\n\nimport crypto from 'node:crypto';\nexport default () => crypto.randomUUID();\n`,
@@ -56,6 +57,7 @@ void describe('function forms', () => {
     ['/esm-default/x/y', { form: 'esm-default', sub: '/x/y' }],
     ['/esm-handler', { form: 'esm-handler' }],
     ['/seed-ts', { form: 'seed-ts' }],
+    ['/seed-types', { form: 'seed-types' }],
     ['/typed', { ok: true }],
   ];
   for (const [route, expected] of forms) {
