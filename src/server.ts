@@ -101,6 +101,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       status: ctx.status,
       outcome,
       cold: state.cold,
+      effects: state.effects,
       durationMs: { queue: round(state.queueMs), exec: round(state.execMs), total: round(totalMs) },
       logs: state.logs ?? [],
     });

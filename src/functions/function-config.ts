@@ -20,7 +20,18 @@ export interface FunctionConfig {
   readonly rawBody?: boolean;
   /** Who answers CORS: the server (default) or the function itself, preflights included. */
   readonly cors?: 'server' | 'function';
+  /** `context.env`: names to string values. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Which secrets reach `context.secrets` (SPEC §8). */
+  readonly secrets?: readonly string[];
 }
+
+/** A secret's name (also checked by the secrets store). */
+export const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+/** Bounds of config.env: it travels with every invocation. */
+const MAX_ENV_KEYS = 100;
+const MAX_ENV_BYTES = 64 * 1024;
 
 /** What validation needs to know about the server. */
 export interface ConfigLimits {
@@ -56,6 +67,31 @@ const RULES: Record<string, Rule> = {
     if (typeof value !== 'boolean') throw new Invalid('must be true or false');
     return value;
   },
+  env(value) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      throw new Invalid('must be an object of names to strings');
+    }
+    const entries = Object.entries(value as Record<string, unknown>);
+    if (entries.length > MAX_ENV_KEYS) throw new Invalid(`has more than ${MAX_ENV_KEYS} names`);
+    let bytes = 0;
+    for (const [name, text] of entries) {
+      if (!ENV_NAME.test(name))
+        throw new Invalid(`has the name ${JSON.stringify(name)}; use [A-Za-z_][A-Za-z0-9_]*`);
+      if (typeof text !== 'string') throw new Invalid(`.${name} must be a string`);
+      bytes += Buffer.byteLength(name) + Buffer.byteLength(text);
+    }
+    if (bytes > MAX_ENV_BYTES) throw new Invalid(`is over ${MAX_ENV_BYTES} bytes`);
+    return Object.freeze(Object.fromEntries(entries));
+  },
+  secrets(value) {
+    if (!Array.isArray(value)) throw new Invalid('must be an array of secret names');
+    for (const name of value) {
+      if (typeof name !== 'string' || !SECRET_NAME.test(name)) {
+        throw new Invalid(`holds ${JSON.stringify(name)}; a secret name is [A-Za-z_][A-Za-z0-9_]*`);
+      }
+    }
+    return Object.freeze([...new Set(value as string[])]);
+  },
   cors(value) {
     if (value !== 'server' && value !== 'function') {
       throw new Invalid('must be "server" or "function"');
@@ -65,7 +101,7 @@ const RULES: Record<string, Rule> = {
 };
 
 /** Keys of SPEC §7 that later parts of the server read; refused until they do, never ignored. */
-const NOT_YET = new Set(['maxConcurrency', 'env', 'secrets', 'schedule', 'timezone', 'async']);
+const NOT_YET = new Set(['maxConcurrency', 'schedule', 'timezone', 'async']);
 
 const fail = (message: string) => new FunctionCompileError(`invalid config: ${message}`);
 
@@ -95,7 +131,10 @@ export function parseFunctionConfig(
     try {
       config[key] = rule(value, limits);
     } catch (err) {
-      if (err instanceof Invalid) throw fail(`config.${key} ${err.message}`);
+      if (err instanceof Invalid) {
+        const joint = err.message.startsWith('.') ? '' : ' ';
+        throw fail(`config.${key}${joint}${err.message}`);
+      }
       throw err;
     }
   }

@@ -27,6 +27,8 @@ export interface RequestState {
   execMs?: number;
   /** The function's console lines. */
   logs?: string[];
+  /** Whether the invocation made an effect outside its sandbox (the effect ledger, SPEC §8). */
+  effects?: boolean;
   /** When the request reached the boundary (performance.now()). */
   startedAt: number;
 }

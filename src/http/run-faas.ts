@@ -3,7 +3,7 @@
  * prefix, SPEC §2) → its config (methods) → the sandbox pool → the response.
  */
 import type { Context, Middleware } from 'koa';
-import { FunctionNotFoundError, MethodNotAllowedError } from '../errors';
+import { FunctionError, FunctionNotFoundError, MethodNotAllowedError } from '../errors';
 import type { FunctionConfig } from '../functions/function-config';
 import { candidatesForPath } from '../functions/function-source';
 import { inUserFile } from '../functions/function-store';
@@ -66,7 +66,25 @@ function logConsole(log: Logger, lines: string[]): void {
   }
 }
 
-export function runFaaS({ store, pool }: { store: FunctionStore; pool: SandboxPool }): Middleware {
+/** Replaces every secret value in a text with `[secret]` (values under 3 characters are left). */
+export function maskSecrets(text: string, values: readonly string[]): string {
+  let masked = text;
+  for (const value of values) if (value.length >= 3) masked = masked.split(value).join('[secret]');
+  return masked;
+}
+
+/** The secrets a function declared, by name; the secrets service of the server. */
+export type SecretValues = (names: readonly string[]) => Promise<Record<string, string>>;
+
+export function runFaaS({
+  store,
+  pool,
+  secrets,
+}: {
+  store: FunctionStore;
+  pool: SandboxPool;
+  secrets?: SecretValues;
+}): Middleware {
   return async (ctx: Context) => {
     const state = ctx.state as RequestState;
     let target: Resolved;
@@ -91,6 +109,14 @@ export function runFaaS({ store, pool }: { store: FunctionStore; pool: SandboxPo
       throw err;
     }
     const compiled = fn.compiled as NonNullable<typeof fn.compiled>;
+    // context.env and context.secrets travel with the invocation, for functions that have them.
+    let contextJson: string | undefined;
+    let secretValues: string[] = [];
+    if (config.env || config.secrets) {
+      const values = config.secrets && secrets ? await secrets(config.secrets) : {};
+      secretValues = Object.values(values);
+      contextJson = JSON.stringify({ env: config.env ?? {}, secrets: values });
+    }
     const result = await pool.run({
       name: fn.name,
       version: fn.version,
@@ -99,18 +125,33 @@ export function runFaaS({ store, pool }: { store: FunctionStore; pool: SandboxPo
       eventJson: eventJsonFor(ctx, subpath, config),
       requestId: state.requestId,
       timeoutMs: config.timeoutMs,
+      contextJson,
     });
     // The first request of a version waited for its load on a worker: its cold start.
     state.cold = result.cold || target.cold;
     state.queueMs = result.queueMs;
     state.execMs = result.execMs;
-    state.logs = result.logs;
-    if (result.logs.length > 0) logConsole(state.log.child({ fn: fn.name }), result.logs);
+    state.effects = result.effects;
+    // A secret's value never reaches a log line, a record or an error answer (SPEC §8).
+    const logs =
+      secretValues.length === 0
+        ? result.logs
+        : result.logs.map((l) => maskSecrets(l, secretValues));
+    state.logs = logs;
+    if (logs.length > 0) logConsole(state.log.child({ fn: fn.name }), logs);
     let response;
     try {
       response = toResponse(result.outcome);
     } catch (err) {
-      throw inUserFile(fn.compiled, err);
+      const mapped = inUserFile(fn.compiled, err);
+      if (secretValues.length > 0 && mapped instanceof FunctionError) {
+        throw new FunctionError(
+          mapped.type,
+          maskSecrets(mapped.message, secretValues),
+          mapped.functionStack && maskSecrets(mapped.functionStack, secretValues),
+        );
+      }
+      throw mapped;
     }
     ctx.status = response.status;
     ctx.set(response.headers);

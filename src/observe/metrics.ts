@@ -30,6 +30,8 @@ export class Metrics {
   private readonly queueWait: Histogram;
   private readonly coldStarts: Counter<'function'>;
   private readonly restarts: Counter<'reason'>;
+  private readonly serviceCalls: Counter<'op' | 'backend' | 'outcome'>;
+  private readonly serviceDuration: Histogram<'op' | 'backend'>;
 
   constructor(poolStats: () => PoolStats) {
     const registers = [this.registry];
@@ -65,6 +67,19 @@ export class Metrics {
       labelNames: ['reason'],
       registers,
     });
+    this.serviceCalls = new Counter({
+      name: 'faas_service_calls_total',
+      help: 'Calls of the services in context (kv.get, kv.put, …, fetch), by op, backend (sqlite, redis, egress) and outcome (ok, error).',
+      labelNames: ['op', 'backend', 'outcome'],
+      registers,
+    });
+    this.serviceDuration = new Histogram({
+      name: 'faas_service_call_duration_seconds',
+      help: 'Time a service call took in the server, by op and backend.',
+      labelNames: ['op', 'backend'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
     new Gauge({
       name: 'faas_queue_depth',
       help: 'Invocations waiting for a worker.',
@@ -98,6 +113,12 @@ export class Metrics {
     this.duration.observe({ function: name }, totalMs / 1000);
     if (queueMs !== undefined) this.queueWait.observe(queueMs / 1000);
     if (cold) this.coldStarts.inc({ function: name });
+  }
+
+  /** One service call (see services/host-calls.ts): op and backend come from a fixed set. */
+  serviceCall(op: string, backend: string, outcome: 'ok' | 'error', seconds: number): void {
+    this.serviceCalls.inc({ op, backend, outcome });
+    this.serviceDuration.observe({ op, backend }, seconds);
   }
 
   workerRestarted(reason: string): void {

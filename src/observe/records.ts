@@ -14,6 +14,8 @@ export interface InvocationRecord {
   /** `ok`, or the error code of SPEC §3. */
   outcome: string;
   cold?: boolean;
+  /** Whether it made an effect outside its sandbox: a KV write, a fetch other than GET/HEAD/OPTIONS. */
+  effects?: boolean;
   durationMs: { queue?: number; exec?: number; total: number };
   /** The function's console output, `level\tmessage` lines, capped. */
   logs: string[];

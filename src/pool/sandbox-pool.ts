@@ -21,7 +21,7 @@ import {
 import type { WorkerIsolation } from './isolation';
 import type { Logger } from '../observe/logger';
 import { isWorkerMessage } from './wire';
-import type { RunMessage, WorkerMessage } from './wire';
+import type { CallMessage, RunMessage, WorkerMessage } from './wire';
 import { DEATHS, spawnWorker } from './worker-process';
 import type { WorkerExitReason, WorkerProcess } from './worker-process';
 
@@ -43,10 +43,37 @@ export interface PoolOptions {
   maxQueue?: number;
   /** Told when a worker dies outside a shutdown: timeout, unresponsive, memory or crash. */
   onWorkerExit?: (reason: WorkerExitReason) => void;
+  /** Serves the host calls of invocations (SPEC §8 services); without it every call fails. */
+  onCall?: (call: HostCall) => Promise<HostReply>;
 }
 
-type ResolvedOptions = Required<Omit<PoolOptions, 'confinement'>> &
-  Pick<PoolOptions, 'confinement'>;
+/**
+ * A service call made by a running invocation (worker → pool → server). The function and request
+ * are the pool's own record of the invocation, never what the worker says.
+ */
+export interface HostCall {
+  fn: string;
+  requestId: string;
+  /** e.g. `kv.get`, `fetch`. */
+  op: string;
+  /** Its arguments as JSON text, as the sandbox sent them (unvalidated). */
+  args: string;
+  /** Epoch ms by which the invocation must end: the call must answer before. */
+  deadline: number;
+  /** What this invocation has called so far, by op (this call not counted). */
+  counts: ReadonlyMap<string, number>;
+  /** Marks the invocation as having made an effect outside its sandbox (SPEC §3, §8). */
+  markEffect(): void;
+}
+
+/** The answer to a host call: the result as JSON text, or `{ name, message, code? }` JSON. */
+export interface HostReply {
+  ok: boolean;
+  r: string;
+}
+
+type ResolvedOptions = Required<Omit<PoolOptions, 'confinement' | 'onCall'>> &
+  Pick<PoolOptions, 'confinement' | 'onCall'>;
 
 /** What the pool needs to run one invocation. */
 export interface Invocation {
@@ -60,6 +87,8 @@ export interface Invocation {
   file?: string;
   /** This invocation's wall-clock limit, ms; default the pool's `timeoutMs`. */
   timeoutMs?: number;
+  /** More of `context` as JSON text (`env`, `secrets`), when the function has any. */
+  contextJson?: string;
   /**
    * Load the file and answer its exported config as JSON text (outcome J), or why it does not
    * load (C); call nothing. In a throwaway context (deploy checks) unless `keep`.
@@ -76,6 +105,8 @@ export interface InvocationResult {
   execMs: number;
   /** Captured console lines, `level\tmessage`. */
   logs: string[];
+  /** Whether it made an effect outside its sandbox: a KV write, a fetch other than GET/HEAD/OPTIONS. */
+  effects: boolean;
 }
 
 export interface PoolStats {
@@ -102,6 +133,10 @@ interface Job extends Invocation {
   dispatchedAt: number;
   /** The worker said `start`: its code may have run, so it must never be run again. */
   started: boolean;
+  /** The effect ledger (SPEC §8): set by a host call that writes outside the sandbox. */
+  effects: boolean;
+  /** Host calls made so far, by op. */
+  calls: Map<string, number>;
   settled: boolean;
   worker?: PoolWorker;
   /** performance.now() deadlines, checked by the sweep. */
@@ -190,6 +225,8 @@ class FaasSafeify extends SafeifyBase {
         enqueuedAt: now,
         dispatchedAt: 0,
         started: false,
+        effects: false,
+        calls: new Map(),
         settled: false,
         resolve,
         reject,
@@ -259,10 +296,14 @@ class FaasSafeify extends SafeifyBase {
     }
   }
 
-  /** Hands queued jobs to the least-loaded healthy workers, up to `concurrency` each. */
+  /**
+   * Hands queued jobs to the least-loaded healthy workers, up to `concurrency` each; between
+   * equally loaded workers, one that already holds the job's version (no cold start) wins.
+   */
   override execute(): void {
     const now = performance.now();
     while (this.pendingScripts.length > 0) {
+      const version = this.pendingScripts[0].version;
       let best: PoolWorker | undefined;
       let bestScore = Infinity;
       for (const worker of this.healthyWorkers) {
@@ -270,7 +311,8 @@ class FaasSafeify extends SafeifyBase {
         // A worker that has missed a few heartbeats is busy in a long synchronous part, or
         // blocked: it goes last, so work waits on it only when every worker is in that state.
         const quiet = now - worker.lastHeard > QUIET_MS ? this.opts.concurrency : 0;
-        const score = worker.runningScripts.length + quiet;
+        const cold = worker.known.has(version) ? 0 : 0.5;
+        const score = worker.runningScripts.length + quiet + cold;
         if (score < bestScore) {
           best = worker;
           bestScore = score;
@@ -298,6 +340,7 @@ class FaasSafeify extends SafeifyBase {
       rid: job.requestId,
       ms: job.timeoutMs,
     };
+    if (job.contextJson !== undefined) message.x = job.contextJson;
     if (job.check) message.check = true;
     if (job.keep) message.keep = true;
     if (withSource) {
@@ -358,6 +401,8 @@ class FaasSafeify extends SafeifyBase {
         // The worker answers its own deadlines; this one is for when it cannot.
         job.execDeadline = now + job.timeoutMs + OVERDUE_MARGIN_MS;
         return;
+      case 'call':
+        return this.onCall(worker, job, message);
       case 'miss':
         worker.known.delete(job.version);
         if (!job.settled) return this.send(worker, job, true);
@@ -372,10 +417,49 @@ class FaasSafeify extends SafeifyBase {
             queueMs: job.dispatchedAt - job.enqueuedAt,
             execMs: message.ms,
             logs: message.logs ?? [],
+            effects: job.effects,
           }),
         );
         return this.execute();
     }
+  }
+
+  /**
+   * A host call of a running invocation: served by `onCall`, answered to the worker. A call after
+   * its invocation was answered (or before it started) is refused; a service that fails or
+   * throws answers an error, never an exception here.
+   */
+  private onCall(worker: PoolWorker, job: Job, message: CallMessage): void {
+    const reply = (answer: HostReply) => {
+      if (worker.state !== 'healthy') return;
+      worker.outbox.push({ t: 'reply', c: message.c, ok: answer.ok, r: answer.r });
+      if (worker.outbox.length === 1) setImmediate(() => this.flush(worker));
+    };
+    const { onCall, logger } = this.opts;
+    if (job.settled || !job.started || !onCall) {
+      const why = onCall ? 'its invocation has ended' : 'services are not available';
+      return reply({
+        ok: false,
+        r: JSON.stringify({ name: 'Error', message: `call refused: ${why}` }),
+      });
+    }
+    const counts = new Map(job.calls);
+    job.calls.set(message.op, (job.calls.get(message.op) ?? 0) + 1);
+    const call: HostCall = {
+      fn: job.name,
+      requestId: job.requestId,
+      op: message.op,
+      args: message.a,
+      deadline: Date.now() + Math.max(0, job.execDeadline - OVERDUE_MARGIN_MS - performance.now()),
+      counts,
+      markEffect: () => {
+        job.effects = true;
+      },
+    };
+    onCall(call).then(reply, (err: unknown) => {
+      logger.error('host call failed', { fn: job.name, op: message.op, err });
+      reply({ ok: false, r: JSON.stringify({ name: 'Error', message: `${message.op} failed` }) });
+    });
   }
 
   /** The worker's channel closed: it is gone. Settle or move every job it held. */

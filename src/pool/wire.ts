@@ -20,6 +20,8 @@ export interface RunMessage {
   ev: string;
   rid: string;
   ms: number;
+  /** More of `context` as JSON text (`env`, `secrets`), for functions that have them. */
+  x?: string;
   /** The file name for stacks and errors (e.g. `a/b.ts`), sent with `src`; default `<fn>.js`. */
   file?: string;
   /**
@@ -30,6 +32,20 @@ export interface RunMessage {
   /** With `check`: keep the loaded context as this worker's warm one (a first load). */
   keep?: boolean;
 }
+
+/**
+ * Pool → worker: the answer to a host call (CallMessage `c`): `r` is the result as JSON text, or,
+ * when `ok` is false, `{ name, message, code? }` JSON for the error the sandbox throws.
+ */
+export interface ReplyMessage {
+  t: 'reply';
+  c: number;
+  ok: boolean;
+  r: string;
+}
+
+/** What the pool sends a worker. */
+export type PoolMessage = RunMessage | ReplyMessage;
 
 /** Worker → pool: the worker is up. */
 export interface ReadyMessage {
@@ -72,6 +88,19 @@ export interface EvictedMessage {
   v: string[];
 }
 
+/**
+ * Worker → pool: invocation `id` calls a service of the server (SPEC §8: `kv.get`, `fetch`, …).
+ * `c` numbers the call in this worker; `a` is its arguments as JSON text. The pool attributes the
+ * call to the invocation, and so to its function, itself: nothing here names a function.
+ */
+export interface CallMessage {
+  t: 'call';
+  id: number;
+  c: number;
+  op: string;
+  a: string;
+}
+
 /** Worker → pool, every HEARTBEAT_MS: its event loop turns (silence past the timeout = blocked). */
 export interface BeatMessage {
   t: 'beat';
@@ -80,7 +109,13 @@ export interface BeatMessage {
 export const HEARTBEAT_MS = 50;
 
 export type WorkerMessage =
-  ReadyMessage | StartMessage | MissMessage | DoneMessage | EvictedMessage | BeatMessage;
+  | ReadyMessage
+  | StartMessage
+  | MissMessage
+  | DoneMessage
+  | EvictedMessage
+  | BeatMessage
+  | CallMessage;
 
 /**
  * The first character of `DoneMessage.r` says what the rest is. The sandbox-side envelope
@@ -133,6 +168,14 @@ export function isWorkerMessage(value: unknown): value is WorkerMessage {
       );
     case 'evicted':
       return Array.isArray(m.v) && m.v.every((v) => typeof v === 'string');
+    case 'call':
+      return (
+        typeof m.id === 'number' &&
+        typeof m.c === 'number' &&
+        typeof m.op === 'string' &&
+        m.op.length <= 32 &&
+        typeof m.a === 'string'
+      );
     case 'beat':
       return true;
     default:

@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { WorkerIsolation } from './isolation';
 import type { Logger } from '../observe/logger';
-import type { RunMessage, WorkerMessage } from './wire';
+import type { PoolMessage, WorkerMessage } from './wire';
 
 export type WorkerExitReason = 'timeout' | 'unresponsive' | 'memory' | 'crash';
 
@@ -19,8 +19,8 @@ export interface WorkerProcess<Job> {
   runningScripts: Job[];
   /** Versions this worker is known to hold (their source need not be sent again). */
   known: Set<string>;
-  /** Run messages dispatched this event-loop turn, sent together by the pool's flush. */
-  outbox: RunMessage[];
+  /** Run messages and host-call replies of this event-loop turn, sent together by the pool's flush. */
+  outbox: PoolMessage[];
   /** Why the pool killed it, when it did. */
   killReason?: string;
   /** When the pool last heard from it (it beats every HEARTBEAT_MS while its loop turns). */

@@ -16,10 +16,11 @@ import v8 from 'node:v8';
 import { VM, VMScript } from 'vm2';
 import { ENVELOPE_SOURCE } from './envelope';
 import { GLOBALS_SOURCE } from './globals';
+import { createHostRequests } from './host-requests';
 import type { InstallGlobals } from './globals';
 import { hostCall } from './host-bridge';
 import { HEARTBEAT_MS, Outcome } from '../pool/wire';
-import type { DoneMessage, RunMessage, WorkerMessage } from '../pool/wire';
+import type { DoneMessage, PoolMessage, RunMessage, WorkerMessage } from '../pool/wire';
 
 /** Options arrive as argv[2] (JSON): the worker starts with an empty environment. */
 interface RunnerOptions {
@@ -88,6 +89,26 @@ const versions = new Map<string, Version>();
 const evicted: string[] = [];
 const envelopeScript = new VMScript(ENVELOPE_SOURCE, 'faas-envelope.js');
 const globalsScript = new VMScript(GLOBALS_SOURCE, 'faas-globals.js');
+/**
+ * The sandbox's side of hostRequest: a sandbox function, so that a refused call throws the
+ * sandbox's own Error (host-requests.ts answers why as a string; no host error object crosses).
+ */
+const requestScript = new VMScript(
+  `(function (hostRequest) {
+    'use strict';
+    const ErrorCtor = Error;
+    return function request(op, args, onReply) {
+      const refused = hostRequest(op, args, onReply);
+      if (refused !== '') throw new ErrorCtor(refused);
+    };
+  })`,
+  'faas-request.js',
+);
+const hostRequests = createHostRequests({
+  current: currentInvocation,
+  post,
+  within: (token, fn) => als.run(token, fn),
+});
 let nextTimerId = 1;
 
 // vm2's own technique (lib/vm.js doWithTimeout): run a host closure as a script with a timeout,
@@ -180,7 +201,10 @@ function createSandbox(file: string, source: string): Sandbox {
   const sandboxVm = new VM({ eval: false, wasm: false, allowAsync: true });
   const setup = sandboxVm.run(envelopeScript) as (...host: unknown[]) => unknown;
   const load = setup(hostLog, hostSetTimer, hostClearTimer) as (completion: unknown) => unknown;
-  (sandboxVm.run(globalsScript) as InstallGlobals)(hostCall);
+  const request = (sandboxVm.run(requestScript) as (host: unknown) => unknown)(
+    hostRequests.hostRequest,
+  );
+  (sandboxVm.run(globalsScript) as InstallGlobals)(hostCall, request);
   let script: VMScript;
   try {
     script = new VMScript(source, file).compile();
@@ -378,6 +402,8 @@ function runSync(running: Running): void {
       version: job.v,
       deadline,
       timeoutMs: job.ms,
+      attempt: 1,
+      ...(job.x === undefined ? {} : (JSON.parse(job.x) as object)),
     });
     const result = (sandbox.invoke as Invoke)(job.ev, context);
     if (typeof result === 'string') return finish(inv, result, cold, startedAt);
@@ -419,8 +445,14 @@ function onRuns(jobs: RunMessage[]): void {
   );
 }
 
-process.on('message', (batch: RunMessage[]) => {
-  if (Array.isArray(batch)) onRuns(batch);
+process.on('message', (batch: PoolMessage[]) => {
+  if (!Array.isArray(batch)) return;
+  const runs: RunMessage[] = [];
+  for (const message of batch) {
+    if (message?.t === 'reply') hostRequests.deliver(message);
+    else runs.push(message);
+  }
+  if (runs.length > 0) onRuns(runs);
 });
 process.on('disconnect', () => process.exit(0));
 // A signal for the whole process group (Ctrl-C, `kill -- -pgid`, systemd's default stop) is the

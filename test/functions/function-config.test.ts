@@ -22,6 +22,13 @@ const valid: { config: unknown; expected: unknown }[] = [
     expected: { methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] },
   },
   { config: { rawBody: true }, expected: { rawBody: true } },
+  { config: { env: {} }, expected: { env: {} } },
+  { config: { env: { STAGE: 'prod', _X1: '' } }, expected: { env: { STAGE: 'prod', _X1: '' } } },
+  { config: { secrets: [] }, expected: { secrets: [] } },
+  {
+    config: { secrets: ['API_KEY', 'api_key', 'API_KEY'] },
+    expected: { secrets: ['API_KEY', 'api_key'] },
+  },
   { config: { rawBody: false }, expected: { rawBody: false } },
   { config: { cors: 'server' }, expected: { cors: 'server' } },
   { config: { cors: 'function' }, expected: { cors: 'function' } },
@@ -64,9 +71,17 @@ const invalid: { config: unknown; message: RegExp }[] = [
   { config: { timeout: 100 }, message: /unknown key config\.timeout \(known: timeoutMs, methods/ },
   { config: { __proto__x: 1 }, message: /unknown key config\.__proto__x/ },
   {
-    config: { env: { A: 'b' } },
-    message: /config\.env is not supported by this server version yet/,
+    config: { maxConcurrency: 2 },
+    message: /config\.maxConcurrency is not supported by this server version yet/,
   },
+  { config: { env: 'A=b' }, message: /config\.env must be an object of names to strings/ },
+  { config: { env: ['A'] }, message: /config\.env must be an object/ },
+  { config: { env: { 'A-B': 'x' } }, message: /config\.env has the name "A-B"/ },
+  { config: { env: { A: 1 } }, message: /config\.env\.A must be a string/ },
+  { config: { env: { A: 'x'.repeat(70_000) } }, message: /config\.env is over 65536 bytes/ },
+  { config: { secrets: 'API_KEY' }, message: /config\.secrets must be an array of secret names/ },
+  { config: { secrets: ['ok', 'not ok'] }, message: /config\.secrets holds "not ok"/ },
+  { config: { secrets: [5] }, message: /config\.secrets holds 5/ },
   { config: { schedule: '* * * * *' }, message: /config\.schedule is not supported/ },
 ];
 for (const row of invalid) {

@@ -53,7 +53,7 @@ module.exports.config = { cors: 'function' };
         'bad-key': `module.exports = () => 1;\nmodule.exports.config = { timeout: 5 };\n`,
         'bad-value': `module.exports = () => 1;\nmodule.exports.config = { timeoutMs: 999999 };\n`,
         'bad-type': `module.exports = () => 1;\nmodule.exports.config = { methods: () => ['GET'] };\n`,
-        'not-yet': `module.exports = () => 1;\nmodule.exports.config = { env: { A: '1' } };\n`,
+        'not-yet': `module.exports = () => 1;\nmodule.exports.config = { schedule: '* * * * *' };\n`,
       },
     });
   });
@@ -175,7 +175,7 @@ module.exports.config = { cors: 'function' };
       ['bad-key', /unknown key config\.timeout/],
       ['bad-value', /config\.timeoutMs must be a whole number of ms from 10 to 5000/],
       ['bad-type', /config\.methods is a function; config must be plain JSON data/],
-      ['not-yet', /config\.env is not supported by this server version yet/],
+      ['not-yet', /config\.schedule is not supported by this server version yet/],
     ];
     for (const [name, message] of cases) {
       const res = await t.request.get(`/${name}`);

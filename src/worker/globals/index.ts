@@ -62,4 +62,5 @@ ${INSTALL_SOURCE}
 /** What the globals script evaluates to inside a sandbox. */
 export type InstallGlobals = (
   hostCall: (op: unknown, a?: unknown, b?: unknown, c?: unknown) => string,
+  request?: unknown,
 ) => void;
