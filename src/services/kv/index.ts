@@ -9,7 +9,7 @@ import { RedisSecretStore } from '../secrets-redis';
 import { SqliteSecretStore } from '../secrets-sqlite';
 import { sharedRelease } from './kv-store';
 import type { KvStore } from './kv-store';
-import { RedisKvStore, closeRedisClient, createRedisClient } from './redis-kv';
+import { RedisKvStore, closeRedisClient, createRedisClient, firstConnection } from './redis-kv';
 import { SqliteKvStore, openDatabase } from './sqlite-kv';
 
 export type { KvStore, KvListOptions, KvListPage, KvPutOptions } from './kv-store';
@@ -34,7 +34,8 @@ export interface Stores {
 /**
  * The KV store and the secret store on one connection.
  * @throws KvUnavailableError when the SQLite file cannot be opened. A Redis that is down does not
- *   throw: calls fail with KV_UNAVAILABLE and `kv.ping()` is false until it answers.
+ *   throw: after waiting up to 2 s for it, calls fail with KV_UNAVAILABLE and `kv.ping()` is
+ *   false until it answers (an orchestrator sees /_/ready fail rather than a crash loop).
  */
 export async function createStores(options: StoreOptions): Promise<Stores> {
   const limits = { maxValue: options.kvMaxValue, maxBytes: options.kvMaxBytes };
@@ -43,6 +44,7 @@ export async function createStores(options: StoreOptions): Promise<Stores> {
   let secrets: SecretStore;
   if (options.redisUrl) {
     const client = createRedisClient(options.redisUrl, options.logger);
+    await firstConnection(client);
     const release = sharedRelease(2, () => closeRedisClient(client));
     kv = new RedisKvStore(client, limits, { ...common, release });
     secrets = new RedisSecretStore(client, release);
@@ -69,6 +71,7 @@ export async function createKvStore(options: StoreOptions): Promise<KvStore> {
   const common = { logger: options.logger, sweepIntervalMs: options.sweepIntervalMs };
   if (options.redisUrl) {
     const client = createRedisClient(options.redisUrl, options.logger);
+    await firstConnection(client);
     return new RedisKvStore(client, limits, { ...common, release: () => closeRedisClient(client) });
   }
   const db = openDatabase(options.dataDir);

@@ -67,6 +67,21 @@ export function createRedisClient(url: string, logger?: Logger): Redis {
   return client;
 }
 
+/** Resolves once the client is connected, or after `ms` (then calls fail until it is). */
+export function firstConnection(client: Redis, ms = COMMAND_TIMEOUT_MS): Promise<boolean> {
+  if (client.status === 'ready') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ready: boolean) => {
+      clearTimeout(timer);
+      client.off('ready', onReady);
+      resolve(ready);
+    };
+    const onReady = () => done(true);
+    const timer = setTimeout(() => done(false), ms);
+    client.once('ready', onReady);
+  });
+}
+
 /** Closes a client whatever its state. */
 export async function closeRedisClient(client: Redis): Promise<void> {
   if (client.status === 'ready') {
