@@ -125,6 +125,57 @@ export class FunctionTimeoutError extends FaasError {
   readonly statusCode = 504;
 }
 
+/** A KV key that is empty, over 512 bytes of UTF-8, or not well-formed Unicode (SPEC §8). */
+export class KvInvalidKeyError extends FaasError {
+  readonly code = 'KV_INVALID_KEY';
+  readonly statusCode = 400;
+}
+
+/** A KV option or argument out of range: `ttl`, `limit`, `cursor`, `prefix`, `incr`'s `by`. */
+export class KvInvalidArgumentError extends FaasError {
+  readonly code = 'KV_INVALID_ARGUMENT';
+  readonly statusCode = 400;
+}
+
+/** A KV value over KV_MAX_VALUE bytes of JSON. */
+export class KvValueTooLargeError extends FaasError {
+  readonly code = 'KV_VALUE_TOO_LARGE';
+  readonly statusCode = 413;
+}
+
+/** A write that would take a function's namespace over KV_MAX_BYTES (507 Insufficient Storage). */
+export class KvQuotaExceededError extends FaasError {
+  readonly code = 'KV_QUOTA_EXCEEDED';
+  readonly statusCode = 507;
+}
+
+/** `incr` on a value that is not a number, or a result outside the safe range. */
+export class KvNotANumberError extends FaasError {
+  readonly code = 'KV_NOT_A_NUMBER';
+  readonly statusCode = 409;
+}
+
+/** The store's backend does not answer (Redis down or unreachable, the SQLite file unusable). */
+export class KvUnavailableError extends FaasError {
+  readonly code = 'KV_UNAVAILABLE';
+  readonly statusCode = 503;
+}
+
+/** Any of the KV errors above: what a failed `context.kv` call throws (its `code` says which). */
+export type KvError =
+  | KvInvalidKeyError
+  | KvInvalidArgumentError
+  | KvValueTooLargeError
+  | KvQuotaExceededError
+  | KvNotANumberError
+  | KvUnavailableError;
+
+/** A secret name outside `[A-Za-z_][A-Za-z0-9_]{0,127}`, or a value that is not UTF-8 text. */
+export class InvalidSecretError extends FaasError {
+  readonly code = 'INVALID_SECRET';
+  readonly statusCode = 400;
+}
+
 /** A bad configuration value; raised at start-up, before the server listens. */
 export class ConfigError extends Error {
   readonly code = 'CONFIG_ERROR';

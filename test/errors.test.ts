@@ -39,6 +39,14 @@ const SPEC_CODES: Record<string, number[]> = {
   OVERLOADED: [503],
   SHUTTING_DOWN: [503],
   FUNCTION_TIMEOUT: [504],
+  // SPEC §8: the codes of a failed context.kv call, with their statuses on the admin routes.
+  KV_INVALID_KEY: [400],
+  KV_INVALID_ARGUMENT: [400],
+  KV_VALUE_TOO_LARGE: [413],
+  KV_QUOTA_EXCEEDED: [507],
+  KV_NOT_A_NUMBER: [409],
+  KV_UNAVAILABLE: [503],
+  INVALID_SECRET: [400],
 };
 
 void test('errors.ts exports the FaasError subclasses', () => {
@@ -68,7 +76,12 @@ void test('every code in the SPEC errors table has a class, with the SPEC status
 });
 
 void test('every code matches its class name (FooBarError → FOO_BAR, or FOO_BAR_ERROR)', () => {
-  const snake = (name: string) => name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+  // A one-letter word splits too: KvNotANumber → KV_NOT_A_NUMBER.
+  const snake = (name: string) =>
+    name
+      .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+      .replace(/([A-Z])([A-Z][a-z])/g, '$1_$2')
+      .toUpperCase();
   for (const [exported, cls] of faasClasses) {
     // SPEC's own codes FUNCTION_ERROR and FUNCTION_COMPILE_ERROR keep the class's "Error".
     const accepted = [snake(exported.replace(/Error$/, '')), snake(exported)];

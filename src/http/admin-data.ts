@@ -1,0 +1,142 @@
+/**
+ * The admin routes for a function's data (SPEC §8), all behind the bearer token:
+ *
+ * | route | answer |
+ * |-------|--------|
+ * | `GET /_/kv/<fn>?prefix=&cursor=&limit=` | `{ keys: [{ key, expiresAt? }], cursor? }` |
+ * | `GET /_/kv/<fn>/<key>` | the value (JSON); 404 NOT_FOUND when absent |
+ * | `PUT /_/kv/<fn>/<key>?ttl=&ifAbsent=` | body = the JSON value → `{ written }` |
+ * | `DELETE /_/kv/<fn>/<key>` | `{ deleted: true \| false }` |
+ * | `DELETE /_/kv/<fn>` | `{ deleted: <how many keys> }` |
+ * | `GET /_/secrets` | `{ secrets: [{ name, updatedAt }] }`, never values |
+ * | `PUT /_/secrets/<name>` | body = the value, its bytes as sent (UTF-8) → 201 / 200 |
+ * | `DELETE /_/secrets/<name>` | 204; 404 NOT_FOUND when absent |
+ *
+ * How `/_/kv/a/b/c` splits: the key is always the last segment, percent-encoded (`/` in a key
+ * is `%2F`), and the function name is the rest. So `/_/kv/a/b/c` is key `c` of function `a/b`;
+ * the namespace routes of a nested name end with a slash (`/_/kv/a/b/`: an empty last segment is
+ * no key, since keys are at least one byte), and a one-segment name needs none (`/_/kv/hello`).
+ * Data outlives its function: deleting a function leaves its keys here.
+ */
+import type Router from '@koa/router';
+import type { Context, Middleware } from 'koa';
+import { InvalidBodyError, InvalidSecretError, KvInvalidKeyError, NotFoundError } from '../errors';
+import { exactFunctionName } from '../functions/function-source';
+import type { KvStore } from '../services/kv/kv-store';
+import type { SecretStore } from '../services/secrets';
+import type { BodyState } from './body';
+
+export interface DataParts {
+  kv: KvStore;
+  secrets: SecretStore;
+  /** The bearer-token check (admin.ts requireToken). */
+  auth: Middleware;
+}
+
+/** The function name and key (if any) of /_/kv/…, from the raw (undecoded) path. */
+function kvTarget(ctx: Context): { ns: string; key?: string } {
+  const rest = ctx.path.slice('/_/kv/'.length);
+  const slash = rest.lastIndexOf('/');
+  if (slash === -1) return { ns: exactFunctionName(`/${rest}`) };
+  const ns = exactFunctionName(`/${rest.slice(0, slash)}`);
+  const raw = rest.slice(slash + 1);
+  if (raw === '') return { ns };
+  try {
+    return { ns, key: decodeURIComponent(raw) };
+  } catch {
+    throw new KvInvalidKeyError(`the key ${JSON.stringify(raw)} is not valid percent-encoding`);
+  }
+}
+
+function one(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+function wholeNumber(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{1,10}$/.test(value)) throw new InvalidBodyError(`${name} must be a whole number`);
+  return Number(value);
+}
+
+function flag(name: string, value: string | undefined): boolean {
+  if (value === undefined || value === 'false' || value === '0') return false;
+  if (value === 'true' || value === '1' || value === '') return true;
+  throw new InvalidBodyError(`${name} must be true or false`);
+}
+
+/** The secret name of /_/secrets/<name>. */
+function secretName(ctx: Context): string {
+  const name = ctx.path.slice('/_/secrets/'.length);
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(name)) {
+    const shown = JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name);
+    throw new InvalidSecretError(
+      `invalid secret name ${shown}: use [A-Za-z_][A-Za-z0-9_]*, at most 128 characters`,
+    );
+  }
+  return name;
+}
+
+/** Registers the KV and secrets routes on the admin router (its prefix is /_). */
+export function dataRoutes(router: Router, parts: DataParts): void {
+  const { kv, secrets, auth } = parts;
+
+  router.get('/kv/*path', auth, async (ctx) => {
+    const { ns, key } = kvTarget(ctx);
+    if (key === undefined) {
+      ctx.body = await kv.list(ns, {
+        prefix: one(ctx.query.prefix),
+        cursor: one(ctx.query.cursor) || undefined,
+        limit: wholeNumber('limit', one(ctx.query.limit)),
+      });
+      return;
+    }
+    const value = await kv.get(ns, key);
+    if (value === null) throw new NotFoundError(`no key ${JSON.stringify(key)} in '${ns}'`);
+    ctx.type = 'application/json';
+    ctx.body = value;
+  });
+
+  router.put('/kv/*path', auth, async (ctx) => {
+    const { ns, key } = kvTarget(ctx);
+    if (key === undefined) throw new KvInvalidKeyError('PUT needs a key: /_/kv/<fn>/<key>');
+    const body = (ctx.request as { body?: unknown }).body;
+    if (body === undefined || !/json/i.test(ctx.request.type)) {
+      throw new InvalidBodyError('send the value as JSON, with Content-Type: application/json');
+    }
+    const written = await kv.put(ns, key, JSON.stringify(body), {
+      ttl: wholeNumber('ttl', one(ctx.query.ttl)),
+      ifAbsent: flag('ifAbsent', one(ctx.query.ifAbsent)),
+    });
+    ctx.body = { written };
+  });
+
+  router.delete('/kv/*path', auth, async (ctx) => {
+    const { ns, key } = kvTarget(ctx);
+    ctx.body = { deleted: key === undefined ? await kv.clear(ns) : await kv.delete(ns, key) };
+  });
+
+  router.get('/secrets', auth, async (ctx) => {
+    ctx.body = { secrets: await secrets.list() };
+  });
+
+  router.put('/secrets/:name', auth, async (ctx) => {
+    const name = secretName(ctx);
+    // The exact bytes sent, whatever the Content-Type (a form or JSON body is not parsed).
+    const raw = (ctx.state as BodyState).rawBody ?? Buffer.alloc(0);
+    let value: string;
+    try {
+      value = new TextDecoder('utf-8', { fatal: true }).decode(raw);
+    } catch {
+      throw new InvalidSecretError('a secret value must be UTF-8 text');
+    }
+    const { created } = await secrets.set(name, value);
+    ctx.status = created ? 201 : 200;
+    ctx.body = { name, created };
+  });
+
+  router.delete('/secrets/:name', auth, async (ctx) => {
+    const name = secretName(ctx);
+    if (!(await secrets.delete(name))) throw new NotFoundError(`no secret '${name}'`);
+    ctx.status = 204;
+  });
+}
