@@ -5,14 +5,12 @@
  *   drops refused addresses; an IP literal is checked as is) and again on the connected socket,
  *   so a name that resolves somewhere else the second time (DNS rebinding) gains nothing;
  * - redirects are followed here, one hop at a time, so each hop passes the same checks;
- * - one undici Agent per call, with our connector: no proxy from HTTP_PROXY/HTTPS_PROXY (undici's
+ * - one undici Agent per call, with the connector of egress-connector.ts: no proxy from HTTP_PROXY/HTTPS_PROXY (undici's
  *   Agent reads no environment), no cookie jar, no connection shared with another invocation.
  */
-import dns from 'node:dns';
-import net from 'node:net';
-import type { LookupFunction } from 'node:net';
-import { Agent, buildConnector, fetch as undiciFetch, Headers } from 'undici';
+import { Agent, fetch as undiciFetch, Headers } from 'undici';
 import { EgressError } from '../errors';
+import { policyConnector } from './egress-connector';
 import type { EgressPolicy } from './egress-policy';
 
 export interface OutboundRequest {
@@ -89,7 +87,8 @@ export async function performFetch(
   if (body && (method === 'GET' || method === 'HEAD')) {
     throw new EgressError('FETCH_INVALID_REQUEST', `fetch: a ${method} request cannot have a body`);
   }
-  const signal = AbortSignal.timeout(remaining);
+  // Clamped: past 2^31-1 ms a timer fires at once (TimeoutOverflowWarning).
+  const signal = AbortSignal.timeout(Math.min(remaining, 2 ** 31 - 1));
   const agent = new Agent({ connect: policyConnector(limits.policy, remaining) });
   try {
     for (let hops = 0; ; hops++) {
@@ -208,14 +207,15 @@ function requestBody(base64: string | undefined, maxBytes: number): Buffer | und
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(base64)) {
     throw new EgressError('FETCH_INVALID_REQUEST', 'fetch: the request body is not valid base64');
   }
-  const bytes = Buffer.from(base64, 'base64');
-  if (bytes.length > maxBytes) {
+  // Decoded size from the text alone: a huge body is refused before it is decoded.
+  const size = Math.floor((base64.length * 3) / 4) - (base64.match(/=*$/)?.[0].length ?? 0);
+  if (size > maxBytes) {
     throw new EgressError(
       'FETCH_TOO_LARGE',
-      `fetch: the request body (${bytes.length} bytes) is larger than FETCH_MAX_BYTES (${maxBytes})`,
+      `fetch: the request body (${size} bytes) is larger than FETCH_MAX_BYTES (${maxBytes})`,
     );
   }
-  return bytes;
+  return Buffer.from(base64, 'base64');
 }
 
 function isRedirect(status: number): boolean {
@@ -287,80 +287,4 @@ function translate(err: unknown, url: URL, signal: AbortSignal): EgressError {
   return new EgressError('FETCH_NETWORK_ERROR', `fetch to ${url.origin} failed: ${detail}`, {
     cause: err,
   });
-}
-
-/**
- * undici's connector, with the policy in front: an IP literal is decided before connecting, a
- * name through policyLookup, and the connected socket's peer once more before undici uses it.
- */
-function policyConnector(policy: EgressPolicy, timeout: number): buildConnector.connector {
-  return (options, callback) => {
-    const port = Number(options.port) || (options.protocol === 'https:' ? 443 : 80);
-    const literal = net.isIP(options.hostname) !== 0;
-    const host = literal ? undefined : options.hostname;
-    if (literal) {
-      const decision = policy.decide({ address: options.hostname, port });
-      if (!decision.allowed) {
-        process.nextTick(callback, new EgressError('EGRESS_REFUSED', decision.reason), null);
-        return;
-      }
-    }
-    const lookup = literal ? undefined : policyLookup(policy, options.hostname, port);
-    buildConnector({ timeout, lookup })(options, (err, socket) => {
-      if (err || !socket) {
-        callback(err ?? new Error('no socket'), null);
-        return;
-      }
-      const decision = policy.decide({
-        host,
-        address: socket.remoteAddress ?? '',
-        port: socket.remotePort ?? port,
-      });
-      if (!decision.allowed) {
-        socket.destroy();
-        callback(new EgressError('EGRESS_REFUSED', decision.reason), null);
-        return;
-      }
-      callback(null, socket);
-    });
-  };
-}
-
-/** dns.lookup that answers only with the addresses the policy allows for this host and port. */
-function policyLookup(policy: EgressPolicy, host: string, port: number): LookupFunction {
-  return (hostname, options, callback) => {
-    dns.lookup(
-      hostname,
-      { all: true, family: options.family, hints: options.hints },
-      (err, addresses) => {
-        if (err) {
-          const failure = new EgressError(
-            'FETCH_DNS_FAILED',
-            `could not resolve ${hostname} (${err.code ?? err.message})`,
-            { cause: err },
-          );
-          callback(failure, '', 4);
-          return;
-        }
-        const decisions = addresses.map((a) => ({
-          a,
-          d: policy.decide({ host, address: a.address, port }),
-        }));
-        const allowed = decisions.filter(({ d }) => d.allowed).map(({ a }) => a);
-        if (allowed.length === 0) {
-          const first = decisions.find(({ d }) => !d.allowed)?.d;
-          const reason = first && !first.allowed ? first.reason : 'no address';
-          const list = addresses.map((a) => a.address).join(', ');
-          callback(
-            new EgressError('EGRESS_REFUSED', `${hostname} resolved to ${list}: ${reason}`),
-            '',
-            4,
-          );
-          return;
-        }
-        if (options.all) callback(null, allowed);
-        else callback(null, allowed[0].address, allowed[0].family);
-      },
-    );
-  };
 }
