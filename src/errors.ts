@@ -209,3 +209,28 @@ export function toErrorBody(err: unknown, requestId: string): { status: number; 
     body: { error: { code: 'INTERNAL_ERROR', message: 'Internal Server Error' }, requestId },
   };
 }
+
+/** Why an outbound `fetch` failed (SPEC §8); also the outcome label for its metrics. */
+export type EgressErrorCode =
+  | 'EGRESS_REFUSED'
+  | 'FETCH_INVALID_REQUEST'
+  | 'FETCH_DNS_FAILED'
+  | 'FETCH_NETWORK_ERROR'
+  | 'FETCH_TIMEOUT'
+  | 'FETCH_TOO_LARGE'
+  | 'FETCH_REDIRECT_REFUSED'
+  | 'FETCH_TOO_MANY_REDIRECTS';
+
+/**
+ * An outbound `fetch` refused by the egress policy or failed (SPEC §8). Not a FaasError: it never
+ * becomes an HTTP response of its own; the sandbox rethrows its message as a `TypeError`, so the
+ * message reads on its own ("fetch to https://x refused: …") and names no query string.
+ */
+export class EgressError extends Error {
+  readonly code: EgressErrorCode;
+  constructor(code: EgressErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'EgressError';
+    this.code = code;
+  }
+}
