@@ -73,6 +73,8 @@ function parsePort(text: string): number {
 export type EgressDecision = { allowed: true; rule?: string } | { allowed: false; reason: string };
 
 export interface EgressPolicy {
+  /** False with EGRESS=off: every request is refused before any DNS lookup. */
+  readonly enabled: boolean;
   /**
    * The decision for one connection: the host name asked for (if any), the resolved address and
    * port. Pure: no I/O. A refusal's reason names the address and the range or rule.
@@ -117,6 +119,7 @@ export function createEgressPolicy(options: EgressPolicyOptions): EgressPolicy {
   }
 
   return {
+    enabled: mode === 'on',
     decide(target) {
       if (mode === 'off')
         return { allowed: false, reason: 'EGRESS=off refuses every outbound request' };

@@ -40,6 +40,8 @@ export interface FetchLimits {
   maxBytes: number;
 }
 
+const OFF = 'EGRESS=off refuses every outbound request';
+
 /** The same limit as browsers and undici (WHATWG fetch, "HTTP-redirect fetch" step 5). */
 export const MAX_REDIRECTS = 20;
 
@@ -80,6 +82,9 @@ export async function performFetch(
       'FETCH_TIMEOUT',
       `fetch to ${url.origin}: the invocation has no time left`,
     );
+  }
+  if (!limits.policy.enabled) {
+    throw new EgressError('EGRESS_REFUSED', `fetch to ${url.origin} refused: ${OFF}`);
   }
   let method = parseMethod(request.method);
   let headers = requestHeaders(request.headers);

@@ -551,6 +551,7 @@ describe('performFetch', () => {
     for (const url of [`http://localhost:${a.port}/json`, `${a.origin}/json`]) {
       const calls: string[] = [];
       const changing: EgressPolicy = {
+        enabled: true,
         decide(target) {
           calls.push(`${target.host ?? '-'} ${target.address}:${target.port}`);
           return calls.length === 1 ? { allowed: true } : { allowed: false, reason: 'second look' };
@@ -848,7 +849,7 @@ describe('performFetch', () => {
     }
   });
 
-  test('EGRESS=off refuses a request to a listed address before connecting', async () => {
+  test('EGRESS=off refuses a request to a listed address before resolving or connecting', async () => {
     const before = a.hits;
     const off = createEgressPolicy({
       mode: 'off',
@@ -858,7 +859,8 @@ describe('performFetch', () => {
       await refusedWith(
         performFetch(get(url), limitsFor(off)),
         'EGRESS_REFUSED',
-        /EGRESS=off refuses every outbound request/,
+        // No "localhost resolved to …": the name was never looked up.
+        /^fetch to http:\/\/(127\.0\.0\.1|localhost):\d+ refused: EGRESS=off refuses every outbound request$/,
       );
     }
     assert.equal(a.hits, before);
