@@ -16,7 +16,7 @@ import v8 from 'node:v8';
 import { VM, VMScript } from 'vm2';
 import { ENVELOPE_SOURCE } from './envelope';
 import { GLOBALS_SOURCE } from './globals';
-import type { InstallGlobals } from './globals';
+import type { AttachServices, HostRequest, InstallGlobals } from './globals';
 import { hostCall } from './host-bridge';
 import { HEARTBEAT_MS, Outcome } from '../pool/wire';
 import type { DoneMessage, RunMessage, WorkerMessage } from '../pool/wire';
@@ -157,6 +157,11 @@ function hostClearTimer(id: number): void {
   }
 }
 
+/** The services' transport (SPEC §8); not wired yet: every call is refused at once. */
+const hostRequest: HostRequest = () => {
+  throw new Error('the services are not available in this build');
+};
+
 function compileErrorPayload(err: unknown, what = 'the file does not compile'): string {
   let message: string;
   let stack = '';
@@ -179,8 +184,11 @@ function compileErrorPayload(err: unknown, what = 'the file does not compile'): 
 function createSandbox(file: string, source: string): Sandbox {
   const sandboxVm = new VM({ eval: false, wasm: false, allowAsync: true });
   const setup = sandboxVm.run(envelopeScript) as (...host: unknown[]) => unknown;
-  const load = setup(hostLog, hostSetTimer, hostClearTimer) as (completion: unknown) => unknown;
-  (sandboxVm.run(globalsScript) as InstallGlobals)(hostCall);
+  const load = setup(hostLog, hostSetTimer, hostClearTimer) as (
+    completion: unknown,
+    attachServices: AttachServices,
+  ) => unknown;
+  const attachServices = (sandboxVm.run(globalsScript) as InstallGlobals)(hostCall, hostRequest);
   let script: VMScript;
   try {
     script = new VMScript(source, file).compile();
@@ -195,7 +203,7 @@ function createSandbox(file: string, source: string): Sandbox {
     // unwinds to runBatch.)
     return { compileError: compileErrorPayload(err, 'the file threw while loading') };
   }
-  const loaded = load(completion);
+  const loaded = load(completion, attachServices);
   if (typeof loaded === 'string') return { compileError: JSON.stringify({ message: loaded }) };
   const [invoke, config] = loaded as [Invoke, string | undefined];
   return { invoke, config };
