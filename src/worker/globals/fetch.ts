@@ -58,7 +58,7 @@ export const FETCH_SOURCE = String.raw`
   }
 
   function argsRequired(count, given, what) {
-    if (given < count) throw new TypeErrorCtor(what + ': ' + count + ' argument' + (count > 1 ? 's' : '') + ' required, but ' + given + ' found.');
+    if (given < count) throw new TypeErrorCtor(what + ': ' + count + ' argument' + (count > 1 ? 's' : '') + ' required, but ' + (given > 0 ? 'only ' : '') + given + ' found.');
   }
 
   const isObjectLike = (value) => value !== null && (typeof value === 'object' || typeof value === 'function');
@@ -273,8 +273,8 @@ export const FETCH_SOURCE = String.raw`
       try { list = paramsList(body); } catch (_) { /* not URLSearchParams */ }
       if (list !== undefined) return { bytes: utf8Encode(serializeQuery(list)), type: 'application/x-www-form-urlencoded;charset=UTF-8' };
     }
-    throw new TypeErrorCtor(what + ': a body must be a string, an ArrayBuffer, a typed array, a DataView or URLSearchParams;' + received(body) +
-      ' (use JSON.stringify for an object; streams, Blob and FormData are not available)');
+    throw new TypeErrorCtor(what + ': a body must be a string, an ArrayBuffer, a typed array, a DataView or URLSearchParams (got ' +
+      (body === null ? 'null' : typeof body === 'object' ? 'an object' : typeof body) + '; use JSON.stringify for an object; streams, Blob and FormData are not available)');
   }
 
   /** Reads a body once: bodyUsed, then the bytes in the form asked for. A null body reads as empty. */
@@ -358,6 +358,7 @@ export const FETCH_SOURCE = String.raw`
     if (RequestClass) return RequestClass;
     getHeaders();
     let check;
+    let read;
     class Request {
       #parts;
       #method;
@@ -383,13 +384,18 @@ export const FETCH_SOURCE = String.raw`
         if (this.#state.used) throw new TypeErrorCtor('Request.clone: Body has already been consumed.');
         return new Request(this);
       }
-      arrayBuffer() { check(this); return consume(this.#state, 'arrayBuffer'); }
-      bytes() { check(this); return consume(this.#state, 'bytes'); }
-      text() { check(this); return consume(this.#state, 'text'); }
-      json() { check(this); return consume(this.#state, 'json'); }
+      arrayBuffer() { return read(this, 'arrayBuffer'); }
+      bytes() { return read(this, 'bytes'); }
+      text() { return read(this, 'text'); }
+      json() { return read(this, 'json'); }
       static {
         check = (self) => {
           if (self === null || typeof self !== 'object' || !(#parts in self)) throw new TypeErrorCtor('Illegal invocation');
+        };
+        // A body method on a wrong receiver rejects (undici's consumeBody is an async function).
+        read = (self, kind) => {
+          if (self === null || typeof self !== 'object' || !(#parts in self)) return new PromiseCtor((_, reject) => reject(new TypeErrorCtor('Illegal invocation')));
+          return consume(self.#state, kind);
         };
         requestState = {
           isRequest: (value) => isObjectLike(value) && #parts in value,
@@ -410,6 +416,7 @@ export const FETCH_SOURCE = String.raw`
     const Headers = getHeaders();
     const INTERNAL = {}; // first constructor argument of a response built here
     let check;
+    let read;
     function reasonPhrase(text) {
       for (let i = 0; i < text.length; i++) {
         const c = charCodeAt(text, i);
@@ -470,19 +477,19 @@ export const FETCH_SOURCE = String.raw`
         if (this.#type === 'default') copy.#headers = new Headers(this.#headers);
         return copy;
       }
-      arrayBuffer() { check(this); return consume(this.#state, 'arrayBuffer'); }
-      bytes() { check(this); return consume(this.#state, 'bytes'); }
-      text() { check(this); return consume(this.#state, 'text'); }
-      json() { check(this); return consume(this.#state, 'json'); }
+      arrayBuffer() { return read(this, 'arrayBuffer'); }
+      bytes() { return read(this, 'bytes'); }
+      text() { return read(this, 'text'); }
+      json() { return read(this, 'json'); }
       static error() {
         return new Response(INTERNAL, { type: 'error', url: '', redirected: false, status: 0, statusText: '', headers: new Headers(), bytes: null });
       }
       static json(data = undefined, init = undefined) {
         const text = jsonStringify(data);
         if (text === undefined) throw new TypeErrorCtor('Value is not JSON serializable');
-        const response = new Response(text, init);
-        const headers = response.#headers;
-        if (!(init != null && init.headers !== undefined && headers.has('content-type'))) headers.set('content-type', 'application/json');
+        // Bytes, so the constructor adds no text/plain type: application/json unless init's headers name one.
+        const response = new Response(utf8Encode(text), init);
+        if (!response.#headers.has('content-type')) headersState.append(response.#headers, 'content-type', 'application/json');
         return response;
       }
       static redirect(url, status = 302) {
@@ -498,6 +505,10 @@ export const FETCH_SOURCE = String.raw`
           if (self === null || typeof self !== 'object' || !(#state in self)) throw new TypeErrorCtor('Illegal invocation');
         };
         makeResponse = (data) => new Response(INTERNAL, data);
+        read = (self, kind) => {
+          if (self === null || typeof self !== 'object' || !(#state in self)) return new PromiseCtor((_, reject) => reject(new TypeErrorCtor('Illegal invocation')));
+          return consume(self.#state, kind);
+        };
       }
     }
     defineProperty(Response.prototype, SymbolToStringTag, { value: 'Response', configurable: true });

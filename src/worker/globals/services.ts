@@ -60,7 +60,12 @@ export const SERVICES_SOURCE = String.raw`
 
   function kvCall(op, args) {
     return new PromiseCtor((resolve, reject) => {
-      serviceRequest(op, jsonStringify(args), (text) => resolve(jsonParse(text)), (text) => reject(serviceError(text, false)));
+      const onOk = (text) => {
+        let value;
+        try { value = jsonParse(text); } catch (_) { return reject(serviceFailure(ErrorCtor, 'the service sent a malformed reply', 'KV_UNAVAILABLE')); }
+        resolve(value);
+      };
+      serviceRequest(op, jsonStringify(args), onOk, (text) => reject(serviceError(text, false)));
     });
   }
   const rejectWith = (error) => new PromiseCtor((_, reject) => reject(error));
