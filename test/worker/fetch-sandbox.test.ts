@@ -953,3 +953,50 @@ describe('context.kv, env and secrets: shape', () => {
     ]);
   });
 });
+
+test('fetch, Headers and kv keep working after the function has replaced the intrinsics they use', async () => {
+  const box = sandbox((op) => (op === 'fetch' ? fetchReply() : [true, '{"v":1}']));
+  const out = await box.run(`
+    const realPromise = Promise;
+    const realStringify = JSON.stringify;
+    JSON.parse = () => ({ hijacked: true });
+    JSON.stringify = () => '"hijacked"';
+    String.prototype.toLowerCase = () => 'hijacked';
+    String.prototype.slice = () => 'hijacked';
+    String.prototype.charCodeAt = () => 0;
+    Array.prototype.push = () => { throw new Error('push hijacked'); };
+    Array.prototype.sort = () => { throw new Error('sort hijacked'); };
+    Array.prototype.splice = () => { throw new Error('splice hijacked'); };
+    Object.defineProperty = () => { throw new Error('defineProperty hijacked'); };
+    Object.freeze = (o) => o;
+    Reflect.apply = () => 'hijacked';
+    Function.prototype.call = () => 'hijacked';
+    globalThis.Promise = function () { throw new Error('Promise hijacked'); };
+    const h = new Headers([['B', '1'], ['A', '2']]);
+    h.delete('b');
+    const r = await fetch('http://example.com/x', { method: 'post', body: 'é' });
+    const got = await context.kv.get('k');
+    // The harness stringifies the result with the context's JSON: give it back.
+    JSON.stringify = realStringify;
+    return [[...h], r.status, r.headers.get('X-MULTI'), await r.json(), got, await context.kv.put('k', { a: 1 }).then(() => 'put'), Object.isFrozen(context.kv),
+      r.text() instanceof realPromise];
+  `);
+  assert.deepEqual(out, [[['a', '2']], 200, 'x, y', { ok: 'é' }, { v: 1 }, 'put', true, true]);
+  assert.deepEqual(
+    box.calls.map(([op, args]) => [op, JSON.stringify(args)]),
+    [
+      [
+        'fetch',
+        JSON.stringify({
+          url: 'http://example.com/x',
+          method: 'POST',
+          headers: [['content-type', 'text/plain;charset=UTF-8']],
+          body: 'w6k=',
+          redirect: 'follow',
+        }),
+      ],
+      ['kv.get', '{"key":"k"}'],
+      ['kv.put', '{"key":"k","value":"{\\"a\\":1}"}'],
+    ],
+  );
+});
