@@ -9,9 +9,10 @@
  * It evaluates to a function that takes the host's three callbacks (log, setTimer, clearTimer),
  * installs `console`, `setTimeout`, `clearTimeout`, `setInterval`, `clearInterval`,
  * `queueMicrotask`, `module` and `exports`, and returns
- * `load(completion)`: called with the completion value of the user's file once that has run, it
- * returns `[invoke, configJson]` (the exported config as JSON text, or undefined), or a string
- * saying why the file yields no function. Intrinsics are captured once, before any user code
+ * `load(completion, attachServices)`: called with the completion value of the user's file once
+ * that has run (and the globals script's attachServices, which adds `kv`, `env` and `secrets` to
+ * each invocation's context), it returns `[invoke, configJson]` (the exported config as JSON
+ * text, or undefined), or a string saying why the file yields no function. Intrinsics are captured once, before any user code
  * runs, so a function that replaces `JSON.stringify` in its own context only confuses itself;
  * the host validates whatever comes out anyway.
  */
@@ -237,7 +238,7 @@ export const ENVELOPE_SOURCE = String.raw`(function (hostLog, hostSetTimer, host
   }
 
   // Returns a string saying why the file yields no function, or [invoke, configJson].
-  return function load(completion) {
+  return function load(completion, attachServices) {
     const fn = pick(completion);
     if (fn === undefined) return 'the file does not yield a function: write (event, context) => { ... }, module.exports = (event, context) => { ... } or export default (event, context) => { ... }';
     let config;
@@ -246,6 +247,7 @@ export const ENVELOPE_SOURCE = String.raw`(function (hostLog, hostSetTimer, host
       const event = eventJson === undefined ? undefined : parse(eventJson);
       const context = parse(contextJson);
       context.getRemainingTimeInMillis = function () { return max(0, context.deadline - now()); };
+      if (typeof attachServices === 'function') attachServices(context);
       let result;
       try { result = fn(event, context); } catch (err) { return fail(err); }
       let thenable = false;

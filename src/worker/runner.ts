@@ -16,8 +16,8 @@ import v8 from 'node:v8';
 import { VM, VMScript } from 'vm2';
 import { ENVELOPE_SOURCE } from './envelope';
 import { GLOBALS_SOURCE } from './globals';
+import type { AttachServices, HostRequest, InstallGlobals } from './globals';
 import { createHostRequests } from './host-requests';
-import type { InstallGlobals } from './globals';
 import { hostCall } from './host-bridge';
 import { HEARTBEAT_MS, Outcome } from '../pool/wire';
 import type { DoneMessage, PoolMessage, RunMessage, WorkerMessage } from '../pool/wire';
@@ -200,11 +200,16 @@ function compileErrorPayload(err: unknown, what = 'the file does not compile'): 
 function createSandbox(file: string, source: string): Sandbox {
   const sandboxVm = new VM({ eval: false, wasm: false, allowAsync: true });
   const setup = sandboxVm.run(envelopeScript) as (...host: unknown[]) => unknown;
-  const load = setup(hostLog, hostSetTimer, hostClearTimer) as (completion: unknown) => unknown;
-  const request = (sandboxVm.run(requestScript) as (host: unknown) => unknown)(
+  const load = setup(hostLog, hostSetTimer, hostClearTimer) as (
+    completion: unknown,
+    attachServices: AttachServices,
+  ) => unknown;
+  // hostRequest reaches the sandbox through a sandbox function (requestScript), which throws the
+  // sandbox's own Error when a call is refused.
+  const request = (sandboxVm.run(requestScript) as (host: unknown) => HostRequest)(
     hostRequests.hostRequest,
   );
-  (sandboxVm.run(globalsScript) as InstallGlobals)(hostCall, request);
+  const attachServices = (sandboxVm.run(globalsScript) as InstallGlobals)(hostCall, request);
   let script: VMScript;
   try {
     script = new VMScript(source, file).compile();
@@ -219,7 +224,7 @@ function createSandbox(file: string, source: string): Sandbox {
     // unwinds to runBatch.)
     return { compileError: compileErrorPayload(err, 'the file threw while loading') };
   }
-  const loaded = load(completion);
+  const loaded = load(completion, attachServices);
   if (typeof loaded === 'string') return { compileError: JSON.stringify({ message: loaded }) };
   const [invoke, config] = loaded as [Invoke, string | undefined];
   return { invoke, config };

@@ -197,7 +197,7 @@ const CONTAINED: { name: string; source: string; expected: unknown; why: string 
   {
     name: 'free-variables',
     source: probe(
-      `[typeof process, typeof require, typeof Buffer, typeof globalThis.process, typeof __dirname, typeof __filename, typeof setImmediate, typeof fetch, typeof WeakRef, typeof FinalizationRegistry, typeof hostCall, typeof install].join(',')`,
+      `[typeof process, typeof require, typeof Buffer, typeof globalThis.process, typeof __dirname, typeof __filename, typeof setImmediate, typeof hostRequest, typeof WeakRef, typeof FinalizationRegistry, typeof hostCall, typeof install].join(',')`,
     ),
     expected: {
       got: 'string',
@@ -437,6 +437,33 @@ const GLOBAL_VALUES: [string, string][] = [
   ['crypto-key-class', 'CryptoKey'],
   ['dom-exception', 'DOMException'],
   ['lazy-getter', "Object.getOwnPropertyDescriptor(globalThis, 'TextDecoder').get || TextDecoder"],
+  // Issue 9: fetch and the context services (no request needs to succeed: a rejection is walked too).
+  ['fetch', 'fetch'],
+  [
+    'fetch-promise',
+    "(() => { const p = fetch('http://127.0.0.1:9/'); p.catch(() => {}); return p; })()",
+  ],
+  ['headers', 'Headers'],
+  ['headers-instance', "new Headers({ a: '1' })"],
+  ['headers-iterator', "new Headers({ a: '1' }).entries()"],
+  ['headers-entry', "new Headers({ a: '1' }).entries().next().value"],
+  ['headers-set-cookie', "new Headers([['set-cookie', 'a=1']]).getSetCookie()"],
+  ['response', 'Response'],
+  ['response-instance', "new Response('x', { headers: { a: '1' } })"],
+  ['response-headers', "new Response('x').headers"],
+  ['response-text-promise', "new Response('x').text()"],
+  ['response-json', 'Response.json({ a: 1 })'],
+  ['response-error', 'Response.error()'],
+  ['request-instance', "new Request('http://a/', { method: 'POST', body: 'x' })"],
+  ['context-kv', 'context.kv'],
+  ['context-kv-get', 'context.kv.get'],
+  [
+    'context-kv-promise',
+    "(() => { const p = context.kv.get('k'); p.catch(() => {}); return p; })()",
+  ],
+  ['context-env', 'context.env'],
+  ['context-secrets', 'context.secrets'],
+  ['error-headers', "(() => { try { new Headers([['a b', '1']]); } catch (e) { return e; } })()"],
   ['error-atob', "(() => { try { atob('*'); } catch (e) { return e; } })()"],
   ['error-url', "(() => { try { new URL('nope'); } catch (e) { return e; } })()"],
   ['error-clone', '(() => { try { structuredClone(() => 1); } catch (e) { return e; } })()'],
@@ -560,10 +587,11 @@ CONTAINED.push({
  * global, and the stack frames it sees there.
  */
 const WALK = `
-const lazyNames = ['URL', 'URLSearchParams', 'TextEncoder', 'TextDecoder', 'crypto', 'Crypto', 'SubtleCrypto', 'CryptoKey', 'DOMException'];
+const lazyNames = ['URL', 'URLSearchParams', 'TextEncoder', 'TextDecoder', 'crypto', 'Crypto', 'SubtleCrypto', 'CryptoKey', 'DOMException',
+  'fetch', 'Headers', 'Response', 'Request'];
 const lazyDescriptors = {};
 for (const name of lazyNames) lazyDescriptors[name] = Object.getOwnPropertyDescriptor(globalThis, name);
-module.exports = async function handler() {
+module.exports = async function handler(event, context) {
   const toSource = Function.prototype.toString;
   function walk(roots, visit) {
     const seen = new Set();
@@ -619,6 +647,8 @@ module.exports = async function handler() {
   await crypto.subtle.digest(Object.defineProperty({}, 'name', { get: spy('algorithm-name', 'SHA-256') }), new Uint8Array(1));
   structuredClone(Object.defineProperty({}, 'g', { get: spy('clone-getter', 1), enumerable: true }));
   btoa({ toString: spy('btoa-toString', 'x') });
+  new Headers({ [Symbol.iterator]: spy('headers-iterator', () => [['a', '1']][Symbol.iterator]()) }).forEach(spy('headers-forEach'));
+  context.kv.put('k', { toJSON: spy('kv-toJSON', 1) }).catch(() => {});
 
   const caught = (f) => { try { f(); } catch (e) { return e; } return undefined; };
   const rejected = (p) => p.then(() => undefined, (e) => e);
@@ -627,8 +657,31 @@ module.exports = async function handler() {
   const key = await crypto.subtle.importKey('raw', new Uint8Array([1, 2]), { name: 'HMAC', hash: 'SHA-256' }, true, ['sign', 'verify']);
   const failing = crypto.subtle.digest('MD5', new Uint8Array(1));
   failing.catch(() => {});
+  const headers = new Headers([['b', '1'], ['Set-Cookie', 'x=1'], ['a', '2']]);
+  const response = new Response(new Uint8Array([1, 2]), { status: 201, statusText: 'made', headers });
+  const request = new Request('http://a/b', { method: 'PUT', body: new URLSearchParams('a=1'), headers });
+  const fetching = fetch(request);
+  fetching.catch(() => {});
+  const kvPromises = [context.kv.get('k'), context.kv.put('k', 1, { ttl: 5, ifAbsent: true }), context.kv.delete('k'), context.kv.incr('k', 2),
+    context.kv.list({ prefix: 'p', limit: 10 }), context.kv.get(1), context.kv.put('k', undefined), context.kv.incr('k', NaN)];
+  for (const p of kvPromises) p.catch(() => {});
+  const fetchRoots = {
+    fetch, Headers, Response, Request, headers, response, request, fetching, fetchRejection: await rejected(fetching),
+    headerIterators: [headers.keys(), headers.values(), headers.entries(), headers[Symbol.iterator](), headers.entries().next()],
+    setCookies: headers.getSetCookie(), clone: response.clone(), responseHeaders: response.headers,
+    bodies: [await response.clone().arrayBuffer(), await response.clone().bytes(), await new Response('{"a":[1]}').json(), request.text()],
+    statics: [Response.json({ a: 1 }), Response.redirect('http://a/', 301), Response.error()],
+    badStatic: caught(() => Response.redirect('http://a/', 200)), badBody: await rejected(Promise.resolve().then(() => new Response({}))),
+    usedBody: await rejected((async () => { const r = new Response('x'); await r.text(); return r.text(); })()),
+    badFetches: await Promise.all([fetch('/relative'), fetch('ftp://a/'), fetch('http://a/', { method: 'CONNECT' }), fetch('http://a/', { body: 'x' }),
+      fetch('http://a/', { method: 'POST', body: {} }), fetch('http://a/', { redirect: 'x' })].map(rejected)),
+    headerErrors: [caught(() => new Headers([['a']])), caught(() => new Headers({ a: 'x\\ny' })), caught(() => Response.error().headers.set('a', 'b')),
+      caught(() => new Response('x', { status: 99 })), caught(() => Headers.prototype.get.call({}, 'a'))],
+    kv: context.kv, kvMethods: Object.values(context.kv), kvPromises, kvRejections: await Promise.all(kvPromises.map(rejected)),
+    env: context.env, secrets: context.secrets,
+  };
   const roots = {
-    lazyDescriptors, atob, btoa, structuredClone, queueMicrotask, setInterval, clearInterval, TextEncoder, TextDecoder, URL, URLSearchParams,
+    lazyDescriptors, fetchRoots, atob, btoa, structuredClone, queueMicrotask, setInterval, clearInterval, TextEncoder, TextDecoder, URL, URLSearchParams,
     crypto, Crypto, SubtleCrypto, CryptoKey, DOMException,
     encoder: new TextEncoder(), encoded: new TextEncoder().encode('é'), into: new TextEncoder().encodeInto('a', new Uint8Array(1)),
     decoder: new TextDecoder('utf-16le'), url, params, iterators: [params.keys(), params.values(), params.entries(), params[Symbol.iterator]()],
@@ -823,7 +876,6 @@ test('globalThis and its prototypes hold no host globals', async () => {
     'Module',
     '_load',
     'setImmediate',
-    'fetch',
     'SharedWorker',
     'Worker',
     'WeakRef',
@@ -832,6 +884,8 @@ test('globalThis and its prototypes hold no host globals', async () => {
     'hostSetTimer',
     'hostClearTimer',
     'hostCall',
+    'hostRequest',
+    'attachServices',
     'install',
   ]) {
     assert.ok(!names.includes(forbidden), `globalThis has ${forbidden}`);
@@ -855,6 +909,10 @@ test('globalThis and its prototypes hold no host globals', async () => {
     'SubtleCrypto',
     'CryptoKey',
     'DOMException',
+    'fetch',
+    'Headers',
+    'Response',
+    'Request',
     'JSON',
     'Promise',
   ]) {
@@ -884,6 +942,9 @@ describe('the SPEC §2 globals lead nowhere', () => {
     assert.deepEqual(r.natives, [], 'native functions that are not sandbox intrinsics');
     assert.deepEqual(r.codegen, [], 'constructors that made code');
     const labels = [
+      'headers-iterator',
+      'headers-forEach',
+      'kv-toJSON',
       'params-iterator',
       'forEach',
       'forEach',
