@@ -5,6 +5,9 @@
 
 # ---- build: dev dependencies + TypeScript → dist/ ----
 FROM node:20-bookworm-slim AS build
+# better-sqlite3 (the embedded store) compiles its native addon against Node's headers.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
@@ -15,7 +18,7 @@ COPY functions ./functions
 # only needs src/ to produce dist/src/. The chmod makes what the run stage copies readable by
 # `node` even from a build context checked out with a restrictive umask (done here, not in the
 # run stage, where a chmod -R would duplicate every file into another layer).
-RUN npm run build && chmod -R a+rX dist functions
+RUN npm run build && npm prune --omit=dev && chmod -R a+rX dist functions node_modules
 
 # ---- run: production dependencies + dist + functions, as the unprivileged `node` user ----
 FROM node:20-bookworm-slim
@@ -23,16 +26,22 @@ ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=3000 \
     FUNCTIONS_DIR=/app/functions \
+    DATA_DIR=/app/data \
     LOG_FORMAT=json
 WORKDIR /app
 COPY package.json package-lock.json ./
-# No dependency has an install script; --ignore-scripts keeps it that way.
-RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
-# The code (dist, node_modules, package files) stays owned by root, read-only to `node`.
+# Production dependencies as the build stage compiled them (better-sqlite3's addon included): the
+# run stage needs no compiler. The code (dist, node_modules, package files) stays owned by root,
+# read-only to `node`.
+COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
 # functions/ belongs to `node`: with ADMIN_TOKEN set, PUT/DELETE /_/functions/<name> write here.
 # A folder mounted over it (`-v ./functions:/app/functions:ro`) brings its own permissions.
 COPY --from=build --chown=node:node /app/functions ./functions
+# data/ belongs to `node` too: the embedded store (KV, secrets) in SQLite. Mount a volume here to
+# keep it across containers (or set REDIS_URL).
+RUN mkdir /app/data && chown node:node /app/data
+VOLUME /app/data
 USER node
 EXPOSE 3000
 # No curl in the slim image: probe /_/health with node itself.

@@ -188,16 +188,17 @@ else
   fail "builtin: pool workers run as node (workers: $workers, others: $root_procs)"
 fi
 
-# The code is read-only to `node`; only functions/ is writable (for the deploy API). The answer
-# must come from inside the container: a failing `podman exec` proves nothing.
+# The code is read-only to `node`; only functions/ (the deploy API) and data/ (the embedded store)
+# are writable. The answer must come from inside the container: a failing `podman exec` proves
+# nothing.
 writable=$(podman exec "$cid" sh -c \
-  'for f in /app/x /app/dist/x /app/dist/src/x /app/node_modules/x /app/package.json /app/functions/.w; do
-     touch "$f" 2>/dev/null && echo "$f"; done; rm -f /app/functions/.w; echo checked' \
+  'for f in /app/x /app/dist/x /app/dist/src/x /app/node_modules/x /app/package.json /app/functions/.w /app/data/.w; do
+     touch "$f" 2>/dev/null && echo "$f"; done; rm -f /app/functions/.w /app/data/.w; echo checked' \
   2>"$work/exec.err" | tr '\n' ' ' || true)
-if [ "$writable" = '/app/functions/.w checked ' ]; then
-  pass "builtin: node can write /app/functions only (not /app, dist, node_modules, package.json)"
+if [ "$writable" = '/app/functions/.w /app/data/.w checked ' ]; then
+  pass "builtin: node can write /app/functions and /app/data only (not /app, dist, node_modules, package.json)"
 else
-  fail "builtin: node can write /app/functions only (writable: ${writable:-exec failed: $(cat "$work/exec.err")})"
+  fail "builtin: node can write /app/functions and /app/data only (writable: ${writable:-exec failed: $(cat "$work/exec.err")})"
 fi
 
 if hc_out=$(podman healthcheck run "$cid" 2>&1); then

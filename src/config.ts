@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from './errors';
+import { parseEgressAllow } from './services/egress-policy';
 import type { Level, LogFormat } from './observe/logger';
 
 /** Whether each invocation gets a new vm2 context (`fresh`) or reuses a warm one per version. */
@@ -149,6 +150,14 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       `REDIS_URL must be redis://[user:password@]host:port[/db], got "${redisUrl}"`,
     );
   }
+  const egressAllow = Object.freeze(
+    (read(env, 'EGRESS_ALLOW') ?? '')
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter((entry) => entry !== ''),
+  );
+  // Checked here so that a bad entry stops the server at start, naming EGRESS_ALLOW.
+  parseEgressAllow(egressAllow);
   return Object.freeze({
     port: integer(env, 'PORT', 3000, 0, 65535),
     host,
@@ -175,12 +184,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     kvMaxValue: parseSize('KV_MAX_VALUE', read(env, 'KV_MAX_VALUE') ?? '1mb'),
     kvMaxBytes: parseSize('KV_MAX_BYTES', read(env, 'KV_MAX_BYTES') ?? '64mb'),
     egress: oneOf(env, 'EGRESS', ['on', 'off'] as const, 'on'),
-    egressAllow: Object.freeze(
-      (read(env, 'EGRESS_ALLOW') ?? '')
-        .split(',')
-        .map((entry) => entry.trim())
-        .filter((entry) => entry !== ''),
-    ),
+    egressAllow,
     fetchMaxBytes: parseSize('FETCH_MAX_BYTES', read(env, 'FETCH_MAX_BYTES') ?? '6mb'),
     logLevel: oneOf(
       env,

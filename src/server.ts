@@ -10,7 +10,12 @@ import Koa from 'koa';
 import koaLogger from 'koa-logger';
 import { adminRoutes } from './http/admin';
 import type { Config } from './config';
-import { ExpectationFailedError, ShuttingDownError, toErrorBody } from './errors';
+import {
+  ExpectationFailedError,
+  KvUnavailableError,
+  ShuttingDownError,
+  toErrorBody,
+} from './errors';
 import type { FaasError } from './errors';
 import { errorBoundary, requestId, requestIdFor, tooLarge } from './http/error-handler';
 import type { RequestObserver } from './http/error-handler';
@@ -18,6 +23,11 @@ import { Metrics } from './observe/metrics';
 import { InvocationRecords } from './observe/records';
 import { FunctionStore } from './functions/function-store';
 import { stopCompiler } from './functions/transform';
+import { createEgressPolicy, parseEgressAllow } from './services/egress';
+import { hostCalls } from './services/host-calls';
+import { createStores } from './services/kv';
+import type { Stores } from './services/kv';
+import type { HostCall, HostReply } from './pool/sandbox-pool';
 import { body } from './http/body';
 import { cors } from './http/cors';
 import type { Logger } from './observe/logger';
@@ -45,7 +55,23 @@ export interface FaasServer {
 const round = <T extends number | undefined>(ms: T): T =>
   (ms === undefined ? ms : Math.round(ms * 100) / 100) as T;
 
+const NOT_READY = {
+  ok: false,
+  r: JSON.stringify({
+    name: 'Error',
+    message: 'the services are not open yet',
+    code: 'KV_UNAVAILABLE',
+  }),
+};
+
 export function createServer(config: Readonly<Config>, logger: Logger): FaasServer {
+  // The KV and secret stores (SQLite in DATA_DIR, or Redis), opened by listen().
+  let stores: Stores | undefined;
+  let serveCall: ((call: HostCall) => Promise<HostReply>) | undefined;
+  const openStores = (): Stores => {
+    if (!stores) throw new KvUnavailableError('the store is not open yet');
+    return stores;
+  };
   const store = new FunctionStore({
     dir: config.functionsDir,
     logger,
@@ -74,6 +100,8 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     maxQueue: config.maxQueue,
     logger,
     onWorkerExit: (reason) => metrics.workerRestarted(reason),
+    // Service calls of invocations (SPEC §8), served once the stores are open (listen).
+    onCall: (call) => (serveCall ? serveCall(call) : Promise.resolve(NOT_READY)),
   });
   const records = new InvocationRecords(config.recordsMax);
   const metrics = new Metrics(() => pool.stats());
@@ -145,12 +173,20 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       adminToken: config.adminToken,
       metricsAuth: config.metricsAuth,
       configLimits: { maxTimeoutMs: config.maxTimeoutMs },
+      data: {
+        get kv() {
+          return openStores().kv;
+        },
+        get secrets() {
+          return openStores().secrets;
+        },
+      },
       closing: () => closing,
-      health: () => ({ isolation: confinement?.report }),
+      health: () => ({ isolation: confinement?.report, kv: stores?.kv.backend }),
       startedAt,
     }),
   );
-  app.use(runFaaS({ store, pool }));
+  app.use(runFaaS({ store, pool, secrets: (names) => openStores().secrets.values(names) }));
   // Errors are answered by the boundary; this only sees failures while writing a response.
   app.on('error', (err: unknown) => logger.warn('response error', { err }));
 
@@ -252,6 +288,13 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
         readPaths: workerReadPaths(),
         logger,
       });
+      stores = await createStores({
+        dataDir: config.dataDir,
+        redisUrl: config.redisUrl,
+        kvMaxValue: config.kvMaxValue,
+        kvMaxBytes: config.kvMaxBytes,
+        logger,
+      });
       await pool.start(confinement);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -260,7 +303,21 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
           resolve();
         });
       });
-      return server.address() as AddressInfo;
+      const address = server.address() as AddressInfo;
+      // The server's own address is refused to fetch, even when public (SPEC §8).
+      serveCall = hostCalls({
+        kv: stores.kv,
+        egress: createEgressPolicy({
+          mode: config.egress,
+          allow: parseEgressAllow(config.egressAllow),
+          ownAddresses: [{ address: address.address, port: address.port }],
+        }),
+        fetchMaxBytes: config.fetchMaxBytes,
+        logger,
+        observe: (op, backend, outcome, seconds) =>
+          metrics.serviceCall(op, backend, outcome, seconds),
+      });
+      return address;
     },
     close() {
       closed ??= (async () => {
@@ -273,6 +330,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
         await pool.close(Math.max(0, until - Date.now()));
         confinement?.close();
         store.close();
+        await stores?.close();
         await stopCompiler();
         server.closeAllConnections();
         await serverClosed;

@@ -23,6 +23,45 @@ void test('defaults', () => {
   assert.equal(config.logFormat, 'json');
 });
 
+void test('defaults of the function limits and the services (SPEC §5)', () => {
+  const config = loadConfig({});
+  assert.equal(config.maxTimeoutMs, 60_000);
+  assert.equal(config.dataDir, path.resolve('./data'));
+  assert.equal(config.redisUrl, undefined);
+  assert.equal(config.kvMaxValue, 1024 * 1024);
+  assert.equal(config.kvMaxBytes, 64 * 1024 * 1024);
+  assert.equal(config.egress, 'on');
+  assert.deepEqual(config.egressAllow, []);
+  assert.equal(config.fetchMaxBytes, 6 * 1024 * 1024);
+});
+
+void test('the services read their variables', () => {
+  const config = loadConfig({
+    FUNCTION_TIMEOUT_MS: '1000',
+    MAX_TIMEOUT_MS: '120000',
+    DATA_DIR: 'state',
+    REDIS_URL: 'redis://:pw@127.0.0.1:6380/2',
+    KV_MAX_VALUE: '64kb',
+    KV_MAX_BYTES: '1mb',
+    EGRESS: 'off',
+    EGRESS_ALLOW: ' api.internal , *.corp.example:8443, 10.0.0.0/8 ,[::1]:9000',
+    FETCH_MAX_BYTES: '1mb',
+  });
+  assert.equal(config.maxTimeoutMs, 120_000);
+  assert.equal(config.dataDir, path.resolve('state'));
+  assert.equal(config.redisUrl, 'redis://:pw@127.0.0.1:6380/2');
+  assert.equal(config.kvMaxValue, 64 * 1024);
+  assert.equal(config.kvMaxBytes, 1024 * 1024);
+  assert.equal(config.egress, 'off');
+  assert.deepEqual(config.egressAllow, [
+    'api.internal',
+    '*.corp.example:8443',
+    '10.0.0.0/8',
+    '[::1]:9000',
+  ]);
+  assert.equal(config.fetchMaxBytes, 1024 * 1024);
+});
+
 void test('does not read process.env when given an env', () => {
   const saved = process.env.PORT;
   process.env.PORT = '4321';
@@ -99,6 +138,15 @@ const invalid: Record<string, string>[] = [
   { RECORDS_MAX: 'all' },
   { WARM_CONTEXTS: '0' },
   { LOG_LEVEL: 'loud' },
+  { MAX_TIMEOUT_MS: '9' },
+  { MAX_TIMEOUT_MS: '4000' },
+  { REDIS_URL: 'localhost:6379' },
+  { KV_MAX_VALUE: 'huge' },
+  { KV_MAX_BYTES: '0' },
+  { EGRESS: 'maybe' },
+  { EGRESS_ALLOW: '10.0.0.1/8' },
+  { EGRESS_ALLOW: 'a b' },
+  { FETCH_MAX_BYTES: '-5' },
 ];
 for (const env of invalid) {
   const [[name, value]] = Object.entries(env);

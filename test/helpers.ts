@@ -54,10 +54,13 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
   for (const name of options.fixtures ?? []) {
     await fs.copyFile(path.join(FIXTURES, `${name}.js`), path.join(dir, `${name}.js`));
   }
+  // Each server gets its own embedded store (SQLite), removed with it.
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-data-'));
   const config = loadConfig({
     PORT: '0',
     HOST: '127.0.0.1',
     FUNCTIONS_DIR: dir,
+    DATA_DIR: dataDir,
     WORKERS: '2',
     FUNCTION_TIMEOUT_MS: '1000',
     SHUTDOWN_GRACE_MS: '2000',
@@ -88,6 +91,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     async close() {
       await server.close();
       await fs.rm(dir, { recursive: true, force: true });
+      await fs.rm(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -78,19 +78,20 @@ function secretName(ctx: Context): string {
 
 /** Registers the KV and secrets routes on the admin router (its prefix is /_). */
 export function dataRoutes(router: Router, parts: DataParts): void {
-  const { kv, secrets, auth } = parts;
+  // The stores are read per request: the server opens them while it starts.
+  const { auth } = parts;
 
   router.get('/kv/*path', auth, async (ctx) => {
     const { ns, key } = kvTarget(ctx);
     if (key === undefined) {
-      ctx.body = await kv.list(ns, {
+      ctx.body = await parts.kv.list(ns, {
         prefix: one(ctx.query.prefix),
         cursor: one(ctx.query.cursor) || undefined,
         limit: wholeNumber('limit', one(ctx.query.limit)),
       });
       return;
     }
-    const value = await kv.get(ns, key);
+    const value = await parts.kv.get(ns, key);
     if (value === null) throw new NotFoundError(`no key ${JSON.stringify(key)} in '${ns}'`);
     ctx.type = 'application/json';
     ctx.body = value;
@@ -103,7 +104,7 @@ export function dataRoutes(router: Router, parts: DataParts): void {
     if (body === undefined || !/json/i.test(ctx.request.type)) {
       throw new InvalidBodyError('send the value as JSON, with Content-Type: application/json');
     }
-    const written = await kv.put(ns, key, JSON.stringify(body), {
+    const written = await parts.kv.put(ns, key, JSON.stringify(body), {
       ttl: wholeNumber('ttl', one(ctx.query.ttl)),
       ifAbsent: flag('ifAbsent', one(ctx.query.ifAbsent)),
     });
@@ -112,11 +113,13 @@ export function dataRoutes(router: Router, parts: DataParts): void {
 
   router.delete('/kv/*path', auth, async (ctx) => {
     const { ns, key } = kvTarget(ctx);
-    ctx.body = { deleted: key === undefined ? await kv.clear(ns) : await kv.delete(ns, key) };
+    ctx.body = {
+      deleted: key === undefined ? await parts.kv.clear(ns) : await parts.kv.delete(ns, key),
+    };
   });
 
   router.get('/secrets', auth, async (ctx) => {
-    ctx.body = { secrets: await secrets.list() };
+    ctx.body = { secrets: await parts.secrets.list() };
   });
 
   router.put('/secrets/:name', auth, async (ctx) => {
@@ -129,14 +132,14 @@ export function dataRoutes(router: Router, parts: DataParts): void {
     } catch {
       throw new InvalidSecretError('a secret value must be UTF-8 text');
     }
-    const { created } = await secrets.set(name, value);
+    const { created } = await parts.secrets.set(name, value);
     ctx.status = created ? 201 : 200;
     ctx.body = { name, created };
   });
 
   router.delete('/secrets/:name', auth, async (ctx) => {
     const name = secretName(ctx);
-    if (!(await secrets.delete(name))) throw new NotFoundError(`no secret '${name}'`);
+    if (!(await parts.secrets.delete(name))) throw new NotFoundError(`no secret '${name}'`);
     ctx.status = 204;
   });
 }

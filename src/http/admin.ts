@@ -18,6 +18,8 @@ import {
   ShuttingDownError,
   UnauthorizedError,
 } from '../errors';
+import { dataRoutes } from './admin-data';
+import type { DataParts } from './admin-data';
 import type { RequestState } from './error-handler';
 import { parseFunctionConfig } from '../functions/function-config';
 import type { ConfigLimits, FunctionConfig } from '../functions/function-config';
@@ -40,6 +42,8 @@ export interface AdminParts {
   metricsAuth: boolean;
   /** Bounds for a deployed function's config (MAX_TIMEOUT_MS). */
   configLimits: ConfigLimits;
+  /** The KV and secret stores, for /_/kv and /_/secrets (admin-data.ts). */
+  data: Omit<DataParts, 'auth'>;
   /** Whether the server is draining. */
   closing: () => boolean;
   /** Extra figures for /_/health (e.g. what isolation is enforced). */
@@ -190,6 +194,18 @@ export function adminRoutes(parts: AdminParts): Middleware {
   router.delete('/functions/*name', auth, async (ctx) => {
     await store.remove(nameParam(ctx));
     ctx.status = 204;
+  });
+
+  // The stores' getters are read per request (they open while the server starts).
+  const data = parts.data;
+  dataRoutes(router, {
+    get kv() {
+      return data.kv;
+    },
+    get secrets() {
+      return data.secrets;
+    },
+    auth,
   });
 
   router.get('/invocations', auth, (ctx) => {

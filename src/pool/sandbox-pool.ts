@@ -450,7 +450,9 @@ class FaasSafeify extends SafeifyBase {
       requestId: job.requestId,
       op: message.op,
       args: message.a,
-      deadline: Date.now() + Math.max(0, job.execDeadline - OVERDUE_MARGIN_MS - performance.now()),
+      deadline: Math.floor(
+        Date.now() + Math.max(0, job.execDeadline - OVERDUE_MARGIN_MS - performance.now()),
+      ),
       counts,
       markEffect: () => {
         job.effects = true;
