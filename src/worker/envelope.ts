@@ -12,9 +12,9 @@
  * `load(completion, attachServices)`: called with the completion value of the user's file once
  * that has run (and the globals script's attachServices, which adds `kv`, `env` and `secrets` to
  * each invocation's context), it returns `[invoke, configJson]` (the exported config as JSON
- * text, or undefined), or a string saying why the file yields no function. Intrinsics are captured once, before any user code
- * runs, so a function that replaces `JSON.stringify` in its own context only confuses itself;
- * the host validates whatever comes out anyway.
+ * text, or undefined), or a string saying why the file yields no function. Intrinsics are
+ * captured once, before any user code runs, so a function that replaces `JSON.stringify` in its
+ * own context only confuses itself; the host validates whatever comes out anyway.
  */
 export const ENVELOPE_SOURCE = String.raw`(function (hostLog, hostSetTimer, hostClearTimer) {
   'use strict';
