@@ -10,7 +10,9 @@
  * `--baseline` adds that checkout's koa-faas (its dist/src/main.js) to the side-by-side runs as
  * `baseline`, to measure a change against the code before it in one run.
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import net from 'node:net';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -284,6 +286,112 @@ interface ColdResult {
   newVersionVisibleMs: number[];
   newVersionStaleAnswers: number[];
   failures: string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// KV through a function (SPEC §8): incr and get per second, on each backend
+
+interface KvFigure {
+  backend: string;
+  rows: { route: string; rps: number; p50: number; p99: number; non2xx: number; errors: number }[];
+}
+
+/** A redis-server on a free loopback port, in a temp folder, without persistence. */
+async function startRedis(): Promise<{ url: string; stop: () => Promise<void> } | undefined> {
+  const probe = spawnSync('redis-server', ['--version']);
+  if (probe.error || probe.status !== 0) return undefined;
+  const port = await new Promise<number>((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port: free } = server.address() as net.AddressInfo;
+      server.close(() => resolve(free));
+    });
+  });
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-bench-redis-'));
+  const child = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+    ],
+    { stdio: 'ignore' },
+  );
+  for (let i = 0; i < 50; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.end();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (up) break;
+    await sleep(100);
+  }
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop: async () => {
+      child.kill('SIGKILL');
+      await fs.rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function measureKv(dir: string, opts: Options): Promise<KvFigure[]> {
+  await writeFunction(
+    dir,
+    'kv-incr',
+    "module.exports = async (e, c) => ({ n: await c.kv.incr('n') });\n",
+  );
+  await writeFunction(
+    dir,
+    'kv-get',
+    "module.exports = async (e, c) => {\n  const v = await c.kv.get('k');\n  if (v === null) await c.kv.put('k', { hello: 'world' });\n  return v;\n};\n",
+  );
+  const figures: KvFigure[] = [];
+  const redis = await startRedis();
+  if (!redis) console.log('koa-faas: KV on Redis skipped: redis-server is not installed');
+  const backends: [string, Record<string, string>][] = [['sqlite', {}]];
+  if (redis) backends.push(['redis', { REDIS_URL: redis.url }]);
+  try {
+    for (const [backend, env] of backends) {
+      const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-bench-data-'));
+      const server = await startServer(specFor('koa-faas', dir, { DATA_DIR: dataDir, ...env }));
+      const figure: KvFigure = { backend, rows: [] };
+      try {
+        for (const route of ['/hello', '/kv-get', '/kv-incr']) {
+          const url = `${server.url}${route}`;
+          if (opts.warmup > 0) await load(url, opts.connections, opts.warmup);
+          const result = await load(url, opts.connections, opts.duration);
+          figure.rows.push({
+            route,
+            rps: result.requests.average,
+            p50: result.latency.p50,
+            p99: result.latency.p99,
+            non2xx: result.non2xx,
+            errors: result.errors,
+          });
+          console.log(
+            `kv ${backend.padEnd(6)} ${route.padEnd(8)} ${fmt(result.requests.average).padStart(6)} req/s  ` +
+              `p50 ${fmt(result.latency.p50, 1)} ms  p99 ${fmt(result.latency.p99, 1)} ms  non-2xx ${result.non2xx}`,
+          );
+        }
+      } finally {
+        await stopServer(server);
+        await fs.rm(dataDir, { recursive: true, force: true });
+      }
+      figures.push(figure);
+    }
+  } finally {
+    await redis?.stop();
+  }
+  return figures;
 }
 
 async function measureCold(server: RunningServer, dir: string, tries = 10): Promise<ColdResult> {
@@ -654,6 +762,7 @@ async function main(): Promise<void> {
 
   let cold: ColdResult | undefined;
   let timeouts: TimeoutResult | undefined;
+  let kv: KvFigure[] = [];
   let soak: SoakResult | undefined;
   const faasServer = servers.get('koa-faas');
   if (faasServer) {
@@ -666,6 +775,8 @@ async function main(): Promise<void> {
     await stopServer(faasServer);
     console.log('koa-faas: timeouts (separate instance, FUNCTION_TIMEOUT_MS=1000)…');
     timeouts = await measureTimeouts(dir);
+    console.log('koa-faas: KV through a function (separate instances, SQLite then Redis)…');
+    kv = await measureKv(dir, opts);
   }
 
   // ---- Report
@@ -711,6 +822,23 @@ async function main(): Promise<void> {
         `koa-faas/${other}: throughput ${fmt(faas.rps / r.rps, 2)}×, p99 ${fmt(faas.p99 / r.p99, 2)}×, ` +
           `peak RSS ${fmt(faas.peakRss / r.peakRss, 2)}×`,
       );
+    }
+  }
+  if (kv.length > 0) {
+    console.log('');
+    console.log(
+      `KV through a function (koa-faas, ${opts.connections} connections, ${opts.duration} s each; hello in the same instance):`,
+    );
+    for (const figure of kv) {
+      const hello = figure.rows.find((r) => r.route === '/hello');
+      for (const row of figure.rows) {
+        const ratio =
+          hello && row.route !== '/hello' ? `  ${fmt((row.rps / hello.rps) * 100)} % of hello` : '';
+        console.log(
+          `  ${figure.backend.padEnd(6)} ${row.route.padEnd(8)} ${fmt(row.rps).padStart(6)} req/s  ` +
+            `p50 ${fmt(row.p50, 1)} ms  p99 ${fmt(row.p99, 1)} ms  non-2xx ${row.non2xx}${ratio}`,
+        );
+      }
     }
   }
   if (cold) {
@@ -781,6 +909,7 @@ async function main(): Promise<void> {
         : null,
       cold: cold ?? null,
       timeouts: timeouts ?? null,
+      kv,
       soak: soak ?? null,
       targets: verdicts,
     };

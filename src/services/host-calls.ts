@@ -20,7 +20,7 @@ import { FaasError } from '../errors';
 import type { Logger } from '../observe/logger';
 import type { HostCall, HostReply } from '../pool/sandbox-pool';
 import type { EgressPolicy, OutboundRequest } from './egress';
-import { performFetch } from './egress';
+import { EgressError, performFetch } from './egress';
 import type { KvStore } from './kv/kv-store';
 
 /** At most this many fetches per invocation (SPEC §8). */
@@ -28,7 +28,8 @@ export const MAX_FETCHES = 50;
 
 /** What the services report per call, for metrics. */
 export interface CallObserver {
-  (op: string, backend: string, outcome: 'ok' | 'error', seconds: number): void;
+  /** outcome: `ok`, `error`, or for fetch the refusal or failure code (EGRESS_REFUSED, …). */
+  (op: string, backend: string, outcome: string, seconds: number): void;
 }
 
 export interface HostCallParts {
@@ -49,6 +50,8 @@ class CallError extends Error {
     readonly errorName: 'Error' | 'TypeError',
     message: string,
     readonly code?: string,
+    /** The metrics outcome, when more precise than `error` (a fetch's EgressError code). */
+    readonly outcome?: string,
   ) {
     super(message);
   }
@@ -151,10 +154,9 @@ async function fetchCall(parts: HostCallParts, call: HostCall): Promise<unknown>
       maxBytes: parts.fetchMaxBytes,
     });
   } catch (err) {
-    throw new CallError(
-      'TypeError',
-      `fetch failed: ${err instanceof Error ? err.message : String(err)}`,
-    );
+    const message = `fetch failed: ${err instanceof Error ? err.message : String(err)}`;
+    const outcome = err instanceof EgressError ? err.code : undefined;
+    throw new CallError('TypeError', message, undefined, outcome);
   }
 }
 
@@ -170,7 +172,8 @@ export function hostCalls(parts: HostCallParts): (call: HostCall) => Promise<Hos
       parts.observe?.(op, backend, 'ok', (performance.now() - started) / 1000);
       return { ok: true, r: JSON.stringify(result ?? null) };
     } catch (err) {
-      parts.observe?.(op, backend, 'error', (performance.now() - started) / 1000);
+      const outcome = err instanceof CallError && err.outcome ? err.outcome : 'error';
+      parts.observe?.(op, backend, outcome, (performance.now() - started) / 1000);
       if (err instanceof CallError) {
         return {
           ok: false,

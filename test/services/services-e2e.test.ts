@@ -12,6 +12,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startServer } from '../helpers';
 import type { TestServer } from '../helpers';
+import { REDIS_MISSING, startRedis } from './redis-server';
+import type { TestRedis } from './redis-server';
 
 const TOKEN = 'a-test-admin-token-0123456789';
 const AUTH = { Authorization: `Bearer ${TOKEN}` };
@@ -246,4 +248,42 @@ void describe('services in context, end to end', () => {
       await second.close();
     }
   });
+});
+
+void describe('services in context on Redis (REDIS_URL), end to end', () => {
+  let redis: TestRedis | undefined;
+  let t: TestServer | undefined;
+  before(async () => {
+    if (REDIS_MISSING) return;
+    redis = await startRedis();
+    t = await startServer({ functions: FUNCTIONS, env: { REDIS_URL: redis.url } });
+  });
+  after(async () => {
+    await t?.close();
+    await redis?.close();
+  });
+
+  void test(
+    '50 concurrent incr on both workers → exactly 1…50; /_/health names the backend; metrics count the calls',
+    { skip: REDIS_MISSING },
+    async () => {
+      const server = t as TestServer;
+      const answers = await Promise.all(
+        Array.from({ length: 50 }, () => server.request.get('/visits')),
+      );
+      const values = answers
+        .map((r) => (r.body as { visits: number }).visits)
+        .sort((a, b) => a - b);
+      assert.deepEqual(
+        values,
+        Array.from({ length: 50 }, (_, i) => i + 1),
+      );
+      assert.equal((await server.request.get('/_/health')).body.kv, 'redis');
+      const metrics = (await server.request.get('/_/metrics')).text;
+      assert.match(
+        metrics,
+        /faas_service_calls_total\{op="kv\.incr",backend="redis",outcome="ok"\} 50/,
+      );
+    },
+  );
 });
