@@ -156,12 +156,15 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     }
   });
   app.use(
-    cors(config.corsOrigin, (ctx) =>
-      resolveTarget(ctx, store).then(
+    cors(config.corsOrigin, (ctx) => {
+      // A path that does not resolve gets the server's CORS (its error is runFaaS's to answer).
+      const target = resolveTarget(ctx, store);
+      if (!(target instanceof Promise)) return target.fn.config.cors === 'function';
+      return target.then(
         ({ fn }) => fn.config.cors === 'function',
         () => false,
-      ),
-    ),
+      );
+    }),
   );
   app.use(body(config.maxBodyBytes));
   app.use(

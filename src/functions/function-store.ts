@@ -293,6 +293,26 @@ export class FunctionStore {
    *   FunctionNotFoundError when no prefix names a function.
    */
   async resolve(urlPath: string): Promise<Resolved> {
+    return this.resolveCached(urlPath) ?? this.resolveAny(urlPath);
+  }
+
+  /**
+   * `resolve` when memory alone answers it (the hot path: a loaded, fresh version, and every
+   * longer prefix ruled out by the index), with no promise; undefined when it needs a look-up.
+   * @throws InvalidFunctionNameError as `resolve`.
+   */
+  resolveCached(urlPath: string): Resolved | undefined {
+    const now = Date.now();
+    for (const { name, subpath } of candidatesForPath(urlPath)) {
+      if (!this.mayExist(name)) continue;
+      const cached = this.cache.get(name);
+      if (!cached?.loaded || now - cached.checkedAt >= REVALIDATE_MS) return undefined;
+      return { fn: cached.fn, subpath, cold: false };
+    }
+    return undefined;
+  }
+
+  private async resolveAny(urlPath: string): Promise<Resolved> {
     const candidates = candidatesForPath(urlPath);
     for (const { name, subpath } of candidates) {
       if (!this.mayExist(name)) continue;

@@ -10,15 +10,18 @@ const EXPOSED = 'X-Request-Id, X-Function-Version, Server-Timing';
 /**
  * CORS headers on every response; a preflight (OPTIONS with Access-Control-Request-Method)
  * answers 204 here. `functionAnswers(ctx)` tells whether the request's function answers CORS
- * itself (asked for function routes only, never for /_/…).
+ * itself (asked for function routes only, never for /_/…; synchronously when it can).
  */
 export function cors(
   origin: string,
-  functionAnswers?: (ctx: Context) => Promise<boolean>,
+  functionAnswers?: (ctx: Context) => boolean | Promise<boolean>,
 ): Middleware {
   return async (ctx: Context, next: Next) => {
     const admin = ctx.path === '/_' || ctx.path.startsWith('/_/');
-    if (!admin && functionAnswers && (await functionAnswers(ctx))) return next();
+    if (!admin && functionAnswers) {
+      const answers = functionAnswers(ctx);
+      if (answers === true || (answers !== false && (await answers))) return next();
+    }
     ctx.set('Access-Control-Allow-Origin', origin);
     if (origin !== '*') ctx.vary('Origin');
     ctx.set('Access-Control-Expose-Headers', EXPOSED);

@@ -38,12 +38,20 @@ export function eventJsonFor(ctx: Context, subpath: string, config: FunctionConf
 const TARGET = Symbol('target');
 
 /**
- * The function a request names, resolved once per request (CORS asks first, runFaaS after):
- * the promise is kept on the request's state, its failure included.
+ * The function a request names, resolved once per request (CORS asks first, runFaaS after) and
+ * kept on the request's state, its failure included: the resolution itself when memory answers
+ * it (no promise on the hot path), else a promise of it.
+ * @throws InvalidFunctionNameError when the path is not a name.
  */
-export function resolveTarget(ctx: Context, store: FunctionStore): Promise<Resolved> {
-  const state = ctx.state as { [TARGET]?: Promise<Resolved> };
-  state[TARGET] ??= store.resolve(ctx.path);
+export function resolveTarget(ctx: Context, store: FunctionStore): Resolved | Promise<Resolved> {
+  const state = ctx.state as { [TARGET]?: Resolved | Promise<Resolved> };
+  if (state[TARGET] === undefined) {
+    try {
+      state[TARGET] = store.resolveCached(ctx.path) ?? store.resolve(ctx.path);
+    } catch (err) {
+      state[TARGET] = Promise.reject(err);
+    }
+  }
   return state[TARGET];
 }
 
@@ -89,7 +97,8 @@ export function runFaaS({
     const state = ctx.state as RequestState;
     let target: Resolved;
     try {
-      target = await resolveTarget(ctx, store);
+      const resolved = resolveTarget(ctx, store);
+      target = resolved instanceof Promise ? await resolved : resolved;
     } catch (err) {
       // A 404 is counted (under one shared label) too.
       if (err instanceof FunctionNotFoundError) state.fn = candidatesForPath(ctx.path)[0].name;

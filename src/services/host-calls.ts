@@ -85,22 +85,16 @@ function key(value: unknown): string {
 
 /** Races a call against its invocation's deadline. */
 function withinDeadline<T>(call: HostCall, work: Promise<T>): Promise<T> {
+  // A fetch rejects as a TypeError (WHATWG); a store call as an Error with KV_UNAVAILABLE.
+  const late = (message: string) =>
+    call.op === 'fetch'
+      ? new CallError('TypeError', `fetch failed: ${message}`, undefined, 'FETCH_TIMEOUT')
+      : new CallError('Error', `${call.op}: ${message}`, 'KV_UNAVAILABLE');
   const left = call.deadline - Date.now();
-  if (left <= 0)
-    return Promise.reject(new CallError('Error', `${call.op}: the invocation's time is up`));
+  if (left <= 0) return Promise.reject(late("the invocation's time is up"));
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new CallError(
-            'Error',
-            `${call.op} did not answer before the invocation's deadline`,
-            'KV_UNAVAILABLE',
-          ),
-        ),
-      left,
-    );
+    timer = setTimeout(() => reject(late("no answer before the invocation's deadline")), left);
   });
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
