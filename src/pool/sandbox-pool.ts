@@ -135,8 +135,8 @@ interface Job extends Invocation {
   started: boolean;
   /** The effect ledger (SPEC §8): set by a host call that writes outside the sandbox. */
   effects: boolean;
-  /** Host calls made so far, by op. */
-  calls: Map<string, number>;
+  /** Host calls made so far, by op (made at the first call: most invocations make none). */
+  calls?: Map<string, number>;
   settled: boolean;
   worker?: PoolWorker;
   /** performance.now() deadlines, checked by the sweep. */
@@ -226,7 +226,6 @@ class FaasSafeify extends SafeifyBase {
         dispatchedAt: 0,
         started: false,
         effects: false,
-        calls: new Map(),
         settled: false,
         resolve,
         reject,
@@ -443,6 +442,7 @@ class FaasSafeify extends SafeifyBase {
         r: JSON.stringify({ name: 'Error', message: `call refused: ${why}` }),
       });
     }
+    job.calls ??= new Map();
     const counts = new Map(job.calls);
     job.calls.set(message.op, (job.calls.get(message.op) ?? 0) + 1);
     const call: HostCall = {
