@@ -189,7 +189,8 @@ const BAD_NAMES = [
   '/.env',
   '/%2e%2e/%2e%2e/etc/passwd',
   '/hello.js',
-  '/a/../hello',
+  // Past a valid first segment the rest is a sub-path (SPEC §2), so only first segments here.
+  '/../hello',
   '/foo%00bar',
   '//hello',
   '/-dash',

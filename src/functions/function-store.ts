@@ -367,7 +367,20 @@ export class FunctionStore {
    * error is kept with the version; any other failure is passed on, and the next request tries
    * again.
    */
-  private loadOnWorker(entry: Entry): Promise<void> {
+  private async loadOnWorker(entry: Entry): Promise<void> {
+    const joined = entry.loading;
+    if (!joined) return this.startLoad(entry);
+    try {
+      await joined;
+    } catch {
+      // The load this call joined failed for its own caller (a timeout or a crash, perhaps a
+      // neighbour's on its worker): it made no effect, so this call loads again, on its own
+      // deadline, rather than inherit an error that belongs to a request older than itself.
+      await this.startLoad(entry);
+    }
+  }
+
+  private startLoad(entry: Entry): Promise<void> {
     const { fn } = entry;
     if (entry.loaded) return Promise.resolve();
     if (fn.compileError || !this.loader || !fn.compiled) {
