@@ -26,6 +26,11 @@ export interface Candidate {
  */
 export function candidatesForPath(urlPath: string): Candidate[] {
   if (urlPath === '/' || urlPath === '') return [{ name: 'index', subpath: '' }];
+  // The hot path: `/name`, one valid segment.
+  if (urlPath.indexOf('/', 1) < 0 && urlPath[0] === '/') {
+    const name = urlPath.slice(1);
+    if (SEGMENT.test(name)) return [{ name, subpath: '' }];
+  }
   const segments = urlPath.slice(1).split('/');
   let valid = 0;
   while (valid < segments.length && valid < MAX_SEGMENTS && SEGMENT.test(segments[valid])) valid++;
