@@ -218,7 +218,10 @@ void describe('npm start, signalled like a supervisor', () => {
       let procs: Proc[] = [];
       await eventually(async () => {
         procs = group(run.pid);
-        return procs.some((p) => /\btsc\b/.test(p.cmdline)) || run.done();
+        // tsc itself, not the `sh -c exec tsc …` that is about to become it.
+        return (
+          procs.some((p) => /\btsc\b/.test(p.cmdline) && !/^\S*sh /.test(p.cmdline)) || run.done()
+        );
       }, START_MS);
       assert.equal(run.done(), false, `npm ended before tsc ran:\n${run.output()}`);
       // npm → npm run build → tsc: each script execs, so no shell sits between them.

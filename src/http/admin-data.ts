@@ -26,11 +26,10 @@ import type { KvStore } from '../services/kv/kv-store';
 import type { SecretStore } from '../services/secrets';
 import type { BodyState } from './body';
 
-export interface DataParts {
-  kv: KvStore;
-  secrets: SecretStore;
-  /** The bearer-token check (admin.ts requireToken). */
-  auth: Middleware;
+/** The stores, read per request (the server opens them while it starts: getters are fine). */
+export interface DataStores {
+  readonly kv: KvStore;
+  readonly secrets: SecretStore;
 }
 
 /** The function name and key (if any) of /_/kv/…, from the raw (undecoded) path. */
@@ -77,21 +76,18 @@ function secretName(ctx: Context): string {
 }
 
 /** Registers the KV and secrets routes on the admin router (its prefix is /_). */
-export function dataRoutes(router: Router, parts: DataParts): void {
-  // The stores are read per request: the server opens them while it starts.
-  const { auth } = parts;
-
+export function dataRoutes(router: Router, data: DataStores, auth: Middleware): void {
   router.get('/kv/*path', auth, async (ctx) => {
     const { ns, key } = kvTarget(ctx);
     if (key === undefined) {
-      ctx.body = await parts.kv.list(ns, {
+      ctx.body = await data.kv.list(ns, {
         prefix: one(ctx.query.prefix),
         cursor: one(ctx.query.cursor) || undefined,
         limit: wholeNumber('limit', one(ctx.query.limit)),
       });
       return;
     }
-    const value = await parts.kv.get(ns, key);
+    const value = await data.kv.get(ns, key);
     if (value === null) throw new NotFoundError(`no key ${JSON.stringify(key)} in '${ns}'`);
     ctx.type = 'application/json';
     ctx.body = value;
@@ -104,7 +100,7 @@ export function dataRoutes(router: Router, parts: DataParts): void {
     if (body === undefined || !/json/i.test(ctx.request.type)) {
       throw new InvalidBodyError('send the value as JSON, with Content-Type: application/json');
     }
-    const written = await parts.kv.put(ns, key, JSON.stringify(body), {
+    const written = await data.kv.put(ns, key, JSON.stringify(body), {
       ttl: wholeNumber('ttl', one(ctx.query.ttl)),
       ifAbsent: flag('ifAbsent', one(ctx.query.ifAbsent)),
     });
@@ -114,12 +110,12 @@ export function dataRoutes(router: Router, parts: DataParts): void {
   router.delete('/kv/*path', auth, async (ctx) => {
     const { ns, key } = kvTarget(ctx);
     ctx.body = {
-      deleted: key === undefined ? await parts.kv.clear(ns) : await parts.kv.delete(ns, key),
+      deleted: key === undefined ? await data.kv.clear(ns) : await data.kv.delete(ns, key),
     };
   });
 
   router.get('/secrets', auth, async (ctx) => {
-    ctx.body = { secrets: await parts.secrets.list() };
+    ctx.body = { secrets: await data.secrets.list() };
   });
 
   router.put('/secrets/:name', auth, async (ctx) => {
@@ -132,14 +128,14 @@ export function dataRoutes(router: Router, parts: DataParts): void {
     } catch {
       throw new InvalidSecretError('a secret value must be UTF-8 text');
     }
-    const { created } = await parts.secrets.set(name, value);
+    const { created } = await data.secrets.set(name, value);
     ctx.status = created ? 201 : 200;
     ctx.body = { name, created };
   });
 
   router.delete('/secrets/:name', auth, async (ctx) => {
     const name = secretName(ctx);
-    if (!(await parts.secrets.delete(name))) throw new NotFoundError(`no secret '${name}'`);
+    if (!(await data.secrets.delete(name))) throw new NotFoundError(`no secret '${name}'`);
     ctx.status = 204;
   });
 }

@@ -19,7 +19,7 @@ import {
   UnauthorizedError,
 } from '../errors';
 import { dataRoutes } from './admin-data';
-import type { DataParts } from './admin-data';
+import type { DataStores } from './admin-data';
 import type { RequestState } from './error-handler';
 import { parseFunctionConfig } from '../functions/function-config';
 import type { ConfigLimits, FunctionConfig } from '../functions/function-config';
@@ -43,7 +43,7 @@ export interface AdminParts {
   /** Bounds for a deployed function's config (MAX_TIMEOUT_MS). */
   configLimits: ConfigLimits;
   /** The KV and secret stores, for /_/kv and /_/secrets (admin-data.ts). */
-  data: Omit<DataParts, 'auth'>;
+  data: DataStores;
   /** Whether the server is draining. */
   closing: () => boolean;
   /** Extra figures for /_/health (e.g. what isolation is enforced). */
@@ -196,17 +196,7 @@ export function adminRoutes(parts: AdminParts): Middleware {
     ctx.status = 204;
   });
 
-  // The stores' getters are read per request (they open while the server starts).
-  const data = parts.data;
-  dataRoutes(router, {
-    get kv() {
-      return data.kv;
-    },
-    get secrets() {
-      return data.secrets;
-    },
-    auth,
-  });
+  dataRoutes(router, parts.data, auth);
 
   router.get('/invocations', auth, (ctx) => {
     const limit = Number(ctx.query.limit ?? 100);

@@ -444,8 +444,14 @@ class FaasSafeify extends SafeifyBase {
       if (worker.outbox.length === 1) setImmediate(() => this.flush(worker));
     };
     const { onCall, logger } = this.opts;
-    if (job.settled || !job.started || !onCall) {
-      const why = onCall ? 'its invocation has ended' : 'services are not available';
+    // A load (a check job) runs the file's top level, and may run again (a deploy's check, then
+    // the first call; a joiner of a failed load): it must make no effect, so it gets no service.
+    if (job.settled || !job.started || job.check || !onCall) {
+      const why = !onCall
+        ? 'services are not available'
+        : job.check
+          ? 'services are not available while the file loads (call them from the function)'
+          : 'its invocation has ended';
       return reply({
         ok: false,
         r: JSON.stringify({ name: 'Error', message: `call refused: ${why}` }),

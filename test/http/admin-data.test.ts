@@ -29,7 +29,7 @@ before(async () => {
   app.use(errorBoundary(createLogger({ level: 'silent' })));
   app.use(body(1024 * 1024));
   const router = new Router({ prefix: '/_' });
-  dataRoutes(router, { ...stores, auth: requireToken(TOKEN) });
+  dataRoutes(router, stores, requireToken(TOKEN));
   app.use(router.routes());
   request = supertest(app.callback());
 });

@@ -52,6 +52,11 @@ export default (e, c) => {
 };
 `,
   nosecrets: `module.exports = (e, c) => ({ secrets: c.secrets === undefined ? 'none' : Object.keys(c.secrets) });\n`,
+  // Its top level reaches for the services while the file loads: refused (a load may run again).
+  // (The load's promise never settles: the refusal arrives after the load ended, and is dropped.)
+  'top-level': `fetch('UPSTREAM/from-top-level', { method: 'POST' }).catch(() => {});
+module.exports = async (e, c) => ({ value: await c.kv.get('x') });
+`,
   fetcher: `module.exports = async (e) => {
   try {
     const res = await fetch(e.query.url, { method: e.query.method || 'GET', headers: { 'x-test': 'yes' }, body: e.query.body });
@@ -67,9 +72,12 @@ void describe('services in context, end to end', () => {
   let t: TestServer;
   let upstream: http.Server;
   let upstreamUrl: string;
+  /** Paths the upstream server was asked for. */
+  const seen: string[] = [];
   let dataDir: string;
   before(async () => {
     upstream = http.createServer((req, res) => {
+      seen.push(String(req.url));
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
@@ -179,6 +187,24 @@ void describe('services in context, end to end', () => {
       effects[what] = (await t.request.get(`/_/invocations/${id}`).set(AUTH)).body.effects;
     }
     assert.deepEqual(effects, { read: false, write: true, get: false, post: true });
+  });
+
+  void test('a file’s top level gets no service while it loads: nothing is sent', async () => {
+    const source = FUNCTIONS['top-level'].replace('UPSTREAM', upstreamUrl);
+    await t.writeFunction('top-level', source);
+    seen.length = 0;
+    let res = await t.request.get('/top-level');
+    for (let i = 0; i < 40 && res.status === 404; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      res = await t.request.get('/top-level');
+    }
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(res.body, { value: null });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(seen, [], 'the upstream server got no request from a load');
+    // The same fetch from inside the function is served (the control).
+    await t.request.get('/fetcher').query({ url: `${upstreamUrl}/from-function` });
+    assert.deepEqual(seen, ['/from-function']);
   });
 
   void test('fetch to an allowed local server: status, headers, JSON, POST body', async () => {
