@@ -95,6 +95,8 @@ export interface Invocation {
    */
   check?: boolean;
   keep?: boolean;
+  /** `context.attempt`: which delivery of an async invocation this is (SPEC §9); default 1. */
+  attempt?: number;
 }
 
 /** A settled invocation: `outcome` is the tagged string of wire.ts, decoded by response.ts. */
@@ -230,6 +232,7 @@ class FaasSafeify extends SafeifyBase {
         contextJson: invocation.contextJson,
         check: invocation.check,
         keep: invocation.keep,
+        attempt: invocation.attempt,
         id: this.nextId++,
         timeoutMs: jobTimeoutMs,
         enqueuedAt: now,
@@ -351,6 +354,7 @@ class FaasSafeify extends SafeifyBase {
     if (job.contextJson !== undefined) message.x = job.contextJson;
     if (job.check) message.check = true;
     if (job.keep) message.keep = true;
+    if (job.attempt !== undefined) message.n = job.attempt;
     if (withSource) {
       message.src = job.source;
       if (job.file !== undefined) message.file = job.file;

@@ -31,6 +31,8 @@ export interface RunMessage {
   check?: boolean;
   /** With `check`: keep the loaded context as this worker's warm one (a first load). */
   keep?: boolean;
+  /** `context.attempt` (SPEC §9), when not 1. */
+  n?: number;
 }
 
 /**

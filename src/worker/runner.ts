@@ -407,7 +407,7 @@ function runSync(running: Running): void {
       version: job.v,
       deadline,
       timeoutMs: job.ms,
-      attempt: 1,
+      attempt: job.n ?? 1,
     });
     // env and secrets, for functions that have them: the server's JSON object, spliced in.
     if (job.x !== undefined && job.x.length > 2)
