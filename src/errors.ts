@@ -108,6 +108,13 @@ export class WorkerCrashedError extends FaasError {
   readonly statusCode = 502;
 }
 
+/** A function at its `config.maxConcurrency`, its fair share of the queue, or its quarantine queue. */
+export class TooManyRequestsError extends FaasError {
+  readonly code = 'TOO_MANY_REQUESTS';
+  readonly statusCode = 429;
+  override headers: Record<string, string> = { 'Retry-After': '1' };
+}
+
 export class OverloadedError extends FaasError {
   readonly code = 'OVERLOADED';
   readonly statusCode = 503;

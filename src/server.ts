@@ -100,6 +100,8 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     maxQueue: config.maxQueue,
     logger,
     onWorkerExit: (reason) => metrics.workerRestarted(reason),
+    onRerun: (reason) => metrics.rerun(reason),
+    onQuarantine: (_entry, event) => metrics.quarantineEvent(event),
     // Service calls of invocations (SPEC §8), served once the stores are open (listen).
     onCall: (call) => (serveCall ? serveCall(call) : Promise.resolve(NOT_READY)),
   });
@@ -130,6 +132,8 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       outcome,
       cold: state.cold,
       effects: state.effects,
+      ...(state.reruns ? { reruns: state.reruns } : {}),
+      ...(state.solo ? { solo: true } : {}),
       durationMs: { queue: round(state.queueMs), exec: round(state.execMs), total: round(totalMs) },
       logs: state.logs ?? [],
     });

@@ -80,8 +80,19 @@ async function startListening(env: Record<string, string> = {}) {
   await eventually(async () => logged(proc, 'listening') !== undefined, 15_000);
   const port = Number(logged(proc, 'listening')?.port);
   assert.ok(port > 0);
+  // Two shared workers and the solo lane's spare (started just after the pool, SPEC §3).
+  await eventually(async () => childrenOf(proc.child.pid as number).length === 3, 10_000).catch(
+    () => undefined,
+  );
   const workers = childrenOf(proc.child.pid as number);
-  assert.equal(workers.length, 2, `worker processes: ${workers.join(', ')}`);
+  const lanes = workers.map(
+    (pid) => /"lane":"(\w+)"/.exec(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))?.[1],
+  );
+  assert.deepEqual(
+    lanes.sort(),
+    ['shared', 'shared', 'solo'],
+    `worker processes: ${workers.join(', ')}`,
+  );
   for (const pid of workers) {
     assert.ok(running(pid));
     workerPids.add(pid);

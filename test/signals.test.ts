@@ -138,12 +138,17 @@ async function startListening(env: Record<string, string> = {}) {
   assert.ok(logged(run, 'listening'), `npm start did not listen:\n${run.output()}`);
   const port = Number(logged(run, 'listening')?.port);
   assert.ok(port > 0);
-  const procs = group(run.pid);
+  let procs = group(run.pid);
   const server = procs.filter((p) => p.ppid === run.pid);
   assert.equal(server.length, 1, describeGroup(procs));
   assert.match(server[0].cmdline, /^\S*node\S* dist\/src\/main\.js$/, describeGroup(procs));
-  const workers = procs.filter((p) => p.ppid === server[0].pid);
-  assert.equal(workers.length, 2, describeGroup(procs));
+  // Two shared workers and the solo lane's spare (started just after the pool, SPEC §3).
+  const workersOf = () => procs.filter((p) => p.ppid === server[0].pid);
+  await eventually(async () => {
+    procs = group(run.pid);
+    return workersOf().length === 3;
+  }, START_MS).catch(() => undefined);
+  assert.equal(workersOf().length, 3, describeGroup(procs));
   return { run, port, procs };
 }
 

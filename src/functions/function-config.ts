@@ -24,11 +24,15 @@ export interface FunctionConfig {
   readonly env?: Readonly<Record<string, string>>;
   /** Which secrets reach `context.secrets` (SPEC §8). */
   readonly secrets?: readonly string[];
+  /** Invocations of this function in the pool at once (running or waiting); past it, 429. */
+  readonly maxConcurrency?: number;
 }
 
 /** A secret's name (also checked by the secrets store). */
 export const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+/** The largest config.maxConcurrency (a bound, not a reservation). */
+const MAX_CONCURRENCY = 100_000;
 /** Bounds of config.env: it travels with every invocation. */
 const MAX_ENV_KEYS = 100;
 const MAX_ENV_BYTES = 64 * 1024;
@@ -62,6 +66,12 @@ const RULES: Record<string, Rule> = {
       methods.add(method as HttpMethod);
     }
     return Object.freeze([...methods]);
+  },
+  maxConcurrency(value) {
+    if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > MAX_CONCURRENCY) {
+      throw new Invalid(`must be a whole number from 1 to ${MAX_CONCURRENCY}`);
+    }
+    return value;
   },
   rawBody(value) {
     if (typeof value !== 'boolean') throw new Invalid('must be true or false');
@@ -101,7 +111,7 @@ const RULES: Record<string, Rule> = {
 };
 
 /** Keys of SPEC §7 that later parts of the server read; refused until they do, never ignored. */
-const NOT_YET = new Set(['maxConcurrency', 'schedule', 'timezone', 'async']);
+const NOT_YET = new Set(['schedule', 'timezone', 'async']);
 
 const fail = (message: string) => new FunctionCompileError(`invalid config: ${message}`);
 

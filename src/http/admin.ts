@@ -145,10 +145,22 @@ export function adminRoutes(parts: AdminParts): Middleware {
   if (parts.metricsAuth) router.get('/metrics', auth, metricsRoute);
   else router.get('/metrics', metricsRoute);
 
+  /** Whether this version is quarantined (SPEC §3), and why: it runs alone until it runs clean. */
+  const quarantineOf = (name: string, version: string | undefined) => {
+    const entry = pool.quarantineOf(name);
+    if (entry === undefined || entry.version !== version) return { quarantined: false };
+    const { since, reason, strikes, cleanRuns, cleanRunsNeeded } = entry;
+    return {
+      quarantined: true,
+      quarantine: { since, reason, strikes, cleanRuns, cleanRunsNeeded },
+    };
+  };
+
   router.get('/functions', async (ctx) => {
     const counts = await metrics.invocationCounts();
     const functions = (await store.list()).map((fn) => ({
       ...fn,
+      ...quarantineOf(fn.name, fn.version),
       invocations: counts.get(fn.name) ?? {},
     }));
     ctx.body = { functions };
@@ -158,7 +170,12 @@ export function adminRoutes(parts: AdminParts): Middleware {
     const name = nameParam(ctx);
     const fn = await store.get(name);
     const counts = await metrics.invocationCounts();
-    ctx.body = { ...functionInfo(fn), invocations: counts.get(name) ?? {}, source: fn.source };
+    ctx.body = {
+      ...functionInfo(fn),
+      ...quarantineOf(name, fn.version),
+      invocations: counts.get(name) ?? {},
+      source: fn.source,
+    };
   });
 
   // A deploy: compile, load in a throwaway sandbox (it must yield a function, in time, with a

@@ -29,6 +29,10 @@ export interface RequestState {
   logs?: string[];
   /** Whether the invocation made an effect outside its sandbox (the effect ledger, SPEC §8). */
   effects?: boolean;
+  /** Times the pool ran it again (its worker died, or another invocation blocked it; SPEC §3). */
+  reruns?: number;
+  /** Whether it ran alone on the solo lane (a suspect, or its function is quarantined). */
+  solo?: boolean;
   /** When the request reached the boundary (performance.now()). */
   startedAt: number;
 }

@@ -9,6 +9,7 @@ import { candidatesForPath } from '../functions/function-source';
 import { inUserFile } from '../functions/function-store';
 import type { FunctionStore, Resolved } from '../functions/function-store';
 import type { Logger } from '../observe/logger';
+import { factsOf } from '../pool/sandbox-pool';
 import type { SandboxPool } from '../pool/sandbox-pool';
 import type { BodyState } from './body';
 import type { RequestState } from './error-handler';
@@ -126,21 +127,30 @@ export function runFaaS({
       secretValues = Object.values(values);
       contextJson = JSON.stringify({ env: config.env ?? {}, secrets: values });
     }
-    const result = await pool.run({
-      name: fn.name,
-      version: fn.version,
-      source: compiled.code,
-      file: compiled.filename,
-      eventJson: eventJsonFor(ctx, subpath, config),
-      requestId: state.requestId,
-      timeoutMs: config.timeoutMs,
-      contextJson,
-    });
+    const result = await pool
+      .run({
+        name: fn.name,
+        version: fn.version,
+        source: compiled.code,
+        file: compiled.filename,
+        eventJson: eventJsonFor(ctx, subpath, config),
+        requestId: state.requestId,
+        timeoutMs: config.timeoutMs,
+        contextJson,
+        maxConcurrency: config.maxConcurrency,
+      })
+      .catch((err: unknown) => {
+        // A failed invocation's record still says what it did (an effect, a re-run, alone).
+        Object.assign(state, factsOf(err));
+        throw err;
+      });
     // The first request of a version waited for its load on a worker: its cold start.
     state.cold = result.cold || target.cold;
     state.queueMs = result.queueMs;
     state.execMs = result.execMs;
     state.effects = result.effects;
+    state.reruns = result.reruns;
+    state.solo = result.solo;
     // A secret's value never reaches a log line, a record or an error answer (SPEC §8).
     const logs =
       secretValues.length === 0

@@ -32,6 +32,8 @@ export class Metrics {
   private readonly restarts: Counter<'reason'>;
   private readonly serviceCalls: Counter<'op' | 'backend' | 'outcome'>;
   private readonly serviceDuration: Histogram<'op' | 'backend'>;
+  private readonly reruns: Counter<'reason'>;
+  private readonly quarantines: Counter<'event'>;
 
   constructor(poolStats: () => PoolStats) {
     const registers = [this.registry];
@@ -80,6 +82,34 @@ export class Metrics {
       buckets: DURATION_BUCKETS,
       registers,
     });
+    this.reruns = new Counter({
+      name: 'faas_reruns_total',
+      help: 'Invocations run again because that could not matter (SPEC §3), by reason: suspect (alone, after its worker died) or blocked (another invocation held its worker).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.quarantines = new Counter({
+      name: 'faas_quarantine_events_total',
+      help: 'Quarantine changes, by event: quarantined, struck again, lifted (ran cleanly), replaced (a new version).',
+      labelNames: ['event'],
+      registers,
+    });
+    new Gauge({
+      name: 'faas_quarantined_functions',
+      help: 'Function versions quarantined now (they run alone on the solo lane).',
+      registers,
+      collect() {
+        this.set(poolStats().quarantined);
+      },
+    });
+    new Gauge({
+      name: 'faas_solo_workers',
+      help: 'Live solo workers (one invocation at a time: suspects and quarantined functions).',
+      registers,
+      collect() {
+        this.set(poolStats().solo.workers);
+      },
+    });
     new Gauge({
       name: 'faas_queue_depth',
       help: 'Invocations waiting for a worker.',
@@ -123,6 +153,16 @@ export class Metrics {
 
   workerRestarted(reason: string): void {
     this.restarts.inc({ reason });
+  }
+
+  /** An invocation ran again (sandbox-pool.ts RerunReason). */
+  rerun(reason: string): void {
+    this.reruns.inc({ reason });
+  }
+
+  /** A quarantine changed (pool/quarantine.ts QuarantineEvent). */
+  quarantineEvent(event: string): void {
+    this.quarantines.inc({ event });
   }
 
   /** Invocation counts by function and outcome, since start. */

@@ -16,6 +16,10 @@ export interface InvocationRecord {
   cold?: boolean;
   /** Whether it made an effect outside its sandbox: a KV write, a fetch other than GET/HEAD/OPTIONS. */
   effects?: boolean;
+  /** Times the server ran it again after its worker died or was blocked (SPEC §3); absent = 0. */
+  reruns?: number;
+  /** It ran alone on the solo lane: a suspect, or its function was quarantined. */
+  solo?: boolean;
   durationMs: { queue?: number; exec?: number; total: number };
   /** The function's console output, `level\tmessage` lines, capped. */
   logs: string[];

@@ -4,24 +4,39 @@
  * subclass replaces the parts with known gaps:
  * - its runner (one new vm2 context per script) → worker/runner.ts (warm contexts, see there),
  *   forked and confined by worker-process.ts;
- * - its timeout kill re-queues the killed worker's other scripts, so they run twice → here a
- *   script that may have started is answered 502, only never-started ones move to another worker;
+ * - its timeout kill re-queues the killed worker's other scripts, so they may run twice → here an
+ *   invocation that may have started runs again only when that cannot matter (below);
  * - a worker that dies leaves its scripts pending forever → here they settle when its channel
  *   closes, and every job also races the pool's own deadlines;
  * - errors reduced to a message, `throw 'x'` a success → outcomes are tagged strings (wire.ts);
  * - replying to a dead worker crashes the host → every send is guarded, `error` is listened to.
+ *
+ * Blast radius (SPEC §3 "At most once, unless it cannot matter"). When a worker dies with
+ * invocations on it, which one broke it is not known (memory, a blocked loop, a kill from
+ * outside). Each started invocation that made no effect outside its sandbox (the ledger, §8) is a
+ * suspect: it runs again, alone, on a solo worker (an extra process, one invocation at a time,
+ * never shared between functions). One that breaks its solo worker too is the culprit: it answers
+ * 502/504 and its version is quarantined (quarantine.ts): its invocations run only on the solo
+ * lane, one at a time, behind a bounded queue (429 past it), until they run cleanly again or a
+ * new version is deployed. A loop the watchdog stops names its own culprit (quarantined at
+ * once); a neighbour whose deadline passed while it held the loop is not charged the timeout: it
+ * runs again on a shared worker when that cannot matter, else answers 504 naming the blocker.
+ * An invocation that made an effect is never run twice: 502 (or 504), as before.
  */
 import { Safeify } from 'safeify';
 import {
   FunctionTimeoutError,
   OverloadedError,
   ShuttingDownError,
+  TooManyRequestsError,
   WorkerCrashedError,
 } from '../errors';
 import type { WorkerIsolation } from './isolation';
 import type { Logger } from '../observe/logger';
-import { isWorkerMessage } from './wire';
-import type { CallMessage, RunMessage, WorkerMessage } from './wire';
+import { Quarantine } from './quarantine';
+import type { QuarantineEntry, QuarantineEvent } from './quarantine';
+import { Outcome, isWorkerMessage } from './wire';
+import type { CallMessage, DoneMessage, RunMessage, WorkerMessage } from './wire';
 import { DEATHS, spawnWorker } from './worker-process';
 import type { WorkerExitReason, WorkerProcess } from './worker-process';
 
@@ -45,7 +60,36 @@ export interface PoolOptions {
   onWorkerExit?: (reason: WorkerExitReason) => void;
   /** Serves the host calls of invocations (SPEC §8 services); without it every call fails. */
   onCall?: (call: HostCall) => Promise<HostReply>;
+  /** Solo workers (suspects and quarantined functions, one invocation each) at most at once. */
+  soloWorkers?: number;
+  /** Clean runs in a row that lift a function's quarantine. */
+  quarantineCleanRuns?: number;
+  /** Invocations of one quarantined function that may wait for its turn; past it, 429. */
+  quarantineQueue?: number;
+  /** Told when a function version is quarantined, struck again, lifted or replaced. */
+  onQuarantine?: (entry: QuarantineEntry, event: QuarantineEvent) => void;
+  /** Told when an invocation runs again: alone as a suspect, or after a neighbour blocked it. */
+  onRerun?: (reason: RerunReason) => void;
 }
+
+/**
+ * What the pool knows of an invocation it answered with an error (for its record): whether it
+ * made an effect, ran again, ran alone. Read with `factsOf(err)`.
+ */
+export interface InvocationFacts {
+  effects: boolean;
+  reruns: number;
+  solo: boolean;
+}
+const FACTS = new WeakMap<Error, InvocationFacts>();
+
+/** The facts of an invocation the pool failed with `err`, when it got as far as a job. */
+export function factsOf(err: unknown): InvocationFacts | undefined {
+  return err instanceof Error ? FACTS.get(err) : undefined;
+}
+
+/** Why an invocation ran again (SPEC §3): see the file's comment. */
+export type RerunReason = 'suspect' | 'blocked';
 
 /**
  * A service call made by a running invocation (worker → pool → server). The function and request
@@ -72,8 +116,8 @@ export interface HostReply {
   r: string;
 }
 
-type ResolvedOptions = Required<Omit<PoolOptions, 'confinement' | 'onCall'>> &
-  Pick<PoolOptions, 'confinement' | 'onCall'>;
+type ResolvedOptions = Required<Omit<PoolOptions, 'confinement' | 'onCall' | 'onQuarantine'>> &
+  Pick<PoolOptions, 'confinement' | 'onCall' | 'onQuarantine'>;
 
 /** What the pool needs to run one invocation. */
 export interface Invocation {
@@ -97,6 +141,8 @@ export interface Invocation {
   keep?: boolean;
   /** `context.attempt`: which delivery of an async invocation this is (SPEC §9); default 1. */
   attempt?: number;
+  /** `config.maxConcurrency`: this function's invocations in the pool at once; past it, 429. */
+  maxConcurrency?: number;
 }
 
 /** A settled invocation: `outcome` is the tagged string of wire.ts, decoded by response.ts. */
@@ -109,6 +155,10 @@ export interface InvocationResult {
   logs: string[];
   /** Whether it made an effect outside its sandbox: a KV write, a fetch other than GET/HEAD/OPTIONS. */
   effects: boolean;
+  /** Times it ran again after its worker died or was blocked by another (0 most of the time). */
+  reruns: number;
+  /** Whether it ran alone on the solo lane: its function is quarantined, or it was a suspect. */
+  solo: boolean;
 }
 
 export interface PoolStats {
@@ -118,6 +168,10 @@ export interface PoolStats {
   queued: number;
   restarts: number;
   closing: boolean;
+  /** The solo lane: its live workers, invocations running and waiting there. */
+  solo: { workers: number; running: number; queued: number };
+  /** Function versions quarantined now. */
+  quarantined: number;
 }
 
 // How long past its deadline an invocation may go unanswered before the pool answers it 504.
@@ -126,6 +180,20 @@ const OVERDUE_MARGIN_MS = 100;
 const SWEEP_MS = 20;
 // Silent this long (a few missed heartbeats), a worker is busy or blocked: dispatch elsewhere.
 const QUIET_MS = 250;
+// Silent longer than this (two heartbeats) and heard again, a worker was stalled: its running
+// invocations get the stalled time back on their deadlines (the runner answers theirs itself,
+// naming the blocker; a cold start's compile does not count against its own).
+const STALL_MS = 100;
+// On the solo lane (suspects, quarantined calls) an invocation may wait this many queue
+// allowances: its workers run one invocation each, and are often started for it.
+const SOLO_WAIT_FACTOR = 6;
+// A solo worker left with nothing to run ends after this.
+const SOLO_IDLE_MS = 10_000;
+const BLOCKED_LOOP =
+  "it blocked its worker's event loop (an endless microtask chain, or a loop after an await)";
+const BLOCKED_BY_SOMEONE = 'its worker was blocked (by this or another invocation)';
+// Runs again at most twice: once after a neighbour blocked it, once alone as a suspect.
+const MAX_RERUNS = 2;
 
 /** A queued or running invocation; safeify's queue and worker lists hold these. */
 interface Job extends Invocation {
@@ -133,8 +201,13 @@ interface Job extends Invocation {
   timeoutMs: number;
   enqueuedAt: number;
   dispatchedAt: number;
-  /** The worker said `start`: its code may have run, so it must never be run again. */
+  /** The worker said `start`: its code may have run (run again only if that cannot matter). */
   started: boolean;
+  /** `shared`, or alone on the solo lane as a `suspect` or because it is `quarantined`. */
+  lane: 'shared' | 'suspect' | 'quarantined';
+  reruns: number;
+  /** Counted in its function's in-flight number (it has a maxConcurrency). */
+  limited: boolean;
   /** The effect ledger (SPEC §8): set by a host call that writes outside the sandbox. */
   effects: boolean;
   /** Host calls made so far, by op (made at the first call: most invocations make none). */
@@ -171,16 +244,33 @@ const SafeifyBase = Safeify as unknown as new (options: object) => SafeifyIntern
 class FaasSafeify extends SafeifyBase {
   restarts = 0;
   closing = false;
+  readonly quarantine: Quarantine;
   private nextId = 1;
   private refilling: Promise<unknown> = Promise.resolve();
   private readonly jobs = new Map<number, Job>();
   private sweeper?: NodeJS.Timeout;
   private lastSweep = performance.now();
   private deferredLast = false;
+  /** Invocations of functions with a maxConcurrency, accepted and not yet answered, by name. */
+  private readonly inflight = new Map<string, number>();
+  /** The solo lane: its workers (one invocation each), those starting, and its queue. */
+  private readonly soloWorkers: PoolWorker[] = [];
+  private soloStarting = 0;
+  private readonly soloQueue: Job[] = [];
 
   constructor(private readonly opts: ResolvedOptions) {
     // unrestricted: safeify's cgroup code is v1-only and needs root; we never let it run.
     super({ workers: opts.workers, timeout: opts.timeoutMs, unrestricted: true });
+    this.quarantine = new Quarantine(opts.quarantineCleanRuns, (entry, event) => {
+      const log = event === 'lifted' || event === 'replaced' ? 'info' : 'warn';
+      opts.logger[log](`function ${event === 'struck again' ? 'broke a worker again' : event}`, {
+        fn: entry.name,
+        version: entry.version,
+        reason: entry.reason,
+        cleanRuns: entry.cleanRuns,
+      });
+      opts.onQuarantine?.(entry, event);
+    });
   }
 
   confine(confinement: WorkerIsolation | undefined): void {
@@ -192,11 +282,28 @@ class FaasSafeify extends SafeifyBase {
     return this.workers.reduce((sum, worker) => sum + worker.runningScripts.length, 0);
   }
 
-  /** One worker, forked and confined by worker-process.ts; resolves when it is ready. */
+  get soloStats(): PoolStats['solo'] {
+    return {
+      workers: this.soloWorkers.length,
+      running: this.soloWorkers.reduce((sum, w) => sum + w.runningScripts.length, 0),
+      queued: this.soloQueue.length,
+    };
+  }
+
+  /** Every live worker, shared and solo. */
+  allWorkers(): PoolWorker[] {
+    return this.soloWorkers.length === 0 ? this.workers : [...this.workers, ...this.soloWorkers];
+  }
+
+  /** One shared worker, forked and confined by worker-process.ts; resolves when it is ready. */
   override createWorker(): Promise<PoolWorker> {
+    return this.spawn('shared');
+  }
+
+  private spawn(lane: 'shared' | 'solo'): Promise<PoolWorker> {
     const { isolation, warmContexts, maxResultBytes, confinement, logger } = this.opts;
     return spawnWorker<Job>(
-      { isolation, warmContexts, maxResultBytes, confinement, logger },
+      { lane, isolation, warmContexts, maxResultBytes, confinement, logger },
       {
         closing: () => this.closing,
         onBatch: (worker, batch) => this.onBatch(worker, batch),
@@ -209,11 +316,15 @@ class FaasSafeify extends SafeifyBase {
   /** Queues one invocation; it settles exactly once, whatever happens to its worker. */
   submit(invocation: Invocation): Promise<InvocationResult> {
     if (this.closing) return Promise.reject(new ShuttingDownError('the server is shutting down'));
-    // Jobs wait here only while every worker is at its concurrency (or being replaced).
-    if (this.pendingScripts.length >= this.opts.maxQueue) {
+    const { name, maxConcurrency } = invocation;
+    const refused = this.admit(invocation);
+    if (refused) return Promise.reject(refused);
+    const quarantined = this.quarantine.size > 0 && this.quarantine.holds(name, invocation.version);
+    if (quarantined && this.waitingAlone(name) >= this.opts.quarantineQueue) {
       return Promise.reject(
-        this.overloaded(
-          `${this.pendingScripts.length} invocations are already waiting for a worker`,
+        this.tooMany(
+          `function '${name}' is quarantined (it broke a worker) and runs one invocation at a ` +
+            `time; ${this.opts.quarantineQueue} are already waiting`,
         ),
       );
     }
@@ -221,9 +332,10 @@ class FaasSafeify extends SafeifyBase {
       const { timeoutMs, queueTimeoutMs } = this.opts;
       const now = performance.now();
       const jobTimeoutMs = invocation.timeoutMs ?? timeoutMs;
+      const waitMs = quarantined ? queueTimeoutMs * SOLO_WAIT_FACTOR : queueTimeoutMs;
       // Field by field, not a spread: one object shape for every job, on the hot path.
       const job: Job = {
-        name: invocation.name,
+        name,
         version: invocation.version,
         source: invocation.source,
         eventJson: invocation.eventJson,
@@ -233,25 +345,74 @@ class FaasSafeify extends SafeifyBase {
         check: invocation.check,
         keep: invocation.keep,
         attempt: invocation.attempt,
+        maxConcurrency,
         id: this.nextId++,
         timeoutMs: jobTimeoutMs,
         enqueuedAt: now,
         dispatchedAt: 0,
         started: false,
+        lane: quarantined ? 'quarantined' : 'shared',
+        reruns: 0,
+        limited: maxConcurrency !== undefined,
         effects: false,
         settled: false,
         resolve,
         reject,
-        queueDeadline: now + queueTimeoutMs,
+        queueDeadline: now + waitMs,
         execDeadline: Infinity,
         // The last line of defence: no path in here or in safeify may leave a request hanging.
-        safetyDeadline: now + queueTimeoutMs + jobTimeoutMs + OVERDUE_MARGIN_MS + 2000,
+        safetyDeadline: now + waitMs + jobTimeoutMs + OVERDUE_MARGIN_MS + 2000,
       };
+      if (job.limited) this.inflight.set(name, (this.inflight.get(name) ?? 0) + 1);
       this.jobs.set(job.id, job);
       this.sweeper ??= setInterval(() => this.sweep(), SWEEP_MS);
-      this.pendingScripts.push(job);
-      this.execute();
+      if (quarantined) {
+        this.soloQueue.push(job);
+        this.executeSolo();
+      } else {
+        this.pendingScripts.push(job);
+        this.execute();
+      }
     });
+  }
+
+  /**
+   * Bulkheads: the function's maxConcurrency (429), the whole queue (503), and a fair share of
+   * it: one function may hold at most half the queue's slots (429), so a flood of one function
+   * never takes the others' places. The queue is empty most of the time: its scan runs only when
+   * it is at least half full.
+   */
+  private admit(invocation: Invocation): Error | undefined {
+    const { name, maxConcurrency } = invocation;
+    if (maxConcurrency !== undefined && (this.inflight.get(name) ?? 0) >= maxConcurrency) {
+      return this.tooMany(
+        `function '${name}' is at its maxConcurrency: ${maxConcurrency} invocations in flight`,
+      );
+    }
+    const queued = this.pendingScripts.length;
+    const { maxQueue } = this.opts;
+    if (queued >= maxQueue) {
+      return this.overloaded(`${queued} invocations are already waiting for a worker`);
+    }
+    const share = Math.ceil(maxQueue / 2);
+    if (queued >= share) {
+      let own = 0;
+      for (const job of this.pendingScripts) if (job.name === name) own++;
+      if (own >= share) {
+        return this.tooMany(
+          `function '${name}' holds its fair share of the queue: ${own} of ${maxQueue} places`,
+        );
+      }
+    }
+    return undefined;
+  }
+
+  /** Quarantined invocations of a function waiting for their turn on the solo lane. */
+  private waitingAlone(name: string): number {
+    let waiting = 0;
+    for (const job of this.soloQueue)
+      if (job.name === name && job.lane === 'quarantined') waiting++;
+    return waiting;
   }
 
   /**
@@ -259,7 +420,7 @@ class FaasSafeify extends SafeifyBase {
    * started jobs past their deadline (504), and kill workers that stopped beating. A worker in
    * a synchronous part is silent for at most the timeout (vm2's watchdog bounds it); silent any
    * longer, its event loop is blocked for good (an endless microtask chain, a loop after an
-   * await): it is killed, and its other started jobs answer 502.
+   * await): it is killed, and its started jobs run again or answer (onChannelClosed).
    */
   private sweep(): void {
     const now = performance.now();
@@ -275,17 +436,19 @@ class FaasSafeify extends SafeifyBase {
         if (job.worker) this.killWorker(job.worker, 'unresponsive');
         this.fail(job, new FunctionTimeoutError(this.timeoutMessage(job)));
       } else if (!job.worker && now > job.queueDeadline) {
-        const index = this.pendingScripts.indexOf(job);
-        if (index >= 0) this.pendingScripts.splice(index, 1);
+        this.unqueue(job);
         this.fail(job, this.overloaded(`no worker was free within ${this.opts.queueTimeoutMs} ms`));
       } else if (judge && now > job.execDeadline) {
         // The worker answers its own deadlines; it did not, so its loop is busy or blocked.
         const blocked = job.worker && now - job.worker.lastHeard > OVERDUE_MARGIN_MS;
-        const why = blocked ? ': its worker was blocked (by this or another invocation)' : '';
+        // Blocked, maybe by another invocation: who is known when the worker is heard again (the
+        // runner names the blocker) or killed (its suspects run alone). Bounded: twice its time.
+        if (blocked && now < job.execDeadline + job.timeoutMs) continue;
+        const why = blocked ? `: ${BLOCKED_BY_SOMEONE}` : '';
         this.fail(job, new FunctionTimeoutError(this.timeoutMessage(job) + why));
       }
     }
-    for (const worker of this.workers) {
+    for (const worker of this.allWorkers()) {
       // The same arithmetic as a job's execDeadline, so the two agree to the last bit. A worker
       // may be silent as long as the longest timeout among its invocations.
       let longest = 0;
@@ -294,17 +457,26 @@ class FaasSafeify extends SafeifyBase {
       if (judge && silent && worker.state === 'healthy' && worker.runningScripts.length > 0) {
         this.opts.logger.warn('worker blocked past the timeout; killing it', {
           pid: worker.process.pid,
+          lane: worker.lane,
           silentMs: Math.round(now - worker.lastHeard),
         });
         this.killWorker(worker, 'timeout');
       }
     }
     // Answered jobs may still hold slots on a worker that has yet to be judged: keep sweeping.
-    const idle = this.jobs.size === 0 && this.workers.every((w) => w.runningScripts.length === 0);
+    const idle =
+      this.jobs.size === 0 && this.allWorkers().every((w) => w.runningScripts.length === 0);
     if (idle && this.sweeper) {
       clearInterval(this.sweeper);
       this.sweeper = undefined;
     }
+  }
+
+  /** Takes a job that waits for a worker off its queue. */
+  private unqueue(job: Job): void {
+    const queue = job.lane === 'shared' ? this.pendingScripts : this.soloQueue;
+    const index = queue.indexOf(job);
+    if (index >= 0) queue.splice(index, 1);
   }
 
   /**
@@ -332,6 +504,105 @@ class FaasSafeify extends SafeifyBase {
       if (!best) return;
       this.dispatch(best, this.pendingScripts.shift() as Job);
     }
+  }
+
+  /**
+   * Hands solo jobs to idle solo workers: each worker runs one invocation at a time, and only for
+   * the function it first ran (another function gets a fresh process), so no two functions ever
+   * share one. A quarantined function runs one invocation at a time; suspects run side by side,
+   * each on its own worker.
+   */
+  private executeSolo(): void {
+    if (this.closing) return;
+    for (let i = 0; i < this.soloQueue.length;) {
+      const job = this.soloQueue[i];
+      const worker =
+        job.lane === 'quarantined' && this.runsAlone(job.name)
+          ? undefined
+          : this.soloWorkerFor(job.name);
+      if (!worker) {
+        i++;
+        continue;
+      }
+      this.soloQueue.splice(i, 1);
+      worker.owner = job.name;
+      clearTimeout(worker.idleTimer);
+      this.dispatch(worker, job);
+    }
+    this.keepSpare();
+  }
+
+  /**
+   * One solo worker is kept started and unused (the spare), so a suspect or a quarantined call
+   * does not wait for a process to start. It runs nothing until it is needed, and is never
+   * retired for idleness.
+   */
+  keepSpare(): void {
+    if (this.closing || this.soloStarting > 0) return;
+    if (this.soloWorkers.length >= this.opts.soloWorkers) return;
+    const spare = this.soloWorkers.some(
+      (w) => w.owner === undefined && w.state === 'healthy' && w.runningScripts.length === 0,
+    );
+    if (!spare) this.startSolo();
+  }
+
+  /** Whether a quarantined invocation of this function is running on the solo lane. */
+  private runsAlone(name: string): boolean {
+    for (const worker of this.soloWorkers) {
+      for (const job of worker.runningScripts) {
+        if (job.name === name && job.lane === 'quarantined' && !job.settled) return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * An idle solo worker that ran this function, or a fresh one. None: one is started (within
+   * `soloWorkers`, recycling an idle worker of another function when at the limit) and the job
+   * waits for it.
+   */
+  private soloWorkerFor(name: string): PoolWorker | undefined {
+    let fresh: PoolWorker | undefined;
+    let other: PoolWorker | undefined;
+    for (const worker of this.soloWorkers) {
+      if (worker.state !== 'healthy' || worker.runningScripts.length > 0) continue;
+      if (worker.owner === name) return worker;
+      if (worker.owner === undefined) fresh ??= worker;
+      else other ??= worker;
+    }
+    if (fresh) return fresh;
+    if (this.soloWorkers.length + this.soloStarting >= this.opts.soloWorkers) {
+      if (!other) return undefined;
+      this.retireSolo(other, 'recycled');
+    }
+    this.startSolo();
+    return undefined;
+  }
+
+  private startSolo(): void {
+    this.soloStarting++;
+    this.spawn('solo').then(
+      (worker) => {
+        this.soloStarting--;
+        if (this.closing) return this.killWorker(worker, 'shutdown');
+        this.soloWorkers.push(worker);
+        // Takes a waiting job, or starts its idle timer (another worker may have taken the job).
+        this.next(worker);
+      },
+      (err: unknown) => {
+        this.soloStarting--;
+        this.opts.logger.error('could not start a solo worker; retrying in 1 s', { err });
+        setTimeout(() => this.executeSolo(), 1000).unref();
+      },
+    );
+  }
+
+  /** Ends a solo worker that runs nothing (idle, or its place is needed for another function). */
+  private retireSolo(worker: PoolWorker, reason: string): void {
+    const index = this.soloWorkers.indexOf(worker);
+    if (index >= 0) this.soloWorkers.splice(index, 1);
+    clearTimeout(worker.idleTimer);
+    this.killWorker(worker, reason);
   }
 
   private dispatch(worker: PoolWorker, job: Job): void {
@@ -382,9 +653,15 @@ class FaasSafeify extends SafeifyBase {
    */
   private onBatch(worker: PoolWorker, batch: unknown): void {
     // One clock reading for the batch: a job's deadline and its worker's silence are measured
-    // from the same instant, so a blocked worker's own invocation is answered 504 (by its
-    // deadline) no later than the worker is killed (for its silence), never 502.
+    // from the same instant.
     const now = performance.now();
+    // Heard again after a stall (a long synchronous part, a loop the watchdog stopped): the
+    // stalled time is not its invocations' to pay. Those whose own deadline passed meanwhile are
+    // answered by the runner, naming the blocker; the rest get the time back here.
+    const stalled = now - worker.lastHeard;
+    if (stalled > STALL_MS) {
+      for (const job of worker.runningScripts) if (job.started) job.execDeadline += stalled;
+    }
     worker.lastHeard = now;
     if (Array.isArray(batch) && batch.every(isWorkerMessage)) {
       for (const message of batch) this.onMessage(worker, message, now);
@@ -419,21 +696,83 @@ class FaasSafeify extends SafeifyBase {
         worker.known.delete(job.version);
         if (!job.settled) return this.send(worker, job, true);
         this.detach(job);
-        return this.execute();
+        return this.next(worker);
       case 'done':
-        this.detach(job);
-        this.settle(job, () =>
-          job.resolve({
-            outcome: message.r,
-            cold: message.cold,
-            queueMs: job.dispatchedAt - job.enqueuedAt,
-            execMs: message.ms,
-            logs: message.logs ?? [],
-            effects: job.effects,
-          }),
-        );
-        return this.execute();
+        return this.onDone(worker, job, message);
     }
+  }
+
+  /** An invocation's outcome from its worker. */
+  private onDone(worker: PoolWorker, job: Job, message: DoneMessage): void {
+    this.detach(job);
+    if (message.blk) {
+      // The watchdog stopped its synchronous loop: it held the worker for its whole timeout.
+      this.strike(job, 'it blocked its worker with a synchronous loop past its timeout');
+    } else if (job.lane === 'quarantined') {
+      this.quarantine.clean(job.name, job.version);
+    }
+    let outcome = message.r;
+    // Its deadline passed while another invocation held the loop: not its timeout.
+    if (message.by !== undefined && outcome.startsWith(Outcome.timeout) && !job.settled) {
+      if (!job.effects && job.reruns < MAX_RERUNS) {
+        this.rerun(job, 'blocked');
+        return this.next(worker);
+      }
+      outcome =
+        `${Outcome.timeout}function '${job.name}' could not finish within its ${job.timeoutMs} ` +
+        `ms timeout: its worker was blocked by function '${message.by}'`;
+    }
+    this.settle(job, () =>
+      job.resolve({
+        outcome,
+        cold: message.cold,
+        queueMs: job.dispatchedAt - job.enqueuedAt,
+        execMs: message.ms,
+        logs: message.logs ?? [],
+        effects: job.effects,
+        reruns: job.reruns,
+        solo: job.lane !== 'shared',
+      }),
+    );
+    this.next(worker);
+  }
+
+  /** A slot on `worker` is free: hand out queued work (a solo worker idles until retired). */
+  private next(worker: PoolWorker): void {
+    if (worker.lane === 'shared') return this.execute();
+    if (worker.runningScripts.length === 0 && worker.state === 'healthy' && worker.owner) {
+      clearTimeout(worker.idleTimer);
+      worker.idleTimer = setTimeout(() => {
+        if (worker.runningScripts.length === 0) this.retireSolo(worker, 'idle');
+      }, SOLO_IDLE_MS).unref();
+    }
+    this.executeSolo();
+  }
+
+  /** A version broke a worker: quarantine it (or count again) and tell who watches. */
+  private strike(job: Job, reason: string): void {
+    this.quarantine.strike(job.name, job.version, reason);
+  }
+
+  /**
+   * Runs a started job again (SPEC §3: only one that made no effect): `suspect` alone on the solo
+   * lane, `blocked` on a shared worker, with a fresh timeout and a fresh allowance to wait.
+   */
+  private rerun(job: Job, reason: RerunReason): void {
+    const now = performance.now();
+    const wait = this.opts.queueTimeoutMs * (reason === 'suspect' ? SOLO_WAIT_FACTOR : 1);
+    job.reruns++;
+    job.started = false;
+    job.worker = undefined;
+    job.calls = undefined;
+    job.dispatchedAt = 0;
+    job.execDeadline = Infinity;
+    job.queueDeadline = now + wait;
+    job.safetyDeadline = now + wait + job.timeoutMs + OVERDUE_MARGIN_MS + 2000;
+    this.opts.onRerun(reason);
+    if (reason === 'suspect' && job.lane === 'shared') job.lane = 'suspect';
+    if (job.lane === 'shared') this.pendingScripts.unshift(job);
+    else this.soloQueue.push(job);
   }
 
   /**
@@ -483,33 +822,74 @@ class FaasSafeify extends SafeifyBase {
     });
   }
 
-  /** The worker's channel closed: it is gone. Settle or move every job it held. */
+  /**
+   * The worker's channel closed: it is gone. Each of its jobs is settled or moved: never started
+   * → queued again; started on a shared worker → run again alone as a suspect when it made no
+   * effect, else 502 (504 when its deadline had passed); started on a solo worker, or alone on a
+   * shared one that ran out of memory or was blocked → nothing else was in flight, so it broke the
+   * worker: 502/504, and its version is quarantined. (A kill from outside blames no one.)
+   */
   private onChannelClosed(worker: PoolWorker): void {
     if (worker.gone) return;
     worker.gone = true;
     worker.state = 'unhealthy';
-    const index = this.workers.indexOf(worker);
-    if (index >= 0) this.workers.splice(index, 1);
-    if (!this.closing) this.restarts++;
-    const reason = DEATHS[worker.exitReason ?? 'crash'];
+    clearTimeout(worker.idleTimer);
+    const solo = worker.lane === 'solo';
+    const list = solo ? this.soloWorkers : this.workers;
+    const index = list.indexOf(worker);
+    if (index >= 0) list.splice(index, 1);
+    if (!this.closing && !solo) this.restarts++;
+    const exit = worker.exitReason ?? 'crash';
+    const reason = DEATHS[exit];
+    const alone =
+      solo || (worker.runningScripts.length === 1 && (exit === 'timeout' || exit === 'memory'));
+    const now = performance.now();
     const requeue: Job[] = [];
     for (const job of worker.runningScripts.splice(0)) {
       job.worker = undefined;
       if (job.settled) continue;
-      if (job.started) {
-        this.fail(job, new WorkerCrashedError(`the worker running '${job.name}' ${reason}`));
+      if (!job.started) {
+        if (this.closing) this.fail(job, new ShuttingDownError('the server is shutting down'));
+        else requeue.push(job);
       } else if (this.closing) {
-        this.fail(job, new ShuttingDownError('the server is shutting down'));
+        this.fail(job, new WorkerCrashedError(`the worker running '${job.name}' ${reason}`));
+      } else if (alone) {
+        this.strike(job, exit === 'timeout' ? BLOCKED_LOOP : `its worker ${reason} (it ran alone)`);
+        this.fail(job, this.brokeWorker(job, exit, now, true));
+      } else if (job.effects || job.reruns >= MAX_RERUNS) {
+        // It may have made an effect (or has run again already): never run it again.
+        this.fail(job, this.brokeWorker(job, exit, now, false));
       } else {
-        requeue.push(job);
+        this.rerun(job, 'suspect');
       }
     }
     // Never started, so never run: safe to run elsewhere, ahead of newer work, with a fresh
     // allowance to find a worker.
-    const now = performance.now();
     for (const job of requeue) job.queueDeadline = now + this.opts.queueTimeoutMs;
-    this.pendingScripts.unshift(...requeue);
-    if (!this.closing) this.refill();
+    if (solo) this.soloQueue.unshift(...requeue);
+    else this.pendingScripts.unshift(...requeue);
+    if (this.closing) return;
+    // The survivors take what they can now; the replacement takes the rest when it is up.
+    if (!solo) this.execute();
+    if (!solo) this.refill();
+    this.executeSolo();
+  }
+
+  /**
+   * The answer of a job its worker's death ends: 504 when the worker was blocked past the job's
+   * deadline, else 502. `culprit`: it ran alone, so it broke the worker (and is quarantined).
+   */
+  private brokeWorker(job: Job, exit: WorkerExitReason, now: number, culprit: boolean): Error {
+    const quarantined = '; it now runs alone (quarantined)';
+    if (exit === 'timeout' && now > job.execDeadline - OVERDUE_MARGIN_MS) {
+      const why = culprit ? BLOCKED_LOOP + quarantined : BLOCKED_BY_SOMEONE;
+      return new FunctionTimeoutError(`${this.timeoutMessage(job)}: ${why}`);
+    }
+    return new WorkerCrashedError(
+      culprit
+        ? `function '${job.name}' could not finish: its worker ${DEATHS[exit]} while running it alone${quarantined}`
+        : `the worker running '${job.name}' ${DEATHS[exit]}`,
+    );
   }
 
   /** Brings the pool back to its configured size, one refill at a time. */
@@ -536,8 +916,8 @@ class FaasSafeify extends SafeifyBase {
     if (worker.process.exitCode === null && worker.process.signalCode === null) {
       worker.process.kill('SIGKILL');
     }
-    // The replacement starts now, not when the old one's channel closes.
-    if (!this.closing) this.refill();
+    // A shared worker's replacement starts now, not when the old one's channel closes.
+    if (!this.closing && worker.lane === 'shared') this.refill();
   }
 
   private detach(job: Job): void {
@@ -552,12 +932,20 @@ class FaasSafeify extends SafeifyBase {
     if (job.settled) return;
     job.settled = true;
     this.jobs.delete(job.id);
+    if (job.limited) {
+      const left = (this.inflight.get(job.name) ?? 1) - 1;
+      if (left > 0) this.inflight.set(job.name, left);
+      else this.inflight.delete(job.name);
+    }
     action();
   }
 
   private fail(job: Job, err: Error): void {
     // Keep it on its worker's list until that worker is gone: its slot stays taken.
-    this.settle(job, () => job.reject(err));
+    this.settle(job, () => {
+      FACTS.set(err, { effects: job.effects, reruns: job.reruns, solo: job.lane !== 'shared' });
+      job.reject(err);
+    });
   }
 
   private timeoutMessage(job: Job): string {
@@ -570,6 +958,10 @@ class FaasSafeify extends SafeifyBase {
     return err;
   }
 
+  private tooMany(message: string): TooManyRequestsError {
+    return new TooManyRequestsError(message);
+  }
+
   /** Waits for every accepted job to settle, at most `graceMs`. */
   async drain(graceMs: number): Promise<void> {
     const until = Date.now() + graceMs;
@@ -580,10 +972,11 @@ class FaasSafeify extends SafeifyBase {
 
   /** Kills every worker and waits for them to exit; jobs still pending get SHUTTING_DOWN. */
   async shutdown(): Promise<void> {
-    for (const job of this.pendingScripts.splice(0)) {
+    for (const job of [...this.pendingScripts.splice(0), ...this.soloQueue.splice(0)]) {
       this.fail(job, new ShuttingDownError('the server is shutting down'));
     }
-    const exits = this.workers.map(
+    const everyWorker = this.allWorkers();
+    const exits = everyWorker.map(
       (worker) =>
         new Promise<void>((resolve) => {
           if (worker.process.exitCode !== null || worker.process.signalCode !== null) {
@@ -592,7 +985,8 @@ class FaasSafeify extends SafeifyBase {
           worker.process.once('exit', () => resolve());
         }),
     );
-    for (const worker of this.workers) worker.killReason ??= 'shutdown';
+    for (const worker of everyWorker) worker.killReason ??= 'shutdown';
+    for (const worker of [...this.soloWorkers]) this.retireSolo(worker, 'shutdown');
     this.destroy();
     // A replacement that was starting when the pool began closing kills itself when ready.
     await this.refilling.catch(() => undefined);
@@ -615,6 +1009,10 @@ export class SandboxPool {
       onWorkerExit: () => undefined,
       maxResultBytes: 6 * 1024 * 1024,
       maxQueue: 256,
+      soloWorkers: Math.max(4, options.workers * 2),
+      quarantineCleanRuns: 5,
+      quarantineQueue: 10,
+      onRerun: () => undefined,
       ...options,
     });
   }
@@ -626,11 +1024,13 @@ export class SandboxPool {
   async start(confinement?: WorkerIsolation): Promise<void> {
     this.safeify.confine(confinement);
     await this.safeify.init();
+    this.safeify.keepSpare();
   }
 
   /**
-   * Runs one invocation. Rejects with FunctionTimeoutError, WorkerCrashedError, OverloadedError
-   * or ShuttingDownError; the function's own errors are in the outcome (see response.ts).
+   * Runs one invocation. Rejects with FunctionTimeoutError, WorkerCrashedError, OverloadedError,
+   * TooManyRequestsError or ShuttingDownError; the function's own errors are in the outcome (see
+   * response.ts).
    */
   run(invocation: Invocation): Promise<InvocationResult> {
     return this.safeify.submit(invocation);
@@ -645,12 +1045,25 @@ export class SandboxPool {
       queued: s.pendingScripts.length,
       restarts: s.restarts,
       closing: s.closing,
+      solo: s.soloStats,
+      quarantined: s.quarantine.size,
     };
   }
 
-  /** Process ids of the live workers (for tests and the soak's orphan check). */
-  pids(): number[] {
-    return this.safeify.workers.map((w) => w.process.pid).filter((pid): pid is number => !!pid);
+  /** The quarantined function versions (SPEC §3), for /_/functions. */
+  quarantined(): QuarantineEntry[] {
+    return this.safeify.quarantine.list();
+  }
+
+  /** The quarantine entry of one function, if it is quarantined. */
+  quarantineOf(name: string): Readonly<QuarantineEntry> | undefined {
+    return this.safeify.quarantine.get(name);
+  }
+
+  /** Process ids of the live shared workers, or of the solo lane's (for tests and the soak). */
+  pids(lane: 'shared' | 'solo' = 'shared'): number[] {
+    const workers = this.safeify.allWorkers().filter((w) => w.lane === lane);
+    return workers.map((w) => w.process.pid).filter((pid): pid is number => !!pid);
   }
 
   /**

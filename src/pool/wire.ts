@@ -82,6 +82,13 @@ export interface DoneMessage {
   ms: number;
   /** Captured console lines, each `level\tmessage`. */
   logs?: string[];
+  /** This invocation blocked the worker past its timeout: the watchdog stopped its loop. */
+  blk?: boolean;
+  /**
+   * A timeout (T) that is not this invocation's doing: its deadline passed while an invocation
+   * of function `by` held the worker's event loop (a long synchronous part or a stopped loop).
+   */
+  by?: string;
 }
 
 /** Worker → pool: versions this worker dropped from its cache (their source must be resent). */
@@ -166,7 +173,9 @@ export function isWorkerMessage(value: unknown): value is WorkerMessage {
         typeof m.cold === 'boolean' &&
         typeof m.ms === 'number' &&
         (m.logs === undefined ||
-          (Array.isArray(m.logs) && m.logs.every((line) => typeof line === 'string')))
+          (Array.isArray(m.logs) && m.logs.every((line) => typeof line === 'string'))) &&
+        (m.blk === undefined || typeof m.blk === 'boolean') &&
+        (m.by === undefined || (typeof m.by === 'string' && m.by.length <= 512))
       );
     case 'evicted':
       return Array.isArray(m.v) && m.v.every((v) => typeof v === 'string');

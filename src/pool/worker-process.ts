@@ -15,6 +15,15 @@ export type WorkerExitReason = 'timeout' | 'unresponsive' | 'memory' | 'crash';
 /** safeify's Worker shape (process, state, runningScripts), plus what the pool tracks. */
 export interface WorkerProcess<Job> {
   process: ChildProcess;
+  /**
+   * `shared`: one of the pool's WORKERS, running many invocations at once. `solo`: an extra
+   * worker running one invocation at a time, for suspects and quarantined functions.
+   */
+  lane: 'shared' | 'solo';
+  /** A solo worker's function: it runs no other (a new one is started for another). */
+  owner?: string;
+  /** A solo worker with nothing to run ends when this fires. */
+  idleTimer?: NodeJS.Timeout;
   state: 'healthy' | 'unhealthy';
   runningScripts: Job[];
   /** Versions this worker is known to hold (their source need not be sent again). */
@@ -31,6 +40,7 @@ export interface WorkerProcess<Job> {
 }
 
 export interface SpawnOptions {
+  lane: 'shared' | 'solo';
   isolation: 'warm' | 'fresh';
   warmContexts: number;
   maxResultBytes: number;
@@ -84,8 +94,10 @@ export function spawnWorker<Job>(
   options: SpawnOptions,
   hooks: WorkerHooks<Job>,
 ): Promise<WorkerProcess<Job>> {
-  const { isolation, warmContexts, maxResultBytes, confinement, logger } = options;
-  const child = fork(runnerFile, [JSON.stringify({ isolation, warmContexts, maxResultBytes })], {
+  const { lane, isolation, warmContexts, maxResultBytes, confinement, logger } = options;
+  // The lane is in argv only so that people (and the soak) can tell the processes apart.
+  const argv = JSON.stringify({ lane, isolation, warmContexts, maxResultBytes });
+  const child = fork(runnerFile, [argv], {
     env: {},
     serialization: 'advanced',
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
@@ -94,6 +106,7 @@ export function spawnWorker<Job>(
   if (child.pid !== undefined) void confinement?.attach(child.pid);
   const worker: WorkerProcess<Job> = {
     process: child,
+    lane,
     state: 'healthy',
     runningScripts: [],
     known: new Set(),
@@ -126,6 +139,7 @@ export function spawnWorker<Job>(
       if (hooks.closing()) return;
       logger.warn('worker exited', {
         pid,
+        lane,
         reason,
         code,
         signal,

@@ -43,6 +43,8 @@ const options: RunnerOptions = {
 /** One invocation in flight; the AsyncLocalStorage store, so console and timers find their owner. */
 interface Invocation {
   id: number;
+  /** Its function's name (to name it when it holds the event loop; see `blocks`). */
+  fn: string;
   done: boolean;
   logs: string[];
   logBytes: number;
@@ -111,6 +113,38 @@ const hostRequests = createHostRequests({
 });
 let nextTimerId = 1;
 
+/**
+ * A stretch of time one invocation held this worker's event loop: a synchronous part longer than
+ * BLOCK_MS (its start, or a timer callback), or a loop the watchdog stopped. A neighbour whose
+ * deadline fell inside it did not get its time: its timeout names the blocker (`by`), and the
+ * pool runs it again when that cannot matter (SPEC §3). The newest few are kept.
+ */
+interface Block {
+  id: number;
+  fn: string;
+  /** Date.now() when it began and ended. */
+  from: number;
+  to: number;
+}
+const BLOCK_MS = 50;
+const MAX_BLOCKS = 8;
+const blocks: Block[] = [];
+
+function noteBlock(inv: Invocation, from: number, to = Date.now()): void {
+  if (to - from <= BLOCK_MS) return;
+  blocks.push({ id: inv.id, fn: inv.fn, from, to });
+  if (blocks.length > MAX_BLOCKS) blocks.shift();
+}
+
+/** The function of another invocation that held the loop when `deadline` (Date.now() ms) passed. */
+function blockerAt(inv: Invocation, deadline: number): string | undefined {
+  for (let i = blocks.length - 1; i >= 0; i--) {
+    const block = blocks[i];
+    if (block.id !== inv.id && block.from <= deadline && deadline <= block.to) return block.fn;
+  }
+  return undefined;
+}
+
 // vm2's own technique (lib/vm.js doWithTimeout): run a host closure as a script with a timeout,
 // so a synchronous loop anywhere inside it is interrupted by V8's watchdog.
 const timeoutContext = vm.createContext({ fn: null as null | (() => unknown) });
@@ -159,11 +193,13 @@ function hostSetTimer(callback: () => void, ms: number, repeat?: boolean): numbe
   const fire = () => {
     if (!interval) inv.timers.delete(id);
     if (inv.done) return;
+    const from = Date.now();
     try {
       callback();
     } catch {
       // The envelope catches the callback's own errors; this is a stack overflow or the like.
     }
+    noteBlock(inv, from);
   };
   inv.timers.set(id, interval ? setInterval(fire, delay) : setTimeout(fire, delay));
   return id;
@@ -196,20 +232,62 @@ function compileErrorPayload(err: unknown, what = 'the file does not compile'): 
   });
 }
 
+/** A new vm2 context with our envelope and globals in it, no function code yet. */
+interface Shell {
+  sandboxVm: VM;
+  load: (completion: unknown, attachServices: AttachServices) => unknown;
+  attachServices: AttachServices;
+}
+
+/**
+ * Whether the worker is in its own setup code (a shell) rather than in function code: a watchdog
+ * that fires then stopped no loop of the function's (the worker is starved of CPU), so the
+ * invocation times out without being named the blocker.
+ */
+let inOwnCode = false;
+
+function makeShell(): Shell {
+  inOwnCode = true;
+  try {
+    const sandboxVm = new VM({ eval: false, wasm: false, allowAsync: true });
+    const setup = sandboxVm.run(envelopeScript) as (...host: unknown[]) => unknown;
+    const load = setup(hostLog, hostSetTimer, hostClearTimer) as Shell['load'];
+    // hostRequest reaches the sandbox through a sandbox function (requestScript), which throws
+    // the sandbox's own Error when a call is refused.
+    const request = (sandboxVm.run(requestScript) as (host: unknown) => HostRequest)(
+      hostRequests.hostRequest,
+    );
+    const attachServices = (sandboxVm.run(globalsScript) as InstallGlobals)(hostCall, request);
+    return { sandboxVm, load, attachServices };
+  } finally {
+    inOwnCode = false;
+  }
+}
+
+/**
+ * One shell is kept ready (made at start, before `ready`, and again after each use, between
+ * invocations): a cold start pays only for the function's own file, and a fresh process's first
+ * context (the slowest: ~100–300 ms while V8 warms up) is never made inside an invocation.
+ */
+let spareShell: Shell | undefined;
+let spareScheduled = false;
+
+function takeShell(): Shell {
+  const shell = spareShell ?? makeShell();
+  spareShell = undefined;
+  if (!spareScheduled) {
+    spareScheduled = true;
+    setImmediate(() => {
+      spareScheduled = false;
+      spareShell ??= makeShell();
+    });
+  }
+  return shell;
+}
+
 /** Builds a context for one version and runs the file in it (under the batch's watchdog). */
 function createSandbox(file: string, source: string): Sandbox {
-  const sandboxVm = new VM({ eval: false, wasm: false, allowAsync: true });
-  const setup = sandboxVm.run(envelopeScript) as (...host: unknown[]) => unknown;
-  const load = setup(hostLog, hostSetTimer, hostClearTimer) as (
-    completion: unknown,
-    attachServices: AttachServices,
-  ) => unknown;
-  // hostRequest reaches the sandbox through a sandbox function (requestScript), which throws the
-  // sandbox's own Error when a call is refused.
-  const request = (sandboxVm.run(requestScript) as (host: unknown) => HostRequest)(
-    hostRequests.hostRequest,
-  );
-  const attachServices = (sandboxVm.run(globalsScript) as InstallGlobals)(hostCall, request);
+  const { sandboxVm, load, attachServices } = takeShell();
   let script: VMScript;
   try {
     script = new VMScript(source, file).compile();
@@ -281,7 +359,17 @@ function capped(r: string): string {
   return `${Outcome.invalid}the result is ${bytes} bytes; at most ${options.maxResultBytes} are allowed (MAX_RESULT_BYTES)`;
 }
 
-function finish(inv: Invocation, r: string, cold: boolean, startedAt: number): void {
+/**
+ * Answers an invocation once. `blame` marks a timeout: `blk` when this invocation blocked the
+ * worker (the watchdog stopped it), `by` when another invocation's block made it late.
+ */
+function finish(
+  inv: Invocation,
+  r: string,
+  cold: boolean,
+  startedAt: number,
+  blame?: { blk?: boolean; by?: string },
+): void {
   if (inv.done) return;
   inv.done = true;
   invocations.delete(inv.token);
@@ -295,6 +383,8 @@ function finish(inv: Invocation, r: string, cold: boolean, startedAt: number): v
     ms: performance.now() - startedAt,
   };
   if (inv.logs.length > 0) message.logs = inv.logs;
+  if (blame?.blk) message.blk = true;
+  if (blame?.by !== undefined) message.by = blame.by;
   post(message);
 }
 
@@ -324,7 +414,9 @@ function runBatch(jobs: RunMessage[], from = 0): void {
     withTimeout(() => {
       while (next < jobs.length && jobs[next].ms === ms) {
         current = begin(jobs[next++]);
+        const from = Date.now();
         runSync(current);
+        noteBlock(current.inv, from);
         current = undefined;
         if (Date.now() - sliceStart >= SLICE_MS) return;
       }
@@ -333,11 +425,18 @@ function runBatch(jobs: RunMessage[], from = 0): void {
     // Only the watchdog and host-side failures land here: the envelope catches the function's
     // own errors. A watchdog that fires between two invocations stopped none of them.
     if (current) {
-      const { inv, job, cold, startedAt } = current;
-      const r = isTimeoutError(err)
-        ? timedOut(job)
-        : `${Outcome.invalid}the sandbox failed: ${String(err)}`;
-      finish(inv, r, cold, startedAt);
+      const { inv, job, cold, startedAt, began } = current;
+      if (isTimeoutError(err) && inOwnCode) {
+        // Stopped in our own setup, not in function code: a CPU-starved worker, no culprit.
+        inOwnCode = false;
+        finish(inv, `${timedOut(job)} (its sandbox could not be set up in time)`, cold, startedAt);
+      } else if (isTimeoutError(err)) {
+        // It held the loop from its start until the watchdog stopped it: it names itself.
+        noteBlock(inv, began);
+        finish(inv, timedOut(job), cold, startedAt, { blk: true });
+      } else {
+        finish(inv, `${Outcome.invalid}the sandbox failed: ${String(err)}`, cold, startedAt);
+      }
     } else if (!isTimeoutError(err)) {
       throw err;
     }
@@ -352,6 +451,8 @@ interface Running {
   job: RunMessage;
   inv: Invocation;
   startedAt: number;
+  /** Date.now() when it began, and when its time is up (later for a cold start). */
+  began: number;
   deadline: number;
   cold: boolean;
 }
@@ -359,6 +460,7 @@ interface Running {
 function begin(job: RunMessage): Running {
   const inv: Invocation = {
     id: job.id,
+    fn: job.fn,
     done: false,
     logs: [],
     logBytes: 0,
@@ -366,7 +468,8 @@ function begin(job: RunMessage): Running {
     timers: new Map(),
     token: Object.freeze(Object.create(null) as object),
   };
-  return { job, inv, startedAt: performance.now(), deadline: Date.now() + job.ms, cold: false };
+  const began = Date.now();
+  return { job, inv, startedAt: performance.now(), began, deadline: began + job.ms, cold: false };
 }
 
 /** A check's outcome: the exported config as JSON (`null` for none), or why the file fails to load. */
@@ -378,7 +481,7 @@ function loadOutcome(compileError: string | undefined, config: string | undefine
 
 /** The synchronous part of one invocation; an async result is followed until its deadline. */
 function runSync(running: Running): void {
-  const { job, inv, startedAt, deadline } = running;
+  const { job, inv, startedAt } = running;
   invocations.set(inv.token, inv);
   als.run(inv.token, () => {
     const version = versions.get(job.v);
@@ -393,9 +496,12 @@ function runSync(running: Running): void {
       running.cold = true;
       sandbox = createSandbox(version.file, version.source);
       if (options.isolation === 'warm') version.sandbox = sandbox;
+      // A cold start's compile is not the invocation's time (as Lambda's init is not): its
+      // deadline starts now. The watchdog bounds the compile and the synchronous part together.
+      running.deadline = Date.now() + job.ms;
     }
     remember(job.v, version);
-    const { cold } = running;
+    const { cold, deadline } = running;
     if (job.check)
       return finish(inv, loadOutcome(sandbox.compileError, sandbox.config), cold, startedAt);
     if (sandbox.compileError !== undefined) {
@@ -416,17 +522,20 @@ function runSync(running: Running): void {
     if (typeof result === 'string') return finish(inv, result, cold, startedAt);
     // A promise from the sandbox: answer at settlement or at the deadline, whichever is first.
     const noOutcome = `${Outcome.invalid}the sandbox returned no outcome`;
-    const timer = setTimeout(
-      () => finish(inv, timedOut(job), cold, startedAt),
-      deadline - Date.now(),
-    );
+    const expire = () =>
+      finish(inv, timedOut(job), cold, startedAt, { by: blockerAt(inv, deadline) });
+    const timer = setTimeout(expire, deadline - Date.now());
+    // Settled after its deadline (its timer was late: the loop was busy), it timed out all the
+    // same: a late settlement (say, of a service call refused for lack of time) is not an answer.
     Promise.resolve(result).then(
       (value) => {
         clearTimeout(timer);
+        if (Date.now() >= deadline) return expire();
         finish(inv, typeof value === 'string' ? value : noOutcome, cold, startedAt);
       },
       () => {
         clearTimeout(timer);
+        if (Date.now() >= deadline) return expire();
         finish(inv, noOutcome, cold, startedAt);
       },
     );
@@ -465,6 +574,7 @@ process.on('disconnect', () => process.exit(0));
 // A signal for the whole process group (Ctrl-C, `kill -- -pgid`, systemd's default stop) is the
 // server's to handle: it drains, then ends its workers itself (SIGKILL, or closing the channel).
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined);
+spareShell = makeShell();
 send([{ t: 'ready' }]);
 // The pool reads silence past the timeout as a blocked event loop, and kills the worker.
 setInterval(() => send([{ t: 'beat' }]), HEARTBEAT_MS).unref();
