@@ -21,7 +21,7 @@ const WORKER_RSS_HEADROOM = 160 * MB;
 /** Exits a hostile call causes; any other exit the soak did not cause is unexplained. */
 const HOSTILE_REASONS = ['memory', 'timeout', 'unresponsive'];
 /** Metrics, /_/functions fields, pool fields and log lines about issue 10's machinery. */
-export const ISSUE10_WORDS = /re-?run|rerun|retr(y|ie)|again|attempt|quarantin|solo|suspect/i;
+export const ISSUE10_WORDS = /re-?run|r[au]n again|attempt|quarantin|solo|suspect/i;
 
 export interface RunFacts {
   options: {
@@ -108,6 +108,8 @@ export interface Failure {
   cls: string;
   message?: string;
   blame: string;
+  /** Workers that died while it was in flight (2 or more: it may have been lost twice). */
+  deathsInFlight: number;
 }
 
 export interface Summary {
@@ -200,6 +202,9 @@ export function analyse(f: RunFacts): Summary {
             : blamed === 'neighbourCollateral'
               ? 'a hostile neighbour'
               : 'nothing the soak knows',
+        deathsInFlight: new Set(
+          [...f.kills, ...f.deaths].filter((d) => d.t >= s.start && d.t <= s.end).map((d) => d.pid),
+        ).size,
       });
     }
   }
@@ -272,6 +277,7 @@ export function analyse(f: RunFacts): Summary {
       : 'effect-free healthy → 200, exact body',
     pureFailed.length === 0 && pure.length > 0,
     `${pure.filter((s) => s.cls === '200').length} of ${pure.length}` +
+      (f.options.lenient ? collateralNote(pure, verdictOf) : '') +
       describeFailures(pureFailed) +
       overloadedNote(pure, verdictOf),
   );
@@ -285,6 +291,7 @@ export function analyse(f: RunFacts): Summary {
     `200 ×${effectful.filter((s) => s.cls === '200').length}, 502 ×${
       effectful.filter((s) => s.cls === '502 WORKER_CRASHED').length
     } of ${effectful.length}` +
+      (f.options.lenient ? collateralNote(effectful, verdictOf) : '') +
       describeFailures(effectFailed) +
       overloadedNote(effectful, verdictOf),
   );
@@ -441,10 +448,21 @@ function tally(values: string[]): Record<string, number> {
 
 function describeFailures(failed: Failure[]): string {
   if (failed.length === 0) return '';
+  const twice = failed.filter((x) => x.deathsInFlight > 1).length;
   return (
     `; failed ${failed.length}: ${countOf(tally(failed.map((x) => x.cls)))}` +
-    ` (blame: ${countOf(tally(failed.map((x) => x.blame)))})`
+    ` (blame: ${countOf(tally(failed.map((x) => x.blame)))})` +
+    (twice ? `, ${twice} with 2+ worker deaths while in flight` : '')
   );
+}
+
+/** With --lenient: the failures accepted as collateral. */
+function collateralNote(samples: Sample[], verdictOf: Map<Sample, Verdict>): string {
+  const kill = samples.filter((s) => verdictOf.get(s) === 'killCollateral').length;
+  const neighbour = samples.filter((s) => verdictOf.get(s) === 'neighbourCollateral').length;
+  return kill + neighbour
+    ? `; accepted as collateral: of the soak's kills ×${kill}, of hostile neighbours ×${neighbour}`
+    : '';
 }
 
 function overloadedNote(samples: Sample[], verdictOf: Map<Sample, Verdict>): string {

@@ -132,9 +132,15 @@ export function printReport(f: RunFacts, s: Summary): void {
   console.log('');
   for (const text of markdown(s)) console.log(text);
   console.log('');
+  // A kill of a worker still starting: the server logs no exit for it and starts another.
+  const logged = new Set(f.deaths.map((d) => d.pid));
+  const unready = f.kills.filter((k) => !logged.has(k.pid)).length;
   line(
     'kills',
     `${f.kills.length} SIGKILLs of shared workers` +
+      (unready
+        ? ` (${unready} of a worker not yet ready: no exit logged, the pool starts another)`
+        : '') +
       (f.killSkips ? ` (${f.killSkips} ticks found none alive)` : '') +
       (f.killFailures.length ? ` (${f.killFailures.length} failed)` : '') +
       `; solo workers seen (never killed): ${f.soloSeen.length}`,
@@ -181,7 +187,8 @@ export function printReport(f: RunFacts, s: Summary): void {
     for (const x of s.failures.slice(0, 12)) {
       console.log(
         `  +${ms(x.startMs)}…+${ms(x.endMs)} ${x.kind} ${x.rid} → ${x.cls}` +
-          `${x.message ? `: ${x.message.slice(0, 120)}` : ''} [blame: ${x.blame}]`,
+          `${x.message ? `: ${x.message.slice(0, 120)}` : ''} [blame: ${x.blame}` +
+          `${x.deathsInFlight > 1 ? `; ${x.deathsInFlight} workers died while it ran` : ''}]`,
       );
     }
     const shown = s.failures.slice(0, 12);
@@ -246,6 +253,16 @@ export function jsonReport(f: RunFacts, s: Summary): unknown {
     shutdown: f.shutdown,
     serverLogs: Object.fromEntries(f.logCounts),
     failures: s.failures,
+    ranAgain: f.samples
+      .filter((x) => (x.attempt ?? 1) > 1)
+      .map((x) => ({
+        kind: KINDS[x.kind].name,
+        start: x.start - f.t0,
+        end: x.end - f.t0,
+        cls: x.cls,
+        rid: x.rid,
+        attempt: x.attempt,
+      })),
     hostileCalls: f.samples
       .filter((x) => KINDS[x.kind].mayOverrun)
       .map((x) => ({

@@ -119,7 +119,7 @@ export interface Kind {
   mayOverrun: boolean;
   /** Share of the traffic. */
   weight: number;
-  /** At most this many per second; past it, another kind of its group with no cap. */
+  /** At most this many per second (bursts of as many); past it, an uncapped kind of its group. */
   perSecond?: number;
   /** Outcome classes this kind must get (503 OVERLOADED is always allowed, counted apart). */
   expected: string[];
@@ -348,7 +348,7 @@ export const KINDS: Kind[] = [
     name: 'unknown',
     group: 'hostile',
     invokes: false,
-    weight: 4,
+    weight: 3,
     expected: ['404 FUNCTION_NOT_FOUND'],
     request: (n) => ({ method: 'GET', path: `/no-such-function-${n % 97}` }),
   }),
@@ -356,7 +356,7 @@ export const KINDS: Kind[] = [
     name: 'upload 5 MB',
     group: 'hostile',
     invokes: false,
-    weight: 2,
+    weight: 3,
     perSecond: 4,
     expected: ['413 PAYLOAD_TOO_LARGE'],
     // Declared (Content-Length) and streamed (chunked), JSON and bytes, against MAX_BODY 1 MB.
@@ -397,7 +397,7 @@ export class KindPicker {
     this.last = now;
     this.kinds.forEach((k, i) => {
       if (k.perSecond !== undefined)
-        this.tokens[i] = Math.min(1, this.tokens[i] + elapsed * k.perSecond);
+        this.tokens[i] = Math.min(Math.max(1, k.perSecond), this.tokens[i] + elapsed * k.perSecond);
     });
     const index = weighted(
       this.kinds.map((k, i) => ({ index: i, weight: k.weight })),
