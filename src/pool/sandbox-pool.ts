@@ -509,27 +509,42 @@ class FaasSafeify extends SafeifyBase {
   /**
    * Hands solo jobs to idle solo workers: each worker runs one invocation at a time, and only for
    * the function it first ran (another function gets a fresh process), so no two functions ever
-   * share one. A quarantined function runs one invocation at a time; suspects run side by side,
-   * each on its own worker.
+   * share one. Suspects go first and run side by side, each on its own worker (they are
+   * somebody's healthy calls, most of them); a quarantined function runs one invocation at a time,
+   * and quarantined functions together hold at most half the solo workers.
    */
   private executeSolo(): void {
     if (this.closing) return;
-    for (let i = 0; i < this.soloQueue.length;) {
+    this.handOutSolo('suspect');
+    this.handOutSolo('quarantined');
+    this.keepSpare();
+  }
+
+  private handOutSolo(lane: 'suspect' | 'quarantined'): void {
+    const quarantinedShare = Math.max(1, Math.floor(this.opts.soloWorkers / 2));
+    for (let i = 0; i < this.soloQueue.length; i++) {
       const job = this.soloQueue[i];
-      const worker =
-        job.lane === 'quarantined' && this.runsAlone(job.name)
-          ? undefined
-          : this.soloWorkerFor(job.name);
-      if (!worker) {
-        i++;
-        continue;
+      if (job.lane !== lane) continue;
+      if (lane === 'quarantined') {
+        if (this.soloRunning('quarantined') >= quarantinedShare) return;
+        if (this.runsAlone(job.name)) continue;
       }
-      this.soloQueue.splice(i, 1);
+      const worker = this.soloWorkerFor(job.name);
+      if (!worker) continue;
+      this.soloQueue.splice(i--, 1);
       worker.owner = job.name;
       clearTimeout(worker.idleTimer);
       this.dispatch(worker, job);
     }
-    this.keepSpare();
+  }
+
+  /** Invocations of one kind running on the solo lane. */
+  private soloRunning(lane: 'suspect' | 'quarantined'): number {
+    let running = 0;
+    for (const worker of this.soloWorkers) {
+      for (const job of worker.runningScripts) if (job.lane === lane && !job.settled) running++;
+    }
+    return running;
   }
 
   /**
@@ -597,12 +612,16 @@ class FaasSafeify extends SafeifyBase {
     );
   }
 
-  /** Ends a solo worker that runs nothing (idle, or its place is needed for another function). */
-  private retireSolo(worker: PoolWorker, reason: string): void {
+  /**
+   * Ends a solo worker that runs nothing (idle, or its place is needed for another function): a
+   * retirement, not a death (no restart is counted or logged).
+   */
+  private retireSolo(worker: PoolWorker, why: string): void {
     const index = this.soloWorkers.indexOf(worker);
     if (index >= 0) this.soloWorkers.splice(index, 1);
     clearTimeout(worker.idleTimer);
-    this.killWorker(worker, reason);
+    this.opts.logger.debug('solo worker retired', { pid: worker.process.pid, why });
+    this.killWorker(worker, 'retired');
   }
 
   private dispatch(worker: PoolWorker, job: Job): void {

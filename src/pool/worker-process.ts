@@ -10,7 +10,7 @@ import type { WorkerIsolation } from './isolation';
 import type { Logger } from '../observe/logger';
 import type { PoolMessage, WorkerMessage } from './wire';
 
-export type WorkerExitReason = 'timeout' | 'unresponsive' | 'memory' | 'crash';
+export type WorkerExitReason = 'timeout' | 'unresponsive' | 'memory' | 'crash' | 'retired';
 
 /** safeify's Worker shape (process, state, runningScripts), plus what the pool tracks. */
 export interface WorkerProcess<Job> {
@@ -65,6 +65,7 @@ export const DEATHS: Record<WorkerExitReason, string> = {
   crash: 'crashed or was killed',
   timeout: 'was stopped: an invocation on it blocked it past its timeout',
   unresponsive: 'stopped responding and was replaced',
+  retired: 'was retired (a solo worker with nothing to run)',
 };
 
 const MAX_STDERR_CHARS = 2048;
@@ -79,6 +80,7 @@ function exitReason(
   oomKilled: boolean,
 ): WorkerExitReason {
   if (killReason === 'timeout') return 'timeout';
+  if (killReason === 'retired') return 'retired';
   if (killReason !== undefined) return 'unresponsive';
   // V8 aborts when its heap limit is reached (SIGABRT, or 134 through a shell); the kernel's
   // cgroup OOM killer sends SIGKILL and leaves a count in the cgroup.
@@ -136,7 +138,7 @@ export function spawnWorker<Job>(
         return fail(`exited with ${signal ?? code}: ${stderr.slice(0, MAX_STDERR_CHARS)}`);
       const reason = exitReason(worker.killReason, code, signal, oom);
       worker.exitReason = reason;
-      if (hooks.closing()) return;
+      if (hooks.closing() || reason === 'retired') return;
       logger.warn('worker exited', {
         pid,
         lane,
@@ -152,6 +154,8 @@ export function spawnWorker<Job>(
       // Started while the pool was closing: its shutdown may not see it, so it goes now.
       if (hooks.closing()) return fail('the pool is closing');
       ready = true;
+      // Heard now: a slow start (a loaded machine) is not silence of a blocked loop.
+      worker.lastHeard = performance.now();
       clearTimeout(timer);
       child.on('message', (batch: unknown) => hooks.onBatch(worker, batch));
       // 'disconnect' comes after every message the worker wrote before it died was delivered,

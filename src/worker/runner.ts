@@ -136,11 +136,11 @@ function noteBlock(inv: Invocation, from: number, to = Date.now()): void {
   if (blocks.length > MAX_BLOCKS) blocks.shift();
 }
 
-/** The function of another invocation that held the loop when `deadline` (Date.now() ms) passed. */
-function blockerAt(inv: Invocation, deadline: number): string | undefined {
+/** Another invocation's block that held the loop when `deadline` (Date.now() ms) passed. */
+function blockAt(inv: Invocation, deadline: number): Block | undefined {
   for (let i = blocks.length - 1; i >= 0; i--) {
     const block = blocks[i];
-    if (block.id !== inv.id && block.from <= deadline && deadline <= block.to) return block.fn;
+    if (block.id !== inv.id && block.from <= deadline && deadline <= block.to) return block;
   }
   return undefined;
 }
@@ -522,20 +522,41 @@ function runSync(running: Running): void {
     if (typeof result === 'string') return finish(inv, result, cold, startedAt);
     // A promise from the sandbox: answer at settlement or at the deadline, whichever is first.
     const noOutcome = `${Outcome.invalid}the sandbox returned no outcome`;
-    const expire = () =>
-      finish(inv, timedOut(job), cold, startedAt, { by: blockerAt(inv, deadline) });
-    const timer = setTimeout(expire, deadline - Date.now());
-    // Settled after its deadline (its timer was late: the loop was busy), it timed out all the
+    // Its deadline, moved once when another invocation held the loop inside its time: it is not
+    // charged for that (SPEC §3). It gets the time it lost back, counted from now. Should another
+    // block eat that too, it times out naming the blocker (the pool runs it again when it made no
+    // effect, else answers 504 with the name).
+    let until = deadline;
+    let timer: NodeJS.Timeout;
+    /** Whether its time is up (after moving its deadline, if a block excuses it). */
+    const timeUp = (): boolean => {
+      const now = Date.now();
+      if (now < until) return false;
+      const block = until === deadline ? blockAt(inv, deadline) : undefined;
+      const lost = block ? Math.min(block.to, deadline) - Math.max(block.from, running.began) : 0;
+      if (lost <= 0) return true;
+      until = now + lost;
+      return false;
+    };
+    const expire = () => {
+      if (!timeUp()) {
+        timer = setTimeout(expire, until - Date.now());
+        return;
+      }
+      finish(inv, timedOut(job), cold, startedAt, { by: blockAt(inv, until)?.fn });
+    };
+    timer = setTimeout(expire, deadline - Date.now());
+    // Settled after its time was up (its timer was late: the loop was busy), it timed out all the
     // same: a late settlement (say, of a service call refused for lack of time) is not an answer.
     Promise.resolve(result).then(
       (value) => {
         clearTimeout(timer);
-        if (Date.now() >= deadline) return expire();
+        if (Date.now() >= until && timeUp()) return expire();
         finish(inv, typeof value === 'string' ? value : noOutcome, cold, startedAt);
       },
       () => {
         clearTimeout(timer);
-        if (Date.now() >= deadline) return expire();
+        if (Date.now() >= until && timeUp()) return expire();
         finish(inv, noOutcome, cold, startedAt);
       },
     );

@@ -198,7 +198,10 @@ void describe('a broken neighbour costs healthy calls nothing', () => {
 });
 
 void describe('the neighbours of a synchronous loop', () => {
-  void test('are not charged its timeout: effect-free ones run again (200), effectful ones 504 naming it', async () => {
+  // Each neighbour needs 600 ms of its 700; the loop holds one worker for 1000 ms. The neighbours on
+  // that worker see their deadline pass inside the loop's block: they get the time they lost back,
+  // and answer as if nothing had happened, effectful ones included (nothing runs twice).
+  void test('are not charged its timeout: they get their lost time back and answer 200, effectful ones too', async () => {
     const stamp = Date.now();
     const free = Array.from({ length: 8 }, (_, i) => `two-${i}-${stamp}`);
     const effectful = Array.from({ length: 4 }, (_, i) => `two-kv-${i}-${stamp}`);
@@ -213,28 +216,21 @@ void describe('the neighbours of a synchronous loop', () => {
     // The watchdog stopped it: it names itself, and is quarantined at once.
     assert.equal(t.server.pool.quarantineOf('syncloop')?.strikes, 1);
 
-    const freeAnswers = answers.slice(0, free.length);
-    freeAnswers.forEach((res, i) => {
+    answers.slice(0, free.length).forEach((res, i) => {
       assert.equal(res.status, 200, `${free[i]}: ${res.text}`);
       assert.deepEqual(res.body, { id: free[i] });
     });
-    assert.ok(
-      free.some((id) => t.server.records.get(id)?.reruns === 1),
-      'no effect-free call shared the loop’s worker',
-    );
-    let blamed = 0;
     for (const [i, res] of answers.slice(free.length).entries()) {
-      if (res.status === 200) {
-        assert.deepEqual(res.body, { runs: 1 });
-        continue;
-      }
-      assert.equal(res.status, 504, `${effectful[i]}: ${res.text}`);
-      assert.match(res.body.error.message, /blocked by function 'syncloop'/);
-      blamed++;
+      assert.equal(res.status, 200, `${effectful[i]}: ${res.text}`);
+      assert.deepEqual(res.body, { runs: 1 });
       const runs = await get(`/twostep-kv?read=${effectful[i]}`, `read-${effectful[i]}`);
       assert.deepEqual(runs.body, { runs: 1 });
     }
-    assert.ok(blamed >= 1, 'no effectful call shared the loop’s worker');
+    // Some of them shared the loop's worker: past their 700 ms, answered 200, never run again.
+    const ids = [...free, ...effectful];
+    const late = ids.filter((id) => (t.server.records.get(id)?.durationMs.total ?? 0) > 1000);
+    assert.ok(late.length >= 1, 'no neighbour shared the loop’s worker');
+    for (const id of ids) assert.equal(t.server.records.get(id)?.reruns, undefined, id);
   });
 });
 
