@@ -19,6 +19,8 @@ import {
 import type { FaasError } from './errors';
 import { errorBoundary, requestId, requestIdFor, tooLarge } from './http/error-handler';
 import type { RequestObserver } from './http/error-handler';
+import { lingerAfter } from './http/linger';
+import type { LingerObserver } from './http/linger';
 import { Metrics } from './observe/metrics';
 import { InvocationRecords } from './observe/records';
 import { FunctionStore } from './functions/function-store';
@@ -139,12 +141,14 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     });
   };
 
+  const lingered: LingerObserver = (outcome) => metrics.lingeringClose(outcome);
+
   const app = new Koa();
   app.proxy = false;
   // In text mode koa-logger prints its access lines; in JSON mode the error boundary's one
   // structured line per request (with request id, function, version, outcome) replaces them.
   app.use(koaLogger(config.logFormat === 'text' ? undefined : { transporter: () => undefined }));
-  app.use(errorBoundary(logger, observe));
+  app.use(errorBoundary(logger, observe, lingered));
   app.use(requestId(logger));
   // Invocations admitted before a stop are finished (a first call waits for its version's load
   // on a worker, from CORS on, before it reaches the pool); new ones are refused while draining.
@@ -234,14 +238,16 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
 
   /**
    * Answers a request Koa never sees, in the JSON shape of SPEC §3 with the request id and CORS
-   * headers of every response, logged like the error boundary logs; the connection closes, so
-   * a body the client sends anyway is never read.
+   * headers of every response, logged like the error boundary logs; the connection closes, after
+   * discarding (bounded) a body the client sends anyway, so that it reads this answer first
+   * (linger.ts).
    */
   const refuse = (req: http.IncomingMessage, res: http.ServerResponse, err: FaasError) => {
     const started = performance.now();
     const requestId = requestIdFor(req.headers['x-request-id']);
     const { status, body } = toErrorBody(err, requestId);
     const text = JSON.stringify(body);
+    lingerAfter(req, res, lingered);
     res.writeHead(status, {
       'Content-Type': 'application/json; charset=utf-8',
       'Content-Length': Buffer.byteLength(text),

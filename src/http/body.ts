@@ -57,8 +57,8 @@ function hasBody(ctx: Context): boolean {
 
 /**
  * Reads the body as sent, up to `limit` bytes. Past it: 413 at once, without reading on (the
- * 413's Connection: close ends the rest); a declared Content-Length over it fails before a byte
- * is read.
+ * 413's Connection: close ends the rest, after a bounded lingering read: linger.ts); a declared
+ * Content-Length over it fails before a byte is read.
  */
 function readRaw(ctx: Context, limit: number): Promise<Buffer> {
   const declared = Number(ctx.get('content-length') || NaN);
@@ -71,7 +71,7 @@ function readRaw(ctx: Context, limit: number): Promise<Buffer> {
     const stop = (err?: Error) => {
       req.off('data', onData).off('end', onEnd).off('error', stop).off('close', onClose);
       // Pause rather than destroy: destroying the request destroys the socket, and the 413
-      // would never reach the client.
+      // would never reach the client. The lingering close resumes it once the 413 is written.
       req.pause();
       if (!err) resolve(Buffer.concat(chunks, size));
       else if (err instanceof FaasError) reject(err);

@@ -13,6 +13,8 @@ import {
   toErrorBody,
 } from '../errors';
 import type { Logger } from '../observe/logger';
+import { lingerAfter } from './linger';
+import type { LingerObserver } from './linger';
 
 /** What the middleware below the boundary tells it about a request, for the log line. */
 export interface RequestState {
@@ -44,7 +46,8 @@ const SANE_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
 /**
  * 413, and close the connection: otherwise Node reads (and drops) the rest of the declared body
- * to keep the connection alive, so MAX_BODY would bound what is parsed but not what is read.
+ * to keep the connection alive, so MAX_BODY would bound what is parsed but not what is read. The
+ * close lingers (linger.ts), so that a client still sending reads the 413 first.
  */
 export function tooLarge(message: string): PayloadTooLargeError {
   const err = new PayloadTooLargeError(message);
@@ -91,9 +94,15 @@ function fromHttpError(err: unknown): FaasError | undefined {
 
 /**
  * The outermost middleware of ours: turns every error into JSON with its status and code, never
- * with a stack, and writes the one log line of the request.
+ * with a stack, and writes the one log line of the request. An error answered with
+ * `Connection: close` before the request body was read to its end closes the connection in
+ * stages (linger.ts), each such close told to `lingered`.
  */
-export function errorBoundary(logger: Logger, observe?: RequestObserver): Middleware {
+export function errorBoundary(
+  logger: Logger,
+  observe?: RequestObserver,
+  lingered?: LingerObserver,
+): Middleware {
   return async (ctx: Context, next: Next) => {
     const started = performance.now();
     const state = ctx.state as RequestState;
@@ -113,6 +122,9 @@ export function errorBoundary(logger: Logger, observe?: RequestObserver): Middle
       ctx.set('X-Request-Id', state.requestId);
       for (const [name, value] of Object.entries(known?.headers ?? {})) ctx.set(name, value);
       state.outcome = body.error.code;
+      if (/\bclose\b/i.test(ctx.response.get('Connection')) && !ctx.req.complete) {
+        lingerAfter(ctx.req, ctx.res, lingered);
+      }
     }
     state.outcome ??= ctx.status < 400 ? 'ok' : String(ctx.status);
     const totalMs = performance.now() - started;

@@ -2,7 +2,8 @@
  * Prometheus metrics (prom-client) on a registry of our own, so two servers in one process (as in
  * the tests) never share counters. Label sets are fixed and bounded: `function` is the name of a
  * function that exists (names that do not exist share the value `_unknown`), `outcome` is `ok`
- * or an error code of SPEC §3, `reason` one of timeout, crash, memory, unresponsive.
+ * or an error code of SPEC §3 (of a lingering close: drained, closed, timeout, bytes), `reason`
+ * one of timeout, crash, memory, unresponsive.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { PoolStats } from '../pool/sandbox-pool';
@@ -34,6 +35,7 @@ export class Metrics {
   private readonly serviceDuration: Histogram<'op' | 'backend'>;
   private readonly reruns: Counter<'reason'>;
   private readonly quarantines: Counter<'event'>;
+  private readonly lingering: Counter<'outcome'>;
 
   constructor(poolStats: () => PoolStats) {
     const registers = [this.registry];
@@ -110,6 +112,12 @@ export class Metrics {
         this.set(poolStats().solo.workers);
       },
     });
+    this.lingering = new Counter({
+      name: 'faas_lingering_closes_total',
+      help: 'Connections closed in stages after an answer sent before the request body ended (an early 413 or 417), by outcome: drained (the body ended), closed (by the client), timeout, bytes (a bound hit).',
+      labelNames: ['outcome'],
+      registers,
+    });
     new Gauge({
       name: 'faas_queue_depth',
       help: 'Invocations waiting for a worker.',
@@ -149,6 +157,11 @@ export class Metrics {
   serviceCall(op: string, backend: string, outcome: string, seconds: number): void {
     this.serviceCalls.inc({ op, backend, outcome });
     this.serviceDuration.observe({ op, backend }, seconds);
+  }
+
+  /** One lingering close (http/linger.ts) ended: drained, closed, timeout or bytes. */
+  lingeringClose(outcome: string): void {
+    this.lingering.inc({ outcome });
   }
 
   workerRestarted(reason: string): void {
