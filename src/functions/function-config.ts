@@ -181,8 +181,7 @@ const RULES: Record<string, Rule> = {
     }
     const policy: Partial<AsyncPolicy> = {};
     for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
-      const range =
-        key === 'retries' ? [0, 10] : key === 'maxAgeSeconds' ? [1, 86_400] : undefined;
+      const range = key === 'retries' ? [0, 10] : key === 'maxAgeSeconds' ? [1, 86_400] : undefined;
       if (!range) {
         throw new Invalid(
           `.${JSON.stringify(key).slice(1, -1)} is not a key of it (retries, maxAgeSeconds)`,

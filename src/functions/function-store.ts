@@ -363,6 +363,15 @@ export class FunctionStore {
     return (await this.ready(name)).fn;
   }
 
+  /**
+   * The current version as read and compiled, without loading it on a worker (its config may not
+   * be known yet).
+   * @throws FunctionNotFoundError when there is no such file.
+   */
+  async peek(name: string): Promise<FunctionVersion> {
+    return (await this.entry(name)).fn;
+  }
+
   /** The current version, loaded; `cold` when this call waited for its first load. */
   private async ready(name: string): Promise<{ fn: FunctionVersion; cold: boolean }> {
     const cached = this.cache.get(name);

@@ -92,9 +92,7 @@ export async function invokeVersion(parts: InvokeParts, invocation: Invocation):
   });
   // A secret's value never reaches a log line, a record or an error answer (SPEC §8).
   const logs =
-    secretValues.length === 0
-      ? result.logs
-      : result.logs.map((l) => maskSecrets(l, secretValues));
+    secretValues.length === 0 ? result.logs : result.logs.map((l) => maskSecrets(l, secretValues));
   return {
     result,
     logs,

@@ -60,9 +60,7 @@ export function resolveTarget(ctx: Context, store: FunctionStore): Resolved | Pr
  */
 export function prefersAsync(prefer: string): boolean {
   if (prefer === '') return false;
-  return prefer
-    .split(',')
-    .some((p) => p.split(/[;=]/)[0].trim().toLowerCase() === 'respond-async');
+  return prefer.split(',').some((p) => p.split(/[;=]/)[0].trim().toLowerCase() === 'respond-async');
 }
 
 /** Whether `config.methods` lets `method` in (HEAD goes with GET, RFC 9110 §9.3.2). */

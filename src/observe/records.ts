@@ -16,6 +16,8 @@ export interface InvocationRecord {
   cold?: boolean;
   /** Whether it made an effect outside its sandbox: a KV write, a fetch other than GET/HEAD/OPTIONS. */
   effects?: boolean;
+  /** An async invocation's attempt (SPEC §9): one record per attempt, under the same id. */
+  attempt?: number;
   durationMs: { queue?: number; exec?: number; total: number };
   /** The function's console output, `level\tmessage` lines, capped. */
   logs: string[];

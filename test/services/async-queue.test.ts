@@ -382,7 +382,10 @@ function queueSuite(
 }
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'koa-faas-queue-'));
-after(() => { if (!process.env.KEEP) fs.rmSync(dataDir, { recursive: true, force: true }); else console.error("DATADIR", dataDir); });
+after(() => {
+  if (!process.env.KEEP) fs.rmSync(dataDir, { recursive: true, force: true });
+  else console.error('DATADIR', dataDir);
+});
 queueSuite('sqlite', () => ({ dataDir }));
 
 let redis: TestRedis | undefined;

@@ -178,7 +178,12 @@ export type Step =
  * after a growing delay while attempts remain (`1 + retries` in all) and the retry would start
  * before the invocation is `maxAgeSeconds` old; a release runs again at once, uncounted.
  */
-export function nextStep(job: AsyncJob, outcome: AttemptOutcome, now: number, baseMs: number): Step {
+export function nextStep(
+  job: AsyncJob,
+  outcome: AttemptOutcome,
+  now: number,
+  baseMs: number,
+): Step {
   if (outcome.kind === 'succeeded') return { status: 'succeeded', response: outcome.response };
   if (outcome.kind === 'released') return { status: 'queued', runAt: now, release: true };
   const runAt = now + retryDelayMs(job.attempt, baseMs);

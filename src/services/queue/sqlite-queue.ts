@@ -129,8 +129,7 @@ export class SqliteAsyncQueue implements AsyncQueue {
           "state = ? WHERE id = ? AND owner = ? AND status = 'running'",
       ),
       renew: db.prepare(
-        'UPDATE async_invocations SET lease_until = ? ' +
-          "WHERE owner = ? AND status = 'running'",
+        'UPDATE async_invocations SET lease_until = ? ' + "WHERE owner = ? AND status = 'running'",
       ),
       lapsed: db.prepare(
         'SELECT id, job, state FROM async_invocations ' +
