@@ -382,10 +382,7 @@ function queueSuite(
 }
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'koa-faas-queue-'));
-after(() => {
-  if (!process.env.KEEP) fs.rmSync(dataDir, { recursive: true, force: true });
-  else console.error('DATADIR', dataDir);
-});
+after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
 queueSuite('sqlite', () => ({ dataDir }));
 
 let redis: TestRedis | undefined;
