@@ -49,7 +49,11 @@ async function listed(t: TestServer, fn: string, expected: [string, string][]): 
   await eventually(async () => {
     mine = (await schedules(t)).filter((s) => s.function === fn);
     return JSON.stringify(mine.map((s) => [s.schedule, s.timezone])) === JSON.stringify(expected);
-  }, 10_000);
+  }, 15_000).catch((err: Error) => {
+    // Say what the server said about its schedules.
+    const said = t.logs.filter((l) => /schedule/.test(String(l.msg)));
+    throw new Error(`${err.message}: ${fn} has ${JSON.stringify(mine)}; ${JSON.stringify(said)}`);
+  });
   return mine;
 }
 

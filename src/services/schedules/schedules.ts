@@ -60,6 +60,8 @@ export interface ScheduleSource {
 const MAY_SCHEDULE = /schedule/;
 /** Changes arriving within this are handled together (an editor's save is several events). */
 const SETTLE_MS = 50;
+/** A function that could not be loaded (timeout, crash) is looked at again this much later. */
+const RETRY_MS = 1000;
 /** A full look, in case a change went unreported (file systems that do not tell). */
 const RESCAN_MS = 30_000;
 
@@ -76,6 +78,8 @@ export class Schedules {
   /** One look at a time, in order. */
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Names whose load failed, to look at again soon. */
+  readonly #retrying = new Set<string>();
 
   constructor(source: ScheduleSource, ticker: Ticker, logger: Logger) {
     this.#source = source;
@@ -132,6 +136,17 @@ export class Schedules {
     }, SETTLE_MS);
   }
 
+  /** Looks at `name` again after RETRY_MS (once, however often asked meanwhile). */
+  #later(name: string): void {
+    if (this.#retrying.has(name) || this.#closed) return;
+    this.#retrying.add(name);
+    const timer = setTimeout(() => {
+      this.#retrying.delete(name);
+      this.#changed(name);
+    }, RETRY_MS);
+    timer.unref();
+  }
+
   #run(work: () => Promise<void>): Promise<void> {
     this.#chain = this.#chain
       .then(() => (this.#closed ? undefined : work()))
@@ -146,7 +161,7 @@ export class Schedules {
     for (const fn of versions) {
       if (MAY_SCHEDULE.test(fn.source) || this.#entries.has(fn.name)) await this.#refresh(fn.name);
     }
-    for (const name of [...this.#entries.keys()]) if (!seen.has(name)) await this.#set(name, []);
+    for (const name of [...this.#entries.keys()]) if (!seen.has(name)) await this.#apply(name, []);
     return new Set(this.#entries.keys());
   }
 
@@ -168,15 +183,27 @@ export class Schedules {
       }
     } catch (err) {
       if (!(err instanceof FunctionNotFoundError)) {
-        // Could not be loaded now (a timeout, a crash): its schedules stay as they were.
-        this.#logger.warn('schedules: cannot load a function', { fn: name, err });
+        // Could not be loaded now (a timeout, a crash, a busy pool): its schedules stay as they
+        // were, and it is looked at again in a second.
+        this.#logger.warn('schedules: cannot load a function; trying again', { fn: name, err });
+        this.#later(name);
         return true;
       }
-      await this.#set(name, []);
+      await this.#apply(name, []);
       return false;
     }
-    await this.#set(name, entries);
+    await this.#apply(name, entries);
     return true;
+  }
+
+  /** Sets a function's schedules; when the ticker fails (Redis away), tries again soon. */
+  async #apply(name: string, entries: ScheduleEntry[]): Promise<void> {
+    try {
+      await this.#set(name, entries);
+    } catch (err) {
+      this.#logger.warn('schedules: cannot set; trying again', { fn: name, err });
+      this.#later(name);
+    }
   }
 
   async #set(name: string, entries: ScheduleEntry[]): Promise<void> {
