@@ -265,6 +265,9 @@ export class BullAsyncQueue implements AsyncQueue {
     const data = job.data;
     const now = Date.now();
     const taken: InvocationState = (await this.get(data.id)) ?? queuedState(data, data.createdAt);
+    // Delivered again after it finished (its replica died between the record and BullMQ's
+    // completion): done already.
+    if (taken.status === 'succeeded' || taken.status === 'failed') return;
     taken.status = 'running';
     taken.attempts += 1;
     taken.startedAt = new Date(now).toISOString();
