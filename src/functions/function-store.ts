@@ -91,7 +91,10 @@ export interface Resolved {
   cold: boolean;
 }
 
-/** Told that the function `name` (or any under the folder `name`; any at all when undefined) changed. */
+/**
+ * Told that the function `name` changed (or any under the folder `name`; any at all when
+ * undefined).
+ */
 export type ChangeListener = (name: string | undefined) => void;
 
 /** Function files are `<name>.js` or `<name>.ts`. */
@@ -265,12 +268,12 @@ export class FunctionStore {
     const entry = rel ? `${rel}/${String(file)}` : String(file);
     const name = nameOfFile(entry) ?? entry;
     if (name !== entry) this.index.get(rel)?.add(path.basename(name));
-    // A function file, or a folder (a temp file of a deploy is neither).
-    if (name !== entry || SEGMENT.test(String(file))) this.notify(name);
     // A renamed or removed folder changes every function under it.
     for (const key of this.cache.keys()) {
       if (key === name || key.startsWith(`${name}/`)) this.cache.delete(key);
     }
+    // A function file, or a folder (a temp file of a deploy is neither).
+    if (name !== entry || SEGMENT.test(String(file))) this.notify(name);
     if (name !== entry || !SEGMENT.test(String(file))) return;
     // A folder appeared (watch it) or went (stop watching it).
     fs.lstat(path.join(this.root, entry), (err, stat) => {

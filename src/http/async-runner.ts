@@ -26,6 +26,7 @@ import {
   FunctionError,
   FunctionNotFoundError,
   ShuttingDownError,
+  WorkerCrashedError,
 } from '../errors';
 import { asyncPolicy } from '../functions/function-config';
 import type { FunctionStore, FunctionVersion } from '../functions/function-store';
@@ -170,7 +171,14 @@ export function asyncWorker(parts: AsyncRunnerParts): QueueWorker {
       observe(job, fn, started, response.status, 'ok', result, logs);
       return { kind: 'succeeded', response: stored(response) };
     } catch (err) {
-      if (err instanceof ShuttingDownError) return { kind: 'released' };
+      // Cut short by a stopping server: the pool refuses it (not started) or ends its worker
+      // when the grace period is over (started). It runs again after the restart.
+      if (
+        err instanceof ShuttingDownError ||
+        (err instanceof WorkerCrashedError && pool.stats().closing)
+      ) {
+        return { kind: 'released' };
+      }
       const error = storedError(err);
       if (!(err instanceof FaasError)) {
         logger.error('async attempt failed', { reqId: job.id, fn: job.fn, err });
