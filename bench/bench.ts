@@ -5,7 +5,7 @@
  *
  *   node dist/bench/bench.js [--connections 32] [--duration 10] [--runs 3] [--warmup 2]
  *                            [--only koa-faas,bare,seed] [--soak-memory] [--json file]
- *                            [--baseline <another koa-faas checkout, built>]
+ *                            [--baseline <another koa-faas checkout, built>] [--async-only]
  *
  * `--baseline` adds that checkout's koa-faas (its dist/src/main.js) to the side-by-side runs as
  * `baseline`, to measure a change against the code before it in one run.
@@ -56,6 +56,8 @@ interface Options {
   baseline?: string;
   soakMemory: boolean;
   soakSeconds: number;
+  /** Only the async phase (koa-faas alone, both backends). */
+  asyncOnly: boolean;
   json?: string;
 }
 
@@ -76,6 +78,7 @@ function parseOptions(argv: string[]): Options {
       only: { type: 'string', default: SERVERS.join(',') },
       'soak-memory': { type: 'boolean', default: false },
       'soak-seconds': { type: 'string', default: '60' },
+      'async-only': { type: 'boolean', default: false },
       json: { type: 'string' },
       baseline: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -84,7 +87,8 @@ function parseOptions(argv: string[]): Options {
   if (values.help) {
     console.log(
       'usage: node dist/bench/bench.js [--connections 32] [--duration 10] [--runs 3] ' +
-        '[--warmup 2] [--only koa-faas,bare,seed] [--soak-memory] [--soak-seconds 60] [--json file]',
+        '[--warmup 2] [--only koa-faas,bare,seed] [--soak-memory] [--soak-seconds 60] ' +
+        '[--async-only] [--json file]',
     );
     process.exit(0);
   }
@@ -104,6 +108,7 @@ function parseOptions(argv: string[]): Options {
     only: SERVERS.filter((s) => only.includes(s)),
     soakMemory: values['soak-memory'],
     soakSeconds: positive('soak-seconds', values['soak-seconds']),
+    asyncOnly: values['async-only'],
     json: values.json,
     baseline: values.baseline === undefined ? undefined : path.resolve(values.baseline),
   };
@@ -392,6 +397,156 @@ async function measureKv(dir: string, opts: Options): Promise<KvFigure[]> {
     await redis?.stop();
   }
   return figures;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Async invocations (SPEC §9): how fast `Prefer: respond-async` requests are accepted, and how
+// fast the queue they fill is worked off, on each backend
+
+interface AsyncFigure {
+  backend: string;
+  /** GET /hello synchronously, in the same instance, for scale. */
+  helloRps: number;
+  /** 202 answers per second while POST /hello with `Prefer: respond-async` runs. */
+  enqueueRps: number;
+  accepted: number;
+  /** Other answers during the enqueue phase (503s of a full queue, errors). */
+  refused: number;
+  p99: number;
+  /** Invocations queued or running when the enqueue phase ended. */
+  backlog: number;
+  /** Those worked off per second, once no more were coming (ASYNC_CONCURRENCY attempts at once). */
+  completedRps: number;
+  /** Every accepted invocation, from the first request to the queue being empty. */
+  overallRps: number;
+  succeeded: number;
+  failed: number;
+  drainTimedOut: boolean;
+}
+
+const BENCH_TOKEN = 'bench-admin-token-0123456789';
+
+/** A figure of the server's /_/metrics text (summed over label sets matching `labels`). */
+async function metric(server: RunningServer, name: string, labels = ''): Promise<number> {
+  const text = (await timedGet(`${server.url}/_/metrics`, 5000)).body;
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || line.startsWith('#')) continue;
+    const rest = line.slice(name.length);
+    if (!(rest.startsWith(' ') || (rest.startsWith('{') && rest.includes(labels)))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+async function measureAsync(dir: string, opts: Options): Promise<AsyncFigure[]> {
+  const figures: AsyncFigure[] = [];
+  const redis = await startRedis();
+  if (!redis) console.log('koa-faas: async on Redis skipped: redis-server is not installed');
+  const backends: [string, Record<string, string>][] = [['sqlite', {}]];
+  if (redis) backends.push(['redis', { REDIS_URL: redis.url }]);
+  const seconds = Math.min(opts.duration, 5);
+  try {
+    for (const [backend, env] of backends) {
+      const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-bench-data-'));
+      const server = await startServer(
+        specFor('koa-faas', dir, {
+          DATA_DIR: dataDir,
+          ADMIN_TOKEN: BENCH_TOKEN,
+          MAX_ASYNC_QUEUE: '1000000',
+          ...env,
+        }),
+      );
+      try {
+        const helloUrl = `${server.url}/hello`;
+        if (opts.warmup > 0) await load(helloUrl, opts.connections, opts.warmup);
+        const hello = await load(helloUrl, opts.connections, seconds);
+        const started = performance.now();
+        const result = await new Promise<autocannon.Result>((resolve, reject) => {
+          currentLoad = autocannon(
+            {
+              url: helloUrl,
+              method: 'POST',
+              headers: { prefer: 'respond-async' },
+              connections: opts.connections,
+              duration: seconds,
+              timeout: 10,
+            },
+            (err, res) => {
+              currentLoad = undefined;
+              if (err) reject(err instanceof Error ? err : new Error(String(err)));
+              else resolve(res);
+            },
+          );
+        });
+        const loadEnded = performance.now();
+        // The server's own count: answers still in flight when the load stopped were queued too.
+        const accepted = await metric(server, 'faas_async_queued_total');
+        const backlog = await metric(server, 'faas_async_queue_depth');
+        let drained = loadEnded;
+        let drainTimedOut = false;
+        for (;;) {
+          const depth = await metric(server, 'faas_async_queue_depth');
+          drained = performance.now();
+          if (depth === 0) break;
+          if (drained - loadEnded > 180_000) {
+            drainTimedOut = true;
+            break;
+          }
+          await sleep(100);
+        }
+        const succeeded = await metric(server, 'faas_async_finished_total', 'status="succeeded"');
+        const failed = await metric(server, 'faas_async_finished_total', 'status="failed"');
+        const figure: AsyncFigure = {
+          backend,
+          helloRps: hello.requests.total / hello.duration,
+          enqueueRps: accepted / result.duration,
+          accepted,
+          refused: result.non2xx + result.errors,
+          p99: result.latency.p99,
+          backlog,
+          completedRps: backlog / Math.max(0.001, (drained - loadEnded) / 1000),
+          overallRps: succeeded / Math.max(0.001, (drained - started) / 1000),
+          succeeded,
+          failed,
+          drainTimedOut,
+        };
+        figures.push(figure);
+        console.log(
+          `async ${backend.padEnd(6)} enqueue ${fmt(figure.enqueueRps).padStart(6)} req/s ` +
+            `(p99 ${fmt(figure.p99, 1)} ms, refused ${figure.refused})  completed ` +
+            `${fmt(figure.completedRps).padStart(6)}/s (backlog ${figure.backlog})  overall ` +
+            `${fmt(figure.overallRps)}/s  hello ${fmt(figure.helloRps)} req/s` +
+            (drainTimedOut ? '  (drain timed out)' : ''),
+        );
+      } finally {
+        await stopServer(server);
+        await fs.rm(dataDir, { recursive: true, force: true });
+      }
+    }
+  } finally {
+    await redis?.stop();
+  }
+  return figures;
+}
+
+function printAsync(figures: AsyncFigure[], opts: Options): void {
+  if (figures.length > 0) {
+    console.log('');
+    console.log(
+      `Async invocations (koa-faas, WORKERS=2, ASYNC_CONCURRENCY=1; POST /hello with Prefer: respond-async at ` +
+        `${opts.connections} connections for ${Math.min(opts.duration, 5)} s, then the backlog worked off):`,
+    );
+    for (const f of figures) {
+      console.log(
+        `  ${f.backend.padEnd(6)} enqueue ${fmt(f.enqueueRps).padStart(6)}/s (p99 ${fmt(f.p99, 1)} ms)  ` +
+          `completed ${fmt(f.completedRps).padStart(6)}/s  overall ${fmt(f.overallRps)}/s  ` +
+          `hello (sync) ${fmt(f.helloRps)} req/s  succeeded ${f.succeeded}/${f.accepted}, failed ${f.failed}` +
+          (f.refused > 0 ? `, refused ${f.refused}` : '') +
+          (f.drainTimedOut ? ' (drain timed out)' : ''),
+      );
+    }
+  }
 }
 
 async function measureCold(server: RunningServer, dir: string, tries = 10): Promise<ColdResult> {
@@ -718,6 +873,14 @@ async function main(): Promise<void> {
   );
   functionsDir = await makeFunctionsDir();
   const dir = functionsDir;
+  if (opts.asyncOnly) {
+    const figures = await measureAsync(dir, opts);
+    printAsync(figures, opts);
+    if (opts.json) {
+      await fs.writeFile(opts.json, JSON.stringify({ date: startedAt, async: figures }, null, 2));
+    }
+    return;
+  }
 
   const servers = new Map<ServerName, RunningServer>();
   const idle = new Map<ServerName, { bytes: number; processes: number }>();
@@ -763,6 +926,7 @@ async function main(): Promise<void> {
   let cold: ColdResult | undefined;
   let timeouts: TimeoutResult | undefined;
   let kv: KvFigure[] = [];
+  let asyncFigures: AsyncFigure[] = [];
   let soak: SoakResult | undefined;
   const faasServer = servers.get('koa-faas');
   if (faasServer) {
@@ -777,6 +941,8 @@ async function main(): Promise<void> {
     timeouts = await measureTimeouts(dir);
     console.log('koa-faas: KV through a function (separate instances, SQLite then Redis)…');
     kv = await measureKv(dir, opts);
+    console.log('koa-faas: async invocations (separate instances, SQLite then Redis)…');
+    asyncFigures = await measureAsync(dir, opts);
   }
 
   // ---- Report
@@ -841,6 +1007,7 @@ async function main(): Promise<void> {
       }
     }
   }
+  printAsync(asyncFigures, opts);
   if (cold) {
     console.log('');
     console.log(
@@ -910,6 +1077,7 @@ async function main(): Promise<void> {
       cold: cold ?? null,
       timeouts: timeouts ?? null,
       kv,
+      async: asyncFigures,
       soak: soak ?? null,
       targets: verdicts,
     };

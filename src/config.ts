@@ -60,6 +60,10 @@ export interface Config {
   readonly egressAllow: readonly string[];
   /** Largest response body one fetch may read, bytes. */
   readonly fetchMaxBytes: number;
+  /** Async invocations queued or running at once (SPEC §9); past it, 503 OVERLOADED. */
+  readonly maxAsyncQueue: number;
+  /** Async invocations running at once on this server; always fewer than the workers. */
+  readonly asyncConcurrency: number;
   readonly logLevel: Level;
   /** `json`: one JSON object per line; `text`: readable lines and koa-logger's access log. */
   readonly logFormat: LogFormat;
@@ -158,14 +162,29 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   );
   // Checked here so that a bad entry stops the server at start, naming EGRESS_ALLOW.
   parseEgressAllow(egressAllow);
+  // safeify silently raises fewer than 2 workers to 2; refuse instead, so the logged config runs.
+  const workers = integer(env, 'WORKERS', Math.max(2, os.availableParallelism()), 2, 256);
+  // Async work never takes every worker: synchronous calls always find one (SPEC §9).
+  const asyncConcurrency = integer(
+    env,
+    'ASYNC_CONCURRENCY',
+    Math.max(1, Math.floor(workers / 2)),
+    1,
+    256,
+  );
+  if (asyncConcurrency >= workers) {
+    throw new ConfigError(
+      `ASYNC_CONCURRENCY (${asyncConcurrency}) must be less than WORKERS (${workers}): ` +
+        'async work never takes every worker',
+    );
+  }
   return Object.freeze({
     port: integer(env, 'PORT', 3000, 0, 65535),
     host,
     functionsDir: path.resolve(read(env, 'FUNCTIONS_DIR') ?? './functions'),
     timeoutMs,
     maxTimeoutMs,
-    // safeify silently raises fewer than 2 workers to 2; refuse instead, so the logged config runs.
-    workers: integer(env, 'WORKERS', Math.max(2, os.availableParallelism()), 2, 256),
+    workers,
     maxBodyBytes: parseSize('MAX_BODY', read(env, 'MAX_BODY') ?? '1mb'),
     corsOrigin,
     adminToken,
@@ -186,6 +205,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     egress: oneOf(env, 'EGRESS', ['on', 'off'] as const, 'on'),
     egressAllow,
     fetchMaxBytes: parseSize('FETCH_MAX_BYTES', read(env, 'FETCH_MAX_BYTES') ?? '6mb'),
+    maxAsyncQueue: integer(env, 'MAX_ASYNC_QUEUE', 10_000, 1, 10_000_000),
+    asyncConcurrency,
     logLevel: oneOf(
       env,
       'LOG_LEVEL',

@@ -183,6 +183,27 @@ export class InvalidSecretError extends FaasError {
   readonly statusCode = 400;
 }
 
+/** An `X-Callback-Url` that is not an absolute http(s) URL without credentials (SPEC §9). */
+export class InvalidCallbackUrlError extends FaasError {
+  readonly code = 'INVALID_CALLBACK_URL';
+  readonly statusCode = 400;
+}
+
+/** An `X-Callback-Url` the egress policy refuses (SPEC §8, §9): checked when the request arrives. */
+export class CallbackRefusedError extends FaasError {
+  readonly code = 'CALLBACK_REFUSED';
+  readonly statusCode = 400;
+}
+
+/**
+ * An async invocation older than its `config.async.maxAgeSeconds` when its next attempt was
+ * due: not started (again). Never an HTTP answer of its own: the invocation's recorded error.
+ */
+export class InvocationExpiredError extends FaasError {
+  readonly code = 'INVOCATION_EXPIRED';
+  readonly statusCode = 504;
+}
+
 /** A bad configuration value; raised at start-up, before the server listens. */
 export class ConfigError extends Error {
   readonly code = 'CONFIG_ERROR';

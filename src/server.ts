@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import koaLogger from 'koa-logger';
 import { adminRoutes } from './http/admin';
+import { asyncWorker, tickHandler } from './http/async-runner';
+import { respondAsync } from './http/respond-async';
 import type { Config } from './config';
 import {
   ExpectationFailedError,
@@ -25,10 +27,17 @@ import { Metrics } from './observe/metrics';
 import { InvocationRecords } from './observe/records';
 import { FunctionStore } from './functions/function-store';
 import { stopCompiler } from './functions/transform';
+import { CallbackSender } from './services/callbacks';
 import { createEgressPolicy, parseEgressAllow } from './services/egress';
+import type { EgressPolicy } from './services/egress';
 import { hostCalls } from './services/host-calls';
 import { createStores } from './services/kv';
 import type { Stores } from './services/kv';
+import { createAsyncQueue } from './services/queue';
+import type { AsyncQueue } from './services/queue';
+import { BullTicker } from './services/schedules/bullmq-ticker';
+import { CronTicker } from './services/schedules/cron-ticker';
+import { Schedules } from './services/schedules/schedules';
 import type { HostCall, HostReply } from './pool/sandbox-pool';
 import { body } from './http/body';
 import { cors } from './http/cors';
@@ -74,6 +83,15 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     if (!stores) throw new KvUnavailableError('the store is not open yet');
     return stores;
   };
+  // The async queue, its callbacks and the schedules (SPEC §9), opened by listen() too.
+  let queue: AsyncQueue | undefined;
+  let egress: EgressPolicy | undefined;
+  let callbacks: CallbackSender | undefined;
+  let schedules: Schedules | undefined;
+  const openQueue = (): AsyncQueue => {
+    if (!queue) throw new KvUnavailableError('the async queue is not open yet');
+    return queue;
+  };
   const store = new FunctionStore({
     dir: config.functionsDir,
     logger,
@@ -115,6 +133,8 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   // One place turns a finished request into its record and its metrics.
   const observe: RequestObserver = (ctx, state, totalMs) => {
     if (state.fn === undefined || ctx.path.startsWith('/_/')) return;
+    // An async request was only queued (respond-async.ts): its attempts are observed as they run.
+    if (state.outcome === 'queued') return;
     const outcome = state.outcome as string;
     const exists = state.version !== undefined;
     metrics.observeInvocation({
@@ -192,12 +212,25 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
           return openStores().secrets;
         },
       },
+      async: { queue: () => queue, schedules: () => schedules?.list() ?? [] },
       closing: () => closing,
       health: () => ({ isolation: confinement?.report, kv: stores?.kv.backend }),
       startedAt,
     }),
   );
-  app.use(runFaaS({ store, pool, secrets: (names) => openStores().secrets.values(names) }));
+  const secrets = (names: readonly string[]) => openStores().secrets.values(names);
+  app.use(
+    runFaaS({
+      store,
+      pool,
+      secrets,
+      respondAsync: respondAsync({
+        queue: openQueue,
+        egress: () => egress as EgressPolicy,
+        accepted: (fn) => metrics.asyncAccepted(fn),
+      }),
+    }),
+  );
   // Errors are answered by the boundary; this only sees failures while writing a response.
   app.on('error', (err: unknown) => logger.warn('response error', { err }));
 
@@ -284,6 +317,40 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     refuse(req, res, new ExpectationFailedError('only "Expect: 100-continue" is supported')),
   );
 
+  /** Starts the async work: attempts (at most ASYNC_CONCURRENCY), callbacks, schedules. */
+  const startAsync = (policy: EgressPolicy) => {
+    const opened = openQueue();
+    callbacks = new CallbackSender({
+      policy,
+      maxBytes: Math.max(config.maxResultBytes, config.fetchMaxBytes),
+      logger,
+      record: (id, callback) => opened.setCallback(id, callback),
+      observe: (outcome) => metrics.callback(outcome),
+    });
+    opened.start(
+      asyncWorker({
+        store,
+        pool,
+        secrets,
+        records,
+        metrics,
+        logger,
+        callbacks,
+        concurrency: config.asyncConcurrency,
+      }),
+    );
+    const tick = tickHandler({ store, queue: openQueue, metrics, logger });
+    const ticker = config.redisUrl
+      ? new BullTicker({
+          redisUrl: config.redisUrl,
+          tick,
+          miss: (entry) => metrics.scheduleMiss(entry.function),
+          logger,
+        })
+      : new CronTicker(tick);
+    schedules = new Schedules(store, ticker, logger);
+  };
+
   let closed: Promise<void> | undefined;
   let confinement: WorkerIsolation | undefined;
   return {
@@ -308,6 +375,13 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
         kvMaxBytes: config.kvMaxBytes,
         logger,
       });
+      queue = await createAsyncQueue({
+        dataDir: config.dataDir,
+        redisUrl: config.redisUrl,
+        maxQueued: config.maxAsyncQueue,
+        logger,
+      });
+      metrics.asyncDepth = () => openQueue().depth();
       await pool.start(confinement);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -318,31 +392,43 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       });
       const address = server.address() as AddressInfo;
       // The server's own address is refused to fetch, even when public (SPEC §8).
+      egress = createEgressPolicy({
+        mode: config.egress,
+        allow: parseEgressAllow(config.egressAllow),
+        ownAddresses: [{ address: address.address, port: address.port }],
+      });
       serveCall = hostCalls({
         kv: stores.kv,
-        egress: createEgressPolicy({
-          mode: config.egress,
-          allow: parseEgressAllow(config.egressAllow),
-          ownAddresses: [{ address: address.address, port: address.port }],
-        }),
+        egress,
         fetchMaxBytes: config.fetchMaxBytes,
         logger,
         observe: (op, backend, outcome, seconds) =>
           metrics.serviceCall(op, backend, outcome, seconds),
       });
+      startAsync(egress);
+      // In the background: finding the schedules loads their functions on workers.
+      void schedules?.start();
       return address;
     },
     close() {
       closed ??= (async () => {
         closing = true;
+        // No new ticks or attempts; running attempts have the grace period, as requests do.
+        const ticksStopped = schedules?.close();
+        const asyncStopped = queue?.stop();
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
         const until = Date.now() + config.shutdownGraceMs;
         while (inFlight > 0 && Date.now() < until) {
           await new Promise((resolve) => setTimeout(resolve, 10));
         }
         await pool.close(Math.max(0, until - Date.now()));
+        // The pool ended what was left: those attempts were released (queued again).
+        await asyncStopped;
+        await ticksStopped;
+        callbacks?.close();
         confinement?.close();
         store.close();
+        await queue?.close();
         await stores?.close();
         await stopCompiler();
         server.closeAllConnections();

@@ -4,6 +4,7 @@
  * validates it into a frozen FunctionConfig, or says which key is wrong. One row per key: later
  * settings add a row, nothing else.
  */
+import { Cron } from 'croner';
 import { FunctionCompileError } from '../errors';
 
 /** HTTP methods a function may list in `config.methods`. */
@@ -26,6 +27,43 @@ export interface FunctionConfig {
   readonly secrets?: readonly string[];
   /** Invocations of this function in the pool at once (running or waiting); past it, 429. */
   readonly maxConcurrency?: number;
+  /** Cron expressions (5 fields, or 6 with seconds first) it is invoked on (SPEC §9). */
+  readonly schedule?: readonly string[];
+  /** The IANA zone `schedule` is read in; UTC when absent. */
+  readonly timezone?: string;
+  /** The async invocation policy (SPEC §9); absent keys take ASYNC_DEFAULTS. */
+  readonly async?: Readonly<Partial<AsyncPolicy>>;
+}
+
+/** How an async invocation of a function is retried (`config.async`, SPEC §9). */
+export interface AsyncPolicy {
+  /** Attempts after the first, when an attempt fails (0 … 10). */
+  retries: number;
+  /** An invocation this old (from its arrival) is not started again (1 … 86400). */
+  maxAgeSeconds: number;
+}
+
+export const ASYNC_DEFAULTS: Readonly<AsyncPolicy> = Object.freeze({
+  retries: 2,
+  maxAgeSeconds: 3600,
+});
+
+/** The async policy a config asks for, defaults filled in. */
+export function asyncPolicy(config: FunctionConfig): AsyncPolicy {
+  return { ...ASYNC_DEFAULTS, ...config.async };
+}
+
+/** How cron expressions are read everywhere (validation, croner's timers, BullMQ's schedulers). */
+export const CRON_MODE = '5-or-6-parts';
+/** At most this many expressions in one `config.schedule`. */
+const MAX_SCHEDULES = 16;
+
+/**
+ * A cron expression's parsed form, for its next run times; `timezone` undefined is UTC.
+ * @throws Error saying what is wrong with the expression or the zone.
+ */
+export function cronOf(expression: string, timezone = 'UTC'): Cron {
+  return new Cron(expression, { timezone, mode: CRON_MODE, paused: true });
 }
 
 /** A secret's name (also checked by the secrets store). */
@@ -108,10 +146,71 @@ const RULES: Record<string, Rule> = {
     }
     return value;
   },
+  schedule(value) {
+    const list: unknown[] = Array.isArray(value) ? value : [value];
+    if (list.length === 0 || list.length > MAX_SCHEDULES) {
+      throw new Invalid(`must be a cron expression or an array of 1 to ${MAX_SCHEDULES} of them`);
+    }
+    const expressions = new Set<string>();
+    for (const item of list) {
+      if (typeof item !== 'string' || item.length > 200) {
+        throw new Invalid(`holds ${JSON.stringify(item)}; a cron expression is a string`);
+      }
+      const expression = item.trim().replace(/\s+/g, ' ');
+      let next: Date | null;
+      try {
+        const cron = cronOf(expression);
+        next = cron.nextRun();
+        cron.stop();
+      } catch (err) {
+        throw new Invalid(
+          `holds ${JSON.stringify(item)}: ${cronMessage(err)} ` +
+            '(5 fields "min hour day month weekday", or 6 with seconds first)',
+        );
+      }
+      if (next === null) throw new Invalid(`holds ${JSON.stringify(item)}, which never fires`);
+      expressions.add(expression);
+    }
+    return Object.freeze([...expressions]);
+  },
+  timezone(value) {
+    if (typeof value !== 'string' || value.length > 64) {
+      throw new Invalid('must be an IANA time zone name such as "Europe/Berlin"');
+    }
+    try {
+      // Intl knows the zones of the IANA database that Node ships, and refuses the rest.
+      new Intl.DateTimeFormat('en-US', { timeZone: value });
+    } catch {
+      throw new Invalid(`is ${JSON.stringify(value)}, not an IANA time zone name (e.g. "UTC")`);
+    }
+    return value;
+  },
+  async(value) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      throw new Invalid('must be an object { retries?, maxAgeSeconds? }');
+    }
+    const policy: Partial<AsyncPolicy> = {};
+    for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
+      const range = key === 'retries' ? [0, 10] : key === 'maxAgeSeconds' ? [1, 86_400] : undefined;
+      if (!range) {
+        throw new Invalid(
+          `.${JSON.stringify(key).slice(1, -1)} is not a key of it (retries, maxAgeSeconds)`,
+        );
+      }
+      if (!Number.isInteger(item) || (item as number) < range[0] || (item as number) > range[1]) {
+        throw new Invalid(`.${key} must be a whole number from ${range[0]} to ${range[1]}`);
+      }
+      policy[key as keyof AsyncPolicy] = item as number;
+    }
+    return Object.freeze(policy);
+  },
 };
 
-/** Keys of SPEC §7 that later parts of the server read; refused until they do, never ignored. */
-const NOT_YET = new Set(['schedule', 'timezone', 'async']);
+/** croner's message without its class prefix ("CronPattern: …"). */
+function cronMessage(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.replace(/^Cron\w*:\s*/, '');
+}
 
 const fail = (message: string) => new FunctionCompileError(`invalid config: ${message}`);
 
@@ -132,11 +231,7 @@ export function parseFunctionConfig(
     const rule = Object.hasOwn(RULES, key) ? RULES[key] : undefined;
     if (!rule) {
       const known = Object.keys(RULES).join(', ');
-      throw fail(
-        NOT_YET.has(key)
-          ? `config.${key} is not supported by this server version yet (supported: ${known})`
-          : `unknown key config.${JSON.stringify(key).slice(1, -1)} (known: ${known})`,
-      );
+      throw fail(`unknown key config.${JSON.stringify(key).slice(1, -1)} (known: ${known})`);
     }
     try {
       config[key] = rule(value, limits);

@@ -91,6 +91,12 @@ export interface Resolved {
   cold: boolean;
 }
 
+/**
+ * Told that the function `name` changed (or any under the folder `name`; any at all when
+ * undefined).
+ */
+export type ChangeListener = (name: string | undefined) => void;
+
 /** Function files are `<name>.js` or `<name>.ts`. */
 const EXTENSIONS = ['.js', '.ts'] as const;
 /** The language of a function file, and its extension. */
@@ -157,6 +163,8 @@ export class FunctionStore {
   private watchingAll = true;
   /** Bumped on every change event: a load that raced a change is served but not cached. */
   private changes = 0;
+  /** Told of every change (see subscribe). */
+  private readonly listeners = new Set<ChangeListener>();
   /**
    * File system look-ups for names not in the cache (the once-a-second revalidation of cached
    * versions not counted): for tests, few, never one per request.
@@ -234,10 +242,29 @@ export class FunctionStore {
     }
   }
 
+  /**
+   * Subscribes to changes: `listener(name)` after a function file of that name (or a folder of
+   * that path: any function under it) appeared, changed or went, by a write in the folder or a
+   * deploy or delete through the store; `listener(undefined)` when anything may have changed.
+   * Told at once, before the change is read: `get(name)` tells what it is now. Returns the
+   * unsubscribe.
+   */
+  subscribe(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private notify(name: string | undefined): void {
+    for (const listener of this.listeners) listener(name);
+  }
+
   private onChange(rel: string, file: string | Buffer | null): void {
     this.changes++;
     this.misses.clear();
-    if (file === null) return this.cache.clear();
+    if (file === null) {
+      this.cache.clear();
+      return this.notify(undefined);
+    }
     const entry = rel ? `${rel}/${String(file)}` : String(file);
     const name = nameOfFile(entry) ?? entry;
     if (name !== entry) this.index.get(rel)?.add(path.basename(name));
@@ -245,6 +272,8 @@ export class FunctionStore {
     for (const key of this.cache.keys()) {
       if (key === name || key.startsWith(`${name}/`)) this.cache.delete(key);
     }
+    // A function file, or a folder (a temp file of a deploy is neither).
+    if (name !== entry || SEGMENT.test(String(file))) this.notify(name);
     if (name !== entry || !SEGMENT.test(String(file))) return;
     // A folder appeared (watch it) or went (stop watching it).
     fs.lstat(path.join(this.root, entry), (err, stat) => {
@@ -272,6 +301,7 @@ export class FunctionStore {
     this.misses.clear();
     this.cache.delete(name);
     this.index.get(parentOf(name))?.add(baseOf(name));
+    this.notify(name);
   }
 
   /** False when the index says `name` cannot exist (see `index`); true when it may. */
@@ -334,6 +364,15 @@ export class FunctionStore {
    */
   async get(name: string): Promise<FunctionVersion> {
     return (await this.ready(name)).fn;
+  }
+
+  /**
+   * The current version as read and compiled, without loading it on a worker (its config may not
+   * be known yet).
+   * @throws FunctionNotFoundError when there is no such file.
+   */
+  async peek(name: string): Promise<FunctionVersion> {
+    return (await this.entry(name)).fn;
   }
 
   /** The current version, loaded; `cold` when this call waited for its first load. */
@@ -606,6 +645,11 @@ export class FunctionStore {
    * here: a config shows once a version has been loaded (invoked, or shown by `get`).
    */
   async list(): Promise<FunctionInfo[]> {
+    return (await this.versions()).map(functionInfo);
+  }
+
+  /** The current version of every function in the folder, sorted by name, as `list` reads them. */
+  async versions(): Promise<FunctionVersion[]> {
     const names = new Set<string>();
     const walk = async (dir: string, prefix: string[], depth: number): Promise<void> => {
       if (depth > MAX_SEGMENTS) return;
@@ -620,15 +664,15 @@ export class FunctionStore {
       }
     };
     await walk(this.root, [], 1);
-    const infos: FunctionInfo[] = [];
+    const versions: FunctionVersion[] = [];
     for (const name of [...names].sort()) {
       try {
-        infos.push(functionInfo((await this.entry(name)).fn));
+        versions.push((await this.entry(name)).fn);
       } catch (err) {
         if (!(err instanceof FunctionNotFoundError)) throw err;
       }
     }
-    return infos;
+    return versions;
   }
 }
 

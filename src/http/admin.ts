@@ -20,6 +20,8 @@ import {
 } from '../errors';
 import { dataRoutes } from './admin-data';
 import type { DataStores } from './admin-data';
+import { invocationRoutes } from './admin-invocations';
+import type { InvocationSources } from './admin-invocations';
 import type { RequestState } from './error-handler';
 import { parseFunctionConfig } from '../functions/function-config';
 import type { ConfigLimits, FunctionConfig } from '../functions/function-config';
@@ -44,6 +46,8 @@ export interface AdminParts {
   configLimits: ConfigLimits;
   /** The KV and secret stores, for /_/kv and /_/secrets (admin-data.ts). */
   data: DataStores;
+  /** The async queue and the schedules, for /_/invocations and /_/schedules. */
+  async?: Omit<InvocationSources, 'records'>;
   /** Whether the server is draining. */
   closing: () => boolean;
   /** Extra figures for /_/health (e.g. what isolation is enforced). */
@@ -215,26 +219,15 @@ export function adminRoutes(parts: AdminParts): Middleware {
 
   dataRoutes(router, parts.data, auth);
 
-  router.get('/invocations', auth, (ctx) => {
-    const limit = Number(ctx.query.limit ?? 100);
-    if (!Number.isInteger(limit) || limit < 1) {
-      throw new InvalidBodyError('limit must be a positive whole number');
-    }
-    const one = (value: unknown) => (typeof value === 'string' ? value : undefined);
-    ctx.body = {
-      invocations: records.query({
-        fn: one(ctx.query.fn),
-        status: one(ctx.query.status),
-        limit: Math.min(limit, records.max),
-      }),
-    };
-  });
-
-  router.get('/invocations/:id', auth, (ctx) => {
-    const record = records.get(ctx.params.id);
-    if (!record) throw new NotFoundError(`no invocation record for '${ctx.params.id}'`);
-    ctx.body = record;
-  });
+  invocationRoutes(
+    router,
+    {
+      records,
+      queue: () => parts.async?.queue(),
+      schedules: () => parts.async?.schedules() ?? [],
+    },
+    auth,
+  );
 
   const routes = router.routes() as unknown as Middleware;
   return async (ctx, next) => {

@@ -3,17 +3,16 @@
  * prefix, SPEC §2) → its config (methods) → the sandbox pool → the response.
  */
 import type { Context, Middleware } from 'koa';
-import { FunctionError, FunctionNotFoundError, MethodNotAllowedError } from '../errors';
+import { FunctionNotFoundError, MethodNotAllowedError } from '../errors';
 import type { FunctionConfig } from '../functions/function-config';
 import { candidatesForPath } from '../functions/function-source';
-import { inUserFile } from '../functions/function-store';
 import type { FunctionStore, Resolved } from '../functions/function-store';
-import type { Logger } from '../observe/logger';
 import { factsOf } from '../pool/sandbox-pool';
 import type { SandboxPool } from '../pool/sandbox-pool';
 import type { BodyState } from './body';
 import type { RequestState } from './error-handler';
-import { toResponse } from './response';
+import { invokeVersion, logConsole } from './invoke';
+import type { SecretValues } from './invoke';
 
 /**
  * The event a function receives (SPEC §2), as JSON text. Headers are lower-cased by Node; a body
@@ -56,43 +55,39 @@ export function resolveTarget(ctx: Context, store: FunctionStore): Resolved | Pr
   return state[TARGET];
 }
 
+/**
+ * Whether a `Prefer` header (RFC 7240: comma-separated preferences, each maybe with `=value` and
+ * `;` parameters; several headers arrive joined by commas) asks for `respond-async`.
+ */
+export function prefersAsync(prefer: string): boolean {
+  if (prefer === '') return false;
+  return prefer.split(',').some((p) => p.split(/[;=]/)[0].trim().toLowerCase() === 'respond-async');
+}
+
 /** Whether `config.methods` lets `method` in (HEAD goes with GET, RFC 9110 §9.3.2). */
 function allows(methods: readonly string[], method: string): boolean {
   return methods.includes(method) || (method === 'HEAD' && methods.includes('GET'));
 }
 
-const CONSOLE_LEVELS = new Set(['debug', 'info', 'warn', 'error']);
+export { maskSecrets } from './invoke';
+export type { SecretValues } from './invoke';
 
-/** Writes a function's console lines to the server log, tagged with its request and function. */
-function logConsole(log: Logger, lines: string[]): void {
-  for (const line of lines) {
-    const tab = line.indexOf('\t');
-    const level = line.slice(0, tab);
-    const method = CONSOLE_LEVELS.has(level)
-      ? (level as 'debug' | 'info' | 'warn' | 'error')
-      : 'info';
-    log[method]('function console', { console: line.slice(tab + 1) });
-  }
-}
-
-/** Replaces every secret value in a text with `[secret]` (values under 3 characters are left). */
-export function maskSecrets(text: string, values: readonly string[]): string {
-  let masked = text;
-  for (const value of values) if (value.length >= 3) masked = masked.split(value).join('[secret]');
-  return masked;
-}
-
-/** The secrets a function declared, by name; the secrets service of the server. */
-export type SecretValues = (names: readonly string[]) => Promise<Record<string, string>>;
+/**
+ * Answers a request with `Prefer: respond-async` (SPEC §9) for a function that exists and
+ * allows the method: queues it and answers 202 (respond-async.ts).
+ */
+export type RespondAsync = (ctx: Context, target: Resolved, eventJson: string) => Promise<void>;
 
 export function runFaaS({
   store,
   pool,
   secrets,
+  respondAsync,
 }: {
   store: FunctionStore;
   pool: SandboxPool;
   secrets?: SecretValues;
+  respondAsync?: RespondAsync;
 }): Middleware {
   return async (ctx: Context) => {
     const state = ctx.state as RequestState;
@@ -118,32 +113,19 @@ export function runFaaS({
       err.headers = { Allow: config.methods.join(', ') };
       throw err;
     }
-    const compiled = fn.compiled as NonNullable<typeof fn.compiled>;
-    // context.env and context.secrets travel with the invocation, for functions that have them.
-    let contextJson: string | undefined;
-    let secretValues: string[] = [];
-    if (config.env || config.secrets) {
-      const values = config.secrets && secrets ? await secrets(config.secrets) : {};
-      secretValues = Object.values(values);
-      contextJson = JSON.stringify({ env: config.env ?? {}, secrets: values });
+    const eventJson = eventJsonFor(ctx, subpath, config);
+    if (respondAsync && prefersAsync(ctx.get('prefer'))) {
+      return respondAsync(ctx, target, eventJson);
     }
-    const result = await pool
-      .run({
-        name: fn.name,
-        version: fn.version,
-        source: compiled.code,
-        file: compiled.filename,
-        eventJson: eventJsonFor(ctx, subpath, config),
-        requestId: state.requestId,
-        timeoutMs: config.timeoutMs,
-        contextJson,
-        maxConcurrency: config.maxConcurrency,
-      })
-      .catch((err: unknown) => {
-        // A failed invocation's record still says what it did (an effect, a re-run, alone).
-        Object.assign(state, factsOf(err));
-        throw err;
-      });
+    const ran = await invokeVersion(
+      { pool, secrets },
+      { fn, eventJson, requestId: state.requestId },
+    ).catch((err: unknown) => {
+      // A failed invocation's record still says what it did (an effect, a re-run, alone).
+      Object.assign(state, factsOf(err));
+      throw err;
+    });
+    const { result, logs } = ran;
     // The first request of a version waited for its load on a worker: its cold start.
     state.cold = result.cold || target.cold;
     state.queueMs = result.queueMs;
@@ -151,27 +133,9 @@ export function runFaaS({
     state.effects = result.effects;
     state.reruns = result.reruns;
     state.solo = result.solo;
-    // A secret's value never reaches a log line, a record or an error answer (SPEC §8).
-    const logs =
-      secretValues.length === 0
-        ? result.logs
-        : result.logs.map((l) => maskSecrets(l, secretValues));
     state.logs = logs;
     if (logs.length > 0) logConsole(state.log.child({ fn: fn.name }), logs);
-    let response;
-    try {
-      response = toResponse(result.outcome);
-    } catch (err) {
-      const mapped = inUserFile(fn.compiled, err);
-      if (secretValues.length > 0 && mapped instanceof FunctionError) {
-        throw new FunctionError(
-          mapped.type,
-          maskSecrets(mapped.message, secretValues),
-          mapped.functionStack && maskSecrets(mapped.functionStack, secretValues),
-        );
-      }
-      throw mapped;
-    }
+    const response = ran.response();
     ctx.status = response.status;
     ctx.set(response.headers);
     if (response.body !== undefined) {

@@ -36,6 +36,13 @@ export class Metrics {
   private readonly reruns: Counter<'reason'>;
   private readonly quarantines: Counter<'event'>;
   private readonly lingering: Counter<'outcome'>;
+  private readonly asyncQueued: Counter<'function'>;
+  private readonly asyncDone: Counter<'function' | 'status'>;
+  private readonly callbacks: Counter<'outcome'>;
+  private readonly ticks: Counter<'function'>;
+  private readonly misses: Counter<'function'>;
+  /** Async invocations queued or running (the queue's count); unset until the queue opens. */
+  asyncDepth?: () => Promise<number>;
 
   constructor(poolStats: () => PoolStats) {
     const registers = [this.registry];
@@ -118,6 +125,46 @@ export class Metrics {
       labelNames: ['outcome'],
       registers,
     });
+    this.asyncQueued = new Counter({
+      name: 'faas_async_queued_total',
+      help: 'Async invocations accepted (202), by function.',
+      labelNames: ['function'],
+      registers,
+    });
+    this.asyncDone = new Counter({
+      name: 'faas_async_finished_total',
+      help: 'Async invocations finished on this server, by function and status (succeeded, failed).',
+      labelNames: ['function', 'status'],
+      registers,
+    });
+    this.callbacks = new Counter({
+      name: 'faas_async_callbacks_total',
+      help: 'X-Callback-Url deliveries tried, by outcome (delivered, retried, failed).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.ticks = new Counter({
+      name: 'faas_schedule_ticks_total',
+      help: 'Schedule ticks fired (queued as async invocations) by this server, by function.',
+      labelNames: ['function'],
+      registers,
+    });
+    this.misses = new Counter({
+      name: 'faas_schedule_misses_total',
+      help: 'Schedule ticks missed (too late, or could not be queued), by function.',
+      labelNames: ['function'],
+      registers,
+    });
+    const asyncDepth = () => this.asyncDepth;
+    new Gauge({
+      name: 'faas_async_queue_depth',
+      help: 'Async invocations queued or running (across replicas with Redis).',
+      registers,
+      async collect() {
+        const depth = asyncDepth();
+        if (depth) this.set(await depth().catch(() => 0));
+      },
+    });
     new Gauge({
       name: 'faas_queue_depth',
       help: 'Invocations waiting for a worker.',
@@ -162,6 +209,27 @@ export class Metrics {
   /** One lingering close (http/linger.ts) ended: drained, closed, timeout or bytes. */
   lingeringClose(outcome: string): void {
     this.lingering.inc({ outcome });
+  }
+
+  /** An async invocation accepted (202). */
+  asyncAccepted(fn: string): void {
+    this.asyncQueued.inc({ function: fn });
+  }
+
+  asyncFinished(fn: string, status: string): void {
+    this.asyncDone.inc({ function: fn, status });
+  }
+
+  callback(outcome: 'delivered' | 'retried' | 'failed'): void {
+    this.callbacks.inc({ outcome });
+  }
+
+  scheduleTick(fn: string): void {
+    this.ticks.inc({ function: fn });
+  }
+
+  scheduleMiss(fn: string): void {
+    this.misses.inc({ function: fn });
   }
 
   workerRestarted(reason: string): void {

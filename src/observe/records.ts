@@ -20,6 +20,8 @@ export interface InvocationRecord {
   reruns?: number;
   /** It ran alone on the solo lane: a suspect, or its function was quarantined. */
   solo?: boolean;
+  /** An async invocation's attempt (SPEC §9): one record per attempt, under the same id. */
+  attempt?: number;
   durationMs: { queue?: number; exec?: number; total: number };
   /** The function's console output, `level\tmessage` lines, capped. */
   logs: string[];

@@ -87,7 +87,7 @@ const invalid: { config: unknown; message: RegExp }[] = [
   { config: { secrets: 'API_KEY' }, message: /config\.secrets must be an array of secret names/ },
   { config: { secrets: ['ok', 'not ok'] }, message: /config\.secrets holds "not ok"/ },
   { config: { secrets: [5] }, message: /config\.secrets holds 5/ },
-  { config: { schedule: '* * * * *' }, message: /config\.schedule is not supported/ },
+  { config: { schedule: '* * *' }, message: /config\.schedule holds "\* \* \*"/ },
 ];
 for (const row of invalid) {
   void test(`invalid config ${JSON.stringify(row.config)} → FunctionCompileError`, () => {

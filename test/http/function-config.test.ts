@@ -53,7 +53,7 @@ module.exports.config = { cors: 'function' };
         'bad-key': `module.exports = () => 1;\nmodule.exports.config = { timeout: 5 };\n`,
         'bad-value': `module.exports = () => 1;\nmodule.exports.config = { timeoutMs: 999999 };\n`,
         'bad-type': `module.exports = () => 1;\nmodule.exports.config = { methods: () => ['GET'] };\n`,
-        'not-yet': `module.exports = () => 1;\nmodule.exports.config = { schedule: '* * * * *' };\n`,
+        'bad-schedule': `module.exports = () => 1;\nmodule.exports.config = { schedule: '* * *' };\n`,
       },
     });
   });
@@ -175,7 +175,7 @@ module.exports.config = { cors: 'function' };
       ['bad-key', /unknown key config\.timeout/],
       ['bad-value', /config\.timeoutMs must be a whole number of ms from 10 to 5000/],
       ['bad-type', /config\.methods is a function; config must be plain JSON data/],
-      ['not-yet', /config\.schedule is not supported by this server version yet/],
+      ['bad-schedule', /config\.schedule holds "\* \* \*": .*5 fields/],
     ];
     for (const [name, message] of cases) {
       const res = await t.request.get(`/${name}`);

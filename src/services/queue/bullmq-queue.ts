@@ -1,0 +1,324 @@
+/**
+ * The async queue on Redis (REDIS_URL), shared by every replica. BullMQ delivers: one job per
+ * invocation (`r.<id>`), taken by one replica at a time under a lock it renews, delayed for a
+ * retry with `moveToDelayed`, moved back to waiting by any replica's stalled-job check when the
+ * replica that held it died (at least once), and removed when done. The state records that
+ * `GET /_/invocations` reads are ours, beside BullMQ's keys, all in one hash slot:
+ *
+ * | key                          | type       | holds                                           |
+ * |------------------------------|------------|-------------------------------------------------|
+ * | `kf:{async}:inv:<id>`        | string     | the state record (JSON); expires RETENTION_MS after it finished |
+ * | `kf:{async}:s:<status>`      | sorted set | ids by the time they entered that status (lists, MAX_ASYNC_QUEUE) |
+ * | `kf:bull:async:*`            | BullMQ     | the jobs, with the event                        |
+ *
+ * Redis must run with `maxmemory-policy noeviction`: an evicted job or record is an invocation
+ * lost without a trace (BullMQ warns at start when the policy is another).
+ */
+import { DelayedError, Queue, Worker } from 'bullmq';
+import type { Job } from 'bullmq';
+import type Redis from 'ioredis';
+import { OverloadedError } from '../../errors';
+import type { Logger } from '../../observe/logger';
+import { closeRedisClient, createRedisClient, firstConnection, unavailable } from '../kv/redis-kv';
+import {
+  FULL_RETRY_AFTER_S,
+  RETENTION_MS,
+  afterStep,
+  nextStep,
+  queuedState,
+  refusal,
+} from './async-queue';
+import type {
+  AsyncJob,
+  AsyncQueue,
+  AsyncStatus,
+  AttemptOutcome,
+  CallbackState,
+  InvocationState,
+  ListQuery,
+  NewInvocation,
+  QueueWorker,
+} from './async-queue';
+
+/** The prefix of BullMQ's keys (queues `async`, and `ticks` of bullmq-ticker.ts). */
+export const BULL_PREFIX = 'kf:bull';
+const KEY = 'kf:{async}';
+const STATUS_SETS = ['queued', 'running', 'succeeded', 'failed'].map((s) => `${KEY}:s:${s}`);
+const setOf = (status: AsyncStatus) => `${KEY}:s:${status}`;
+const recordOf = (id: string) => `${KEY}:inv:${id}`;
+
+/** Created, or already known (its record), or refused (the queue is full). */
+const ENQUEUE = `
+local existing = redis.call('GET', KEYS[1])
+if existing then return {0, existing} end
+local depth = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])
+if depth >= tonumber(ARGV[4]) then return {2, tostring(depth)} end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return {1, ''}
+`;
+
+/** Writes a record and moves its id into the set of its status (KEYS[6]). */
+const MOVE = `
+if ARGV[4] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+for i = 2, 5 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
+return 1
+`;
+
+type QueueClient = Redis & {
+  faasEnqueue(...args: (string | number)[]): Promise<[number, string]>;
+  faasMove(...args: (string | number)[]): Promise<number>;
+};
+
+type Data = Omit<AsyncJob, 'attempt'>;
+
+export interface BullQueueOptions {
+  redisUrl: string;
+  maxQueued: number;
+  logger?: Logger;
+  /** The first retry's delay (default 1 s; doubled for each retry after it). */
+  retryBaseMs?: number;
+}
+
+/** Job ids of BullMQ may not look like integers; request ids may. */
+const jobIdOf = (id: string) => `r.${id}`;
+
+export class BullAsyncQueue implements AsyncQueue {
+  readonly backend = 'redis' as const;
+  readonly #client: QueueClient;
+  readonly #queue: Queue<Data>;
+  readonly #options: BullQueueOptions;
+  #worker?: Worker<Data>;
+  #sweeper?: NodeJS.Timeout;
+  #closed?: Promise<void>;
+
+  constructor(options: BullQueueOptions) {
+    this.#options = options;
+    const client = createRedisClient(options.redisUrl, options.logger) as QueueClient;
+    client.defineCommand('faasEnqueue', { numberOfKeys: 3, lua: ENQUEUE });
+    client.defineCommand('faasMove', { numberOfKeys: 6, lua: MOVE });
+    this.#client = client;
+    // A producer fails at once while Redis is away (no offline queue): a request gets 503.
+    this.#queue = new Queue<Data>('async', {
+      connection: { url: options.redisUrl, enableOfflineQueue: false },
+      prefix: BULL_PREFIX,
+      streams: { events: { maxLen: 1000 } },
+    });
+    this.#queue.on('error', (err) => options.logger?.warn('async queue (redis)', { err }));
+  }
+
+  /** Waits up to 2 s for the first connection (then calls fail until Redis answers). */
+  async ready(): Promise<void> {
+    await firstConnection(this.#client);
+  }
+
+  async enqueue(invocation: NewInvocation): Promise<{ created: boolean; state: InvocationState }> {
+    const now = Date.now();
+    const state = queuedState(invocation, now);
+    let answer: [number, string];
+    try {
+      answer = await this.#client.faasEnqueue(
+        recordOf(invocation.id),
+        setOf('queued'),
+        setOf('running'),
+        invocation.id,
+        JSON.stringify(state),
+        now,
+        this.#options.maxQueued,
+      );
+    } catch (err) {
+      throw unavailable(err);
+    }
+    const [code, text] = answer;
+    if (code === 0) return { created: false, state: JSON.parse(text) as InvocationState };
+    if (code === 2) {
+      const err = new OverloadedError(
+        `the async queue is full: ${text} invocations are queued or running (MAX_ASYNC_QUEUE)`,
+      );
+      err.headers = { 'Retry-After': String(FULL_RETRY_AFTER_S) };
+      throw err;
+    }
+    const data: Data = { ...invocation, createdAt: now };
+    try {
+      await this.#queue.add('invoke', data, {
+        jobId: jobIdOf(invocation.id),
+        removeOnComplete: true,
+        removeOnFail: true,
+        // Only a failure of the server's own steps (Redis away mid-attempt) reaches BullMQ's
+        // retries: the function's failures are retried by nextStep, and our attempt count ends
+        // an invocation long before these run out.
+        attempts: 1000,
+        backoff: { type: 'fixed', delay: 1000 },
+      });
+    } catch (err) {
+      // No job: no record either, or it would wait forever and count against MAX_ASYNC_QUEUE.
+      await this.#client
+        .multi()
+        .del(recordOf(invocation.id))
+        .zrem(setOf('queued'), invocation.id)
+        .exec()
+        .catch(() => undefined);
+      throw unavailable(err);
+    }
+    return { created: true, state };
+  }
+
+  async get(id: string): Promise<InvocationState | undefined> {
+    let text: string | null;
+    try {
+      text = await this.#client.get(recordOf(id));
+    } catch (err) {
+      throw unavailable(err);
+    }
+    return text === null ? undefined : (JSON.parse(text) as InvocationState);
+  }
+
+  async list({ status, fn, limit }: ListQuery): Promise<InvocationState[]> {
+    const found: InvocationState[] = [];
+    const PAGE = 200;
+    try {
+      // Newest first; a page at a time until enough match (bounded: 25 pages).
+      for (let start = 0; found.length < limit && start < PAGE * 25; start += PAGE) {
+        const ids = await this.#client.zrevrange(setOf(status), start, start + PAGE - 1);
+        if (ids.length === 0) break;
+        const texts = await this.#client.mget(ids.map(recordOf));
+        const gone: string[] = [];
+        texts.forEach((text, i) => {
+          if (text === null) return void gone.push(ids[i]);
+          const state = JSON.parse(text) as InvocationState;
+          if (found.length < limit && (fn === undefined || state.function === fn)) {
+            found.push(state);
+          }
+        });
+        // Records past their retention are gone: their ids go from the sets too.
+        if (gone.length > 0) await this.#client.zrem(setOf(status), ...gone);
+        if (ids.length < PAGE) break;
+      }
+    } catch (err) {
+      throw unavailable(err);
+    }
+    return found;
+  }
+
+  async depth(): Promise<number> {
+    try {
+      const [queued, running] = await Promise.all([
+        this.#client.zcard(setOf('queued')),
+        this.#client.zcard(setOf('running')),
+      ]);
+      return queued + running;
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  async setCallback(id: string, callback: CallbackState): Promise<void> {
+    const state = await this.get(id);
+    if (!state) return;
+    try {
+      await this.#client.set(recordOf(id), JSON.stringify({ ...state, callback }), 'KEEPTTL');
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  /** Writes a state and moves its id to its status's set; a finished one expires. */
+  async #write(state: InvocationState, now: number): Promise<void> {
+    const ttl =
+      state.status === 'succeeded' || state.status === 'failed' ? RETENTION_MS[state.status] : '';
+    await this.#client.faasMove(
+      recordOf(state.requestId),
+      ...STATUS_SETS,
+      setOf(state.status),
+      state.requestId,
+      JSON.stringify(state),
+      now,
+      ttl,
+    );
+  }
+
+  start(worker: QueueWorker): void {
+    const { logger } = this.#options;
+    this.#worker = new Worker<Data>('async', (job, token) => this.#process(worker, job, token), {
+      connection: { url: this.#options.redisUrl, maxRetriesPerRequest: null },
+      prefix: BULL_PREFIX,
+      concurrency: worker.concurrency,
+      // A replica that died: its jobs go back to waiting ~15-20 s later (lock lapsed, checked
+      // every 5 s). Our own attempt count, not BullMQ's stalled count, ends an invocation.
+      lockDuration: 15_000,
+      stalledInterval: 5_000,
+      maxStalledCount: 1_000_000,
+      drainDelay: 1,
+    });
+    this.#worker.on('error', (err) => logger?.warn('async worker (redis)', { err }));
+    this.#sweeper = setInterval(() => void this.#sweep(), 60_000);
+    this.#sweeper.unref();
+  }
+
+  /** One attempt of the job BullMQ gave this replica. */
+  async #process(worker: QueueWorker, job: Job<Data>, token?: string): Promise<void> {
+    const data = job.data;
+    const now = Date.now();
+    const taken: InvocationState = (await this.get(data.id)) ?? queuedState(data, data.createdAt);
+    // Delivered again after it finished (its replica died between the record and BullMQ's
+    // completion): done already.
+    if (taken.status === 'succeeded' || taken.status === 'failed') return;
+    taken.status = 'running';
+    taken.attempts += 1;
+    taken.startedAt = new Date(now).toISOString();
+    delete taken.nextAttemptAt;
+    await this.#write(taken, now);
+    const attempt: AsyncJob = { ...data, attempt: taken.attempts };
+    const refused = refusal(attempt, now);
+    const outcome: AttemptOutcome = refused
+      ? { kind: 'failed', error: refused, retry: false }
+      : await worker.run(attempt).catch((err: unknown) => {
+          this.#options.logger?.error('async attempt failed in the server', { err });
+          return {
+            kind: 'failed' as const,
+            error: { status: 500, code: 'INTERNAL_ERROR', message: 'Internal Server Error' },
+            retry: true,
+          };
+        });
+    const end = Date.now();
+    const step = nextStep(attempt, outcome, end, this.#options.retryBaseMs ?? 1000);
+    const state = afterStep(taken, step, end);
+    await this.#write(state, end);
+    if (step.status === 'queued') {
+      // Waits in BullMQ's delayed set until then (BullMQ's own attempt count is not touched).
+      await job.moveToDelayed(step.runAt, token);
+      throw new DelayedError();
+    }
+    worker.finished(state);
+  }
+
+  /** Drops the ids of records past their retention from the sets (the records expire alone). */
+  async #sweep(): Promise<void> {
+    const now = Date.now();
+    await Promise.all(
+      (['succeeded', 'failed'] as const).map((status) =>
+        this.#client.zremrangebyscore(setOf(status), '-inf', now - RETENTION_MS[status]),
+      ),
+    ).catch(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#sweeper);
+    // Takes no new job; waits for the running ones (the pool ends them after its grace period).
+    await this.#worker?.close();
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      await this.stop();
+      await this.#queue.close().catch(() => undefined);
+      await closeRedisClient(this.#client);
+    })();
+    return this.#closed;
+  }
+}
