@@ -895,14 +895,14 @@ class FaasSafeify extends SafeifyBase {
   }
 
   /**
-   * The answer of a job its worker's death ends: 504 when the worker was blocked past the job's
-   * deadline, else 502. `culprit`: it ran alone, so it broke the worker (and is quarantined).
+   * The answer of a job its worker's death ends. The culprit (it ran alone, so it broke the worker,
+   * and is quarantined): 504 when it blocked the worker past its deadline, else 502. Any other
+   * (it made an effect, or ran again already): 502, the worker died under it (SPEC §3).
    */
   private brokeWorker(job: Job, exit: WorkerExitReason, now: number, culprit: boolean): Error {
     const quarantined = '; it now runs alone (quarantined)';
-    if (exit === 'timeout' && now > job.execDeadline - OVERDUE_MARGIN_MS) {
-      const why = culprit ? BLOCKED_LOOP + quarantined : BLOCKED_BY_SOMEONE;
-      return new FunctionTimeoutError(`${this.timeoutMessage(job)}: ${why}`);
+    if (culprit && exit === 'timeout' && now > job.execDeadline - OVERDUE_MARGIN_MS) {
+      return new FunctionTimeoutError(`${this.timeoutMessage(job)}: ${BLOCKED_LOOP}${quarantined}`);
     }
     return new WorkerCrashedError(
       culprit
