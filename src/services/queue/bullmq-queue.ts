@@ -88,6 +88,28 @@ export interface BullQueueOptions {
 /** Job ids of BullMQ may not look like integers; request ids may. */
 const jobIdOf = (id: string) => `r.${id}`;
 
+/** How long a BullMQ queue or worker may take to close (ms) before its connections are dropped. */
+const CLOSE_MS = 2_000;
+
+/**
+ * Closes a BullMQ Queue or Worker within CLOSE_MS. With Redis away, BullMQ's close waits for a
+ * connection that never comes (the server's stop would hang): past the bound, its connections are
+ * dropped instead, without waiting any longer.
+ */
+export async function closeBounded(part: Queue | Worker): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), CLOSE_MS);
+  });
+  const closed = part.close().then(
+    () => false,
+    () => false,
+  );
+  const timedOut = await Promise.race([closed, late]);
+  clearTimeout(timer);
+  if (timedOut) void part.disconnect().catch(() => undefined);
+}
+
 export class BullAsyncQueue implements AsyncQueue {
   readonly backend = 'redis' as const;
   readonly #client: QueueClient;
@@ -310,13 +332,13 @@ export class BullAsyncQueue implements AsyncQueue {
   async stop(): Promise<void> {
     clearInterval(this.#sweeper);
     // Takes no new job; waits for the running ones (the pool ends them after its grace period).
-    await this.#worker?.close();
+    if (this.#worker) await closeBounded(this.#worker);
   }
 
   close(): Promise<void> {
     this.#closed ??= (async () => {
       await this.stop();
-      await this.#queue.close().catch(() => undefined);
+      await closeBounded(this.#queue);
       await closeRedisClient(this.#client);
     })();
     return this.#closed;

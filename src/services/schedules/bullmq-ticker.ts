@@ -14,7 +14,7 @@ import { Queue, Worker } from 'bullmq';
 import type { Job, RepeatOptions } from 'bullmq';
 import { cronOf } from '../../functions/function-config';
 import type { Logger } from '../../observe/logger';
-import { BULL_PREFIX } from '../queue/bullmq-queue';
+import { BULL_PREFIX, closeBounded } from '../queue/bullmq-queue';
 import type { ScheduleEntry, TickHandler, Ticker } from './schedules';
 
 /** The next tick after `millis` by croner. */
@@ -109,8 +109,8 @@ export class BullTicker implements Ticker {
   /** Stops taking ticks here; the schedulers stay in Redis for the other replicas. */
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      await this.#worker.close().catch(() => undefined);
-      await this.#queue.close().catch(() => undefined);
+      await closeBounded(this.#worker);
+      await closeBounded(this.#queue);
     })();
     return this.#closed;
   }

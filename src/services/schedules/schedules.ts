@@ -64,6 +64,8 @@ const SETTLE_MS = 50;
 const RETRY_MS = 1000;
 /** A full look, in case a change went unreported (file systems that do not tell). */
 const RESCAN_MS = 30_000;
+/** How long a stop waits for a scan in flight (ms). */
+const CLOSE_WAIT_MS = 2_000;
 
 export class Schedules {
   readonly #source: ScheduleSource;
@@ -230,7 +232,12 @@ export class Schedules {
     clearTimeout(this.#timer);
     clearInterval(this.#rescan);
     this.#unsubscribe?.();
-    await this.#chain;
+    // A scan in flight waits for Redis while it is away (BullMQ waits for its connection): give
+    // it a moment, never the whole stop.
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)));
+    await Promise.race([this.#chain.catch(() => undefined), bound]);
+    clearTimeout(timer);
     await this.#ticker.close();
   }
 }
