@@ -69,6 +69,12 @@ export interface Config {
   readonly logFormat: LogFormat;
 }
 
+/**
+ * After SIGTERM the server drains for SHUTDOWN_GRACE_MS, and exits anyway this much later if the
+ * drain itself hangs (main.ts). An orchestrator's grace period covers both.
+ */
+export const DRAIN_MARGIN_MS = 5000;
+
 type Env = Readonly<Record<string, string | undefined>>;
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };

@@ -3,7 +3,7 @@
  * signal exits 1 at once (except one relayed copy of the first, below). The only module that
  * touches process.on and process.exit.
  */
-import { loadConfig } from './config';
+import { DRAIN_MARGIN_MS, loadConfig } from './config';
 import { ConfigError } from './errors';
 import { createLogger } from './observe/logger';
 import { createServer } from './server';
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
     setTimeout(() => {
       logger.error('drain did not finish in time: exiting');
       process.exit(1);
-    }, config.shutdownGraceMs + 5000).unref();
+    }, config.shutdownGraceMs + DRAIN_MARGIN_MS).unref();
     server.close().then(
       () => {
         logger.info('stopped');

@@ -214,6 +214,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       },
       async: { queue: () => queue, schedules: () => schedules?.list() ?? [] },
       closing: () => closing,
+      shared: config.redisUrl ? () => stores?.kv : undefined,
       health: () => ({ isolation: confinement?.report, kv: stores?.kv.backend }),
       startedAt,
     }),

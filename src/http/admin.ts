@@ -13,6 +13,7 @@ import {
   FunctionTimeoutError,
   WorkerCrashedError,
   InvalidBodyError,
+  KvUnavailableError,
   MethodNotAllowedError,
   NotFoundError,
   ShuttingDownError,
@@ -34,6 +35,7 @@ import type { Metrics } from '../observe/metrics';
 import type { InvocationRecords } from '../observe/records';
 import { toResponse } from './response';
 import type { SandboxPool } from '../pool/sandbox-pool';
+import type { KvStore } from '../services/kv';
 
 export interface AdminParts {
   store: FunctionStore;
@@ -50,9 +52,31 @@ export interface AdminParts {
   async?: Omit<InvocationSources, 'records'>;
   /** Whether the server is draining. */
   closing: () => boolean;
+  /**
+   * With REDIS_URL: the store on the shared Redis, which /_/ready pings (undefined while it is not
+   * open). Without it the server needs nothing outside itself to serve.
+   */
+  shared?: () => KvStore | undefined;
   /** Extra figures for /_/health (e.g. what isolation is enforced). */
   health?: () => Record<string, unknown>;
   startedAt: number;
+}
+
+/** How long /_/ready waits for Redis to answer a ping: a probe never hangs on a Redis that is away. */
+export const READY_PING_MS = 500;
+
+/** Whether the store answers a ping within `ms` (a late answer counts as none). */
+async function answers(kv: KvStore | undefined, ms: number): Promise<boolean> {
+  if (kv === undefined) return false;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([kv.ping().catch(() => false), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
@@ -134,10 +158,17 @@ export function adminRoutes(parts: AdminParts): Middleware {
     };
   });
 
-  // Readiness: live workers and not draining; what an orchestrator routes traffic by.
-  router.get('/ready', (ctx) => {
+  // Readiness: live workers, not draining and, with REDIS_URL, Redis answering; what an
+  // orchestrator routes traffic by. A replica cut off from Redis would fail every KV, secret and
+  // async call (and any function that uses them): it takes no traffic until Redis is back.
+  router.get('/ready', async (ctx) => {
     const stats = pool.stats();
     if (closing() || stats.closing) throw new ShuttingDownError('the server is shutting down');
+    if (parts.shared && !(await answers(parts.shared(), READY_PING_MS))) {
+      throw new KvUnavailableError(
+        `not ready: Redis (REDIS_URL) did not answer a ping within ${READY_PING_MS} ms`,
+      );
+    }
     ctx.status = stats.workers > 0 ? 200 : 503;
     ctx.body = { status: stats.workers > 0 ? 'ready' : 'starting', pool: stats };
   });
