@@ -340,3 +340,46 @@ void describe('a fair share of the queue', () => {
     assert.equal(answers.filter((res) => res.status === 200).length, 68);
   });
 });
+
+void describe('memory a neighbour keeps', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({
+      functions: {
+        // Legal but greedy: its warm context keeps 28 MB (under half the heap, so no eviction).
+        hoard: `let keep; module.exports = async () => { keep ??= new Array(3.5e6).fill(1.5); await new Promise((r) => setTimeout(r, 200)); return keep.length; };`,
+        // Healthy: 40 MB for the length of one call (fits a worker alone), then garbage.
+        alloc: `module.exports = () => new Array(5e6).fill(2.5).length;`,
+        // The same, effectful first: it cannot run again.
+        'alloc-kv': `module.exports = async (e, c) => { await c.kv.incr('n'); return new Array(5e6).fill(2.5).length; };`,
+      },
+      env: { WORKERS: '2', FUNCTION_TIMEOUT_MS: '2000', WORKER_MEMORY_MB: '64' },
+    });
+  });
+  after(() => s.close());
+
+  void test('does not make the call that meets the limit a culprit: it runs again alone, or answers 502 unquarantined', async () => {
+    const restarts = s.server.pool.stats().restarts;
+    const answers: Record<string, number[]> = { alloc: [], 'alloc-kv': [] };
+    // Until workers have run out of memory twice (else this test proves nothing): two hoards at
+    // once fill both workers, then the allocation, alone in flight, meets the limit.
+    for (let round = 0; round < 24 && s.server.pool.stats().restarts < restarts + 2; round++) {
+      const name = round % 2 === 0 ? 'alloc' : 'alloc-kv';
+      const hoards = await Promise.all([s.request.get('/hoard'), s.request.get('/hoard')]);
+      for (const res of hoards) assert.equal(res.status, 200, res.text);
+      const res = await s.request.get(`/${name}`);
+      answers[name].push(res.status);
+      if (res.status !== 200) {
+        assert.equal(name, 'alloc-kv', `${name}: ${res.text}`);
+        assert.equal(res.status, 502, res.text);
+        assert.doesNotMatch(res.body.error.message, /quarantined/);
+      }
+      assert.equal(s.server.pool.quarantineOf(name), undefined, JSON.stringify(answers));
+    }
+    assert.ok(
+      answers.alloc.every((status) => status === 200),
+      JSON.stringify(answers),
+    );
+    assert.ok(s.server.pool.stats().restarts >= restarts + 2, JSON.stringify(answers));
+  });
+});
