@@ -440,7 +440,7 @@ class FaasSafeify extends SafeifyBase {
         this.fail(job, new FunctionTimeoutError(this.timeoutMessage(job)));
       } else if (!job.worker && now > job.queueDeadline) {
         this.unqueue(job);
-        this.fail(job, this.overloaded(`no worker was free within ${this.opts.queueTimeoutMs} ms`));
+        this.fail(job, this.overloaded(this.notFreeMessage(job)));
       } else if (judge && now > job.execDeadline) {
         // The worker answers its own deadlines; it did not, so its loop is busy or blocked.
         const blocked = job.worker && now - job.worker.lastHeard > OVERDUE_MARGIN_MS;
@@ -906,6 +906,16 @@ class FaasSafeify extends SafeifyBase {
     if (!solo) this.execute();
     if (!solo) this.refill();
     this.executeSolo();
+  }
+
+  /** Why a job waited past its allowance: the solo lane's is longer, and says why it waited there. */
+  private notFreeMessage(job: Job): string {
+    const { queueTimeoutMs } = this.opts;
+    if (job.lane === 'shared') return `no worker was free within ${queueTimeoutMs} ms`;
+    const waited = queueTimeoutMs * SOLO_WAIT_FACTOR;
+    return job.lane === 'suspect'
+      ? `no solo worker was free within ${waited} ms to run '${job.name}' again alone (a neighbour broke its worker)`
+      : `no solo worker was free within ${waited} ms: function '${job.name}' is quarantined and runs one invocation at a time`;
   }
 
   /**

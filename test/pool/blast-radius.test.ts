@@ -266,6 +266,27 @@ void describe('quarantine', () => {
     assert.match(metrics.text, /faas_reruns_total\{reason="suspect"\} [1-9]/);
   });
 
+  void test('a quarantined call that waits past the solo allowance: 503 saying how long and why', async () => {
+    const stamp = Date.now();
+    await get('/flaky?bomb=1', `flaky-bomb2-${stamp}`);
+    await eventually(async () => t.server.pool.quarantineOf('flaky') !== undefined);
+    // One at a time, 900 ms each: the allowance (6 × 1000 ms) ends before the tenth starts.
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => get('/flaky?ms=900', `flaky-wait-${i}-${stamp}`)),
+    );
+    const expired = answers.filter((res) => res.status === 503);
+    assert.ok(expired.length >= 1, answers.map((res) => res.status).join(' '));
+    for (const res of expired) {
+      assert.equal(res.body.error.code, 'OVERLOADED');
+      assert.equal(res.headers['retry-after'], '1');
+      assert.equal(
+        res.body.error.message,
+        "no solo worker was free within 6000 ms: function 'flaky' is quarantined and runs one invocation at a time",
+      );
+    }
+    await eventually(async () => t.server.pool.quarantineOf('flaky') === undefined, 10_000);
+  });
+
   void test('a new version of a quarantined function is not quarantined', async () => {
     assert.ok(t.server.pool.quarantineOf('syncloop'));
     await t.writeFunction('syncloop', 'module.exports = () => "fixed";');
