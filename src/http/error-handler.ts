@@ -55,9 +55,19 @@ export function tooLarge(message: string): PayloadTooLargeError {
   return err;
 }
 
-/** The caller's X-Request-Id when it is sane, else a new UUID. */
+/**
+ * Request ids the server makes itself: a schedule's tick is queued under `tick-<hash of the tick>`
+ * (async-runner.ts), a hash anyone can compute, and a queued id is never queued again. A caller's
+ * `tick-…` id would take a future tick's place, and that tick would not run (SPEC §9: each tick
+ * fires once).
+ */
+const RESERVED_ID = /^tick-/;
+
+/** The caller's X-Request-Id when it is sane and not one the server reserves, else a new UUID. */
 export function requestIdFor(header: string | string[] | undefined): string {
-  return typeof header === 'string' && SANE_ID.test(header) ? header : randomUUID();
+  return typeof header === 'string' && SANE_ID.test(header) && !RESERVED_ID.test(header)
+    ? header
+    : randomUUID();
 }
 
 /** Sets ctx.state.requestId (SPEC §4) and the X-Request-Id header, and a per-request logger. */

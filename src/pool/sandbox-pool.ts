@@ -255,6 +255,9 @@ class FaasSafeify extends SafeifyBase {
   private readonly inflight = new Map<string, number>();
   /** The solo lane: its workers (one invocation each), those starting, and its queue. */
   private readonly soloWorkers: PoolWorker[] = [];
+  /** The first version each worker ran, and the workers that ran another one since (memory). */
+  private readonly firstVersion = new WeakMap<PoolWorker, string>();
+  private readonly mixed = new WeakSet<PoolWorker>();
   private soloStarting = 0;
   private readonly soloQueue: Job[] = [];
 
@@ -437,7 +440,7 @@ class FaasSafeify extends SafeifyBase {
         this.fail(job, new FunctionTimeoutError(this.timeoutMessage(job)));
       } else if (!job.worker && now > job.queueDeadline) {
         this.unqueue(job);
-        this.fail(job, this.overloaded(`no worker was free within ${this.opts.queueTimeoutMs} ms`));
+        this.fail(job, this.overloaded(this.notFreeMessage(job)));
       } else if (judge && now > job.execDeadline) {
         // The worker answers its own deadlines; it did not, so its loop is busy or blocked.
         const blocked = job.worker && now - job.worker.lastHeard > OVERDUE_MARGIN_MS;
@@ -625,6 +628,9 @@ class FaasSafeify extends SafeifyBase {
   }
 
   private dispatch(worker: PoolWorker, job: Job): void {
+    const first = this.firstVersion.get(worker);
+    if (first === undefined) this.firstVersion.set(worker, job.version);
+    else if (first !== job.version) this.mixed.add(worker);
     job.worker = worker;
     job.dispatchedAt = performance.now();
     worker.runningScripts.push(job);
@@ -845,8 +851,9 @@ class FaasSafeify extends SafeifyBase {
    * The worker's channel closed: it is gone. Each of its jobs is settled or moved: never started
    * → queued again; started on a shared worker → run again alone as a suspect when it made no
    * effect, else 502 (504 when its deadline had passed); started on a solo worker, or alone on a
-   * shared one that ran out of memory or was blocked → nothing else was in flight, so it broke the
-   * worker: 502/504, and its version is quarantined. (A kill from outside blames no one.)
+   * shared one that was blocked, or that ran out of memory and never ran another version →
+   * nothing else was in flight, so it broke the worker: 502/504, and its version is quarantined.
+   * (A kill from outside blames no one.)
    */
   private onChannelClosed(worker: PoolWorker): void {
     if (worker.gone) return;
@@ -860,8 +867,15 @@ class FaasSafeify extends SafeifyBase {
     if (!this.closing && !solo) this.restarts++;
     const exit = worker.exitReason ?? 'crash';
     const reason = DEATHS[exit];
+    // Alone in flight is alone in the heap only on a worker that never ran another version: the
+    // warm contexts of functions that ran there before keep their memory (a global array that
+    // grows; an evicted context too, until the collector finds it), and the one allocation that
+    // meets the limit need not be the one that took it. A blocked loop is the invocation's own
+    // (finished invocations' timers are cleared).
     const alone =
-      solo || (worker.runningScripts.length === 1 && (exit === 'timeout' || exit === 'memory'));
+      solo ||
+      (worker.runningScripts.length === 1 &&
+        (exit === 'timeout' || (exit === 'memory' && !this.mixed.has(worker))));
     const now = performance.now();
     const requeue: Job[] = [];
     for (const job of worker.runningScripts.splice(0)) {
@@ -892,6 +906,16 @@ class FaasSafeify extends SafeifyBase {
     if (!solo) this.execute();
     if (!solo) this.refill();
     this.executeSolo();
+  }
+
+  /** Why a job waited past its allowance: the solo lane's is longer, and says why it waited there. */
+  private notFreeMessage(job: Job): string {
+    const { queueTimeoutMs } = this.opts;
+    if (job.lane === 'shared') return `no worker was free within ${queueTimeoutMs} ms`;
+    const waited = queueTimeoutMs * SOLO_WAIT_FACTOR;
+    return job.lane === 'suspect'
+      ? `no solo worker was free within ${waited} ms to run '${job.name}' again alone (a neighbour broke its worker)`
+      : `no solo worker was free within ${waited} ms: function '${job.name}' is quarantined and runs one invocation at a time`;
   }
 
   /**

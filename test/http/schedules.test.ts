@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { tickRequestId } from '../../src/http/async-runner';
 import { eventually, startServer } from '../helpers';
 import type { TestServer } from '../helpers';
 import { REDIS_MISSING, startRedis } from '../services/redis-server';
@@ -208,6 +209,53 @@ function scheduleSuite(name: string, env: () => Record<string, string>, skip: st
 }
 
 scheduleSuite('sqlite', () => ({}), false);
+
+describe("schedules: a caller cannot take a tick's request id", () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startServer({
+      functions: {
+        every: ticker({ schedule: '* * * * * *' }),
+        other: `module.exports = () => 'other';\n`,
+      },
+      env: { ADMIN_TOKEN: TOKEN },
+    });
+  });
+  after(() => t?.close());
+
+  test('X-Request-Id tick-… is replaced by a new id, sync or async, and each tick still runs', async () => {
+    const [listing] = await listed(t, 'every', [['* * * * * *', 'UTC']]);
+    const next = Date.parse(listing.next ?? '');
+    // A tick's id is a hash anyone can compute (the croner ticker's tick: function, zone,
+    // expression, time). Ticks 2–5 s ahead, each sent once: [method, path, Prefer].
+    const rows: [string, string, string | undefined][] = [
+      ['POST', '/other', 'respond-async'],
+      ['POST', '/every', 'respond-async'],
+      ['GET', '/other', undefined],
+      ['POST', '/every', undefined],
+    ];
+    const ids = rows.map((_, i) => tickRequestId(`every|UTC|* * * * * *|${next + (i + 2) * 1000}`));
+    for (const [i, [method, path, prefer]] of rows.entries()) {
+      let req = method === 'GET' ? t.request.get(path) : t.request.post(path);
+      if (prefer) req = req.set('Prefer', prefer);
+      const res = await req.set('X-Request-Id', ids[i]);
+      assert.ok(res.status === 200 || res.status === 202, `${method} ${path}: ${res.status}`);
+      assert.notEqual(res.headers['x-request-id'], ids[i], `${method} ${path} ${prefer ?? ''}`);
+      assert.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+    }
+    await sleep(Math.max(0, next + 6500 - Date.now()));
+    for (const [i, id] of ids.entries()) {
+      const res = await t.request.get(`/_/invocations/${id}`).set(AUTH);
+      assert.equal(res.status, 200, `tick ${i + 2}: ${res.text}`);
+      const state = res.body as { function: string; source: string; status: string };
+      assert.deepEqual(
+        [state.function, state.source, state.status],
+        ['every', 'schedule', 'succeeded'],
+        `tick ${i + 2}`,
+      );
+    }
+  });
+});
 
 let redis: TestRedis | undefined;
 if (!REDIS_MISSING) {

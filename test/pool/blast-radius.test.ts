@@ -266,6 +266,27 @@ void describe('quarantine', () => {
     assert.match(metrics.text, /faas_reruns_total\{reason="suspect"\} [1-9]/);
   });
 
+  void test('a quarantined call that waits past the solo allowance: 503 saying how long and why', async () => {
+    const stamp = Date.now();
+    await get('/flaky?bomb=1', `flaky-bomb2-${stamp}`);
+    await eventually(async () => t.server.pool.quarantineOf('flaky') !== undefined);
+    // One at a time, 900 ms each: the allowance (6 × 1000 ms) ends before the tenth starts.
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => get('/flaky?ms=900', `flaky-wait-${i}-${stamp}`)),
+    );
+    const expired = answers.filter((res) => res.status === 503);
+    assert.ok(expired.length >= 1, answers.map((res) => res.status).join(' '));
+    for (const res of expired) {
+      assert.equal(res.body.error.code, 'OVERLOADED');
+      assert.equal(res.headers['retry-after'], '1');
+      assert.equal(
+        res.body.error.message,
+        "no solo worker was free within 6000 ms: function 'flaky' is quarantined and runs one invocation at a time",
+      );
+    }
+    await eventually(async () => t.server.pool.quarantineOf('flaky') === undefined, 10_000);
+  });
+
   void test('a new version of a quarantined function is not quarantined', async () => {
     assert.ok(t.server.pool.quarantineOf('syncloop'));
     await t.writeFunction('syncloop', 'module.exports = () => "fixed";');
@@ -338,5 +359,48 @@ void describe('a fair share of the queue', () => {
     for (const res of refused)
       assert.match(res.body.error.message, /fair share of the queue: 4 of 8/);
     assert.equal(answers.filter((res) => res.status === 200).length, 68);
+  });
+});
+
+void describe('memory a neighbour keeps', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startServer({
+      functions: {
+        // Legal but greedy: its warm context keeps 28 MB (under half the heap, so no eviction).
+        hoard: `let keep; module.exports = async () => { keep ??= new Array(3.5e6).fill(1.5); await new Promise((r) => setTimeout(r, 200)); return keep.length; };`,
+        // Healthy: 40 MB for the length of one call (fits a worker alone), then garbage.
+        alloc: `module.exports = () => new Array(5e6).fill(2.5).length;`,
+        // The same, effectful first: it cannot run again.
+        'alloc-kv': `module.exports = async (e, c) => { await c.kv.incr('n'); return new Array(5e6).fill(2.5).length; };`,
+      },
+      env: { WORKERS: '2', FUNCTION_TIMEOUT_MS: '2000', WORKER_MEMORY_MB: '64' },
+    });
+  });
+  after(() => s.close());
+
+  void test('does not make the call that meets the limit a culprit: it runs again alone, or answers 502 unquarantined', async () => {
+    const restarts = s.server.pool.stats().restarts;
+    const answers: Record<string, number[]> = { alloc: [], 'alloc-kv': [] };
+    // Until a worker has run out of memory (else this test proves nothing): hoards at once fill
+    // both workers, then the allocation, alone in flight, meets the limit.
+    for (let round = 0; round < 40 && s.server.pool.stats().restarts < restarts + 1; round++) {
+      const name = round % 2 === 0 ? 'alloc' : 'alloc-kv';
+      const hoards = await Promise.all([1, 2, 3, 4].map(() => s.request.get('/hoard')));
+      for (const res of hoards) assert.equal(res.status, 200, res.text);
+      const res = await s.request.get(`/${name}`);
+      answers[name].push(res.status);
+      if (res.status !== 200) {
+        assert.equal(name, 'alloc-kv', `${name}: ${res.text}`);
+        assert.equal(res.status, 502, res.text);
+        assert.doesNotMatch(res.body.error.message, /quarantined/);
+      }
+      assert.equal(s.server.pool.quarantineOf(name), undefined, JSON.stringify(answers));
+    }
+    assert.ok(
+      answers.alloc.every((status) => status === 200),
+      JSON.stringify(answers),
+    );
+    assert.ok(s.server.pool.stats().restarts > restarts, JSON.stringify(answers));
   });
 });
