@@ -108,6 +108,12 @@ export class WorkerCrashedError extends FaasError {
   readonly statusCode = 502;
 }
 
+/** An async request reusing the `X-Request-Id` of a queued invocation of another function. */
+export class RequestIdConflictError extends FaasError {
+  readonly code = 'REQUEST_ID_CONFLICT';
+  readonly statusCode = 409;
+}
+
 /** A function at its `config.maxConcurrency`, its fair share of the queue, or its quarantine queue. */
 export class TooManyRequestsError extends FaasError {
   readonly code = 'TOO_MANY_REQUESTS';

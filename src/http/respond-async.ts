@@ -12,9 +12,11 @@
  * An `X-Callback-Url` is checked against the egress policy first (400 INVALID_CALLBACK_URL or
  * CALLBACK_REFUSED); a full queue is 503 OVERLOADED with Retry-After. A request id the queue
  * still knows (a client that retries with the same X-Request-Id) is not queued twice: the answer
- * is 202 with that invocation's status.
+ * is 202 with that invocation's status; the id of another function's invocation is 409
+ * REQUEST_ID_CONFLICT.
  */
 import type { Context } from 'koa';
+import { RequestIdConflictError } from '../errors';
 import { asyncPolicy } from '../functions/function-config';
 import type { Resolved } from '../functions/function-store';
 import type { EgressPolicy } from '../services/egress';
@@ -46,6 +48,13 @@ export function respondAsync(parts: RespondAsyncParts): RespondAsync {
       callbackUrl,
       ...asyncPolicy(fn.config),
     });
+    // The same id again is the same invocation (a retry of the request), of the same function:
+    // another function's would never run under an id the queue already holds.
+    if (!created && queued.function !== fn.name) {
+      throw new RequestIdConflictError(
+        `X-Request-Id '${state.requestId}' belongs to an invocation of another function: send a new id`,
+      );
+    }
     // Counted as accepted, not as an invocation: its attempts are (async-runner.ts).
     state.outcome = 'queued';
     if (created) parts.accepted?.(fn.name);

@@ -392,7 +392,7 @@ function asyncSuite(name: string, env: () => Record<string, string>, skip: strin
       }
     });
 
-    test('the same X-Request-Id again is not queued twice', async () => {
+    test('the same X-Request-Id again is not queued twice; for another function it is 409', async () => {
       const id = `dup-${name}-${Date.now()}`;
       const first = await queue(t, '/logs', { 'X-Request-Id': id });
       assert.equal(first.status, 202);
@@ -403,6 +403,15 @@ function asyncSuite(name: string, env: () => Record<string, string>, skip: strin
       await new Promise((resolve) => setTimeout(resolve, 300));
       const state = await poll(t, id);
       assert.equal(state.attempts, 1);
+      // Another function under that id would never run: 409, nothing queued, the first untouched.
+      for (const path of ['/hello', '/text']) {
+        const other = await queue(t, path, { 'X-Request-Id': id });
+        assert.equal(other.status, 409, other.text);
+        assert.equal((other.body as { error: { code: string } }).error.code, 'REQUEST_ID_CONFLICT');
+      }
+      const after = await poll(t, id);
+      assert.equal(after.function, 'logs');
+      assert.equal(after.attempts, 1);
     });
 
     test('ASYNC_CONCURRENCY (1 here) bounds async runs; sync calls are answered meanwhile', async () => {
