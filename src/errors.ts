@@ -172,6 +172,7 @@ export class KvNotANumberError extends FaasError {
 export class KvUnavailableError extends FaasError {
   readonly code = 'KV_UNAVAILABLE';
   readonly statusCode = 503;
+  override headers: Record<string, string> = { 'Retry-After': '1' };
 }
 
 /** Any of the KV errors above: what a failed `context.kv` call throws (its `code` says which). */

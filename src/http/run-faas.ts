@@ -61,7 +61,28 @@ export function resolveTarget(ctx: Context, store: FunctionStore): Resolved | Pr
  */
 export function prefersAsync(prefer: string): boolean {
   if (prefer === '') return false;
-  return prefer.split(',').some((p) => p.split(/[;=]/)[0].trim().toLowerCase() === 'respond-async');
+  // Split on the commas outside quoted strings: `foo="a,respond-async"` names no preference.
+  let token = '';
+  let inToken = true;
+  let quoted = false;
+  for (let i = 0; i <= prefer.length; i++) {
+    const c = prefer[i];
+    if (quoted) {
+      if (c === '\\') i++;
+      else if (c === '"') quoted = false;
+    } else if (c === '"') {
+      quoted = true;
+    } else if (c === ',' || c === undefined) {
+      if (token.trim().toLowerCase() === 'respond-async') return true;
+      token = '';
+      inToken = true;
+    } else if (c === ';' || c === '=') {
+      inToken = false;
+    } else if (inToken) {
+      token += c;
+    }
+  }
+  return false;
 }
 
 /** Whether `config.methods` lets `method` in (HEAD goes with GET, RFC 9110 §9.3.2). */
