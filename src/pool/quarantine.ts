@@ -90,8 +90,4 @@ export class Quarantine {
   get(name: string): Readonly<QuarantineEntry> | undefined {
     return this.entries.get(name);
   }
-
-  list(): QuarantineEntry[] {
-    return [...this.entries.values()].map((entry) => ({ ...entry }));
-  }
 }

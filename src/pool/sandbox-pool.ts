@@ -206,8 +206,6 @@ interface Job extends Invocation {
   /** `shared`, or alone on the solo lane as a `suspect` or because it is `quarantined`. */
   lane: 'shared' | 'suspect' | 'quarantined';
   reruns: number;
-  /** Counted in its function's in-flight number (it has a maxConcurrency). */
-  limited: boolean;
   /** The effect ledger (SPEC §8): set by a host call that writes outside the sandbox. */
   effects: boolean;
   /** Host calls made so far, by op (made at the first call: most invocations make none). */
@@ -356,7 +354,6 @@ class FaasSafeify extends SafeifyBase {
         started: false,
         lane: quarantined ? 'quarantined' : 'shared',
         reruns: 0,
-        limited: maxConcurrency !== undefined,
         effects: false,
         settled: false,
         resolve,
@@ -366,7 +363,7 @@ class FaasSafeify extends SafeifyBase {
         // The last line of defence: no path in here or in safeify may leave a request hanging.
         safetyDeadline: now + waitMs + jobTimeoutMs + OVERDUE_MARGIN_MS + 2000,
       };
-      if (job.limited) this.inflight.set(name, (this.inflight.get(name) ?? 0) + 1);
+      if (maxConcurrency !== undefined) this.inflight.set(name, (this.inflight.get(name) ?? 0) + 1);
       this.jobs.set(job.id, job);
       this.sweeper ??= setInterval(() => this.sweep(), SWEEP_MS);
       if (quarantined) {
@@ -975,7 +972,8 @@ class FaasSafeify extends SafeifyBase {
     if (job.settled) return;
     job.settled = true;
     this.jobs.delete(job.id);
-    if (job.limited) {
+    // Counted in its function's in-flight number when it has a maxConcurrency.
+    if (job.maxConcurrency !== undefined) {
       const left = (this.inflight.get(job.name) ?? 1) - 1;
       if (left > 0) this.inflight.set(job.name, left);
       else this.inflight.delete(job.name);
@@ -1091,11 +1089,6 @@ export class SandboxPool {
       solo: s.soloStats,
       quarantined: s.quarantine.size,
     };
-  }
-
-  /** The quarantined function versions (SPEC §3), for /_/functions. */
-  quarantined(): QuarantineEntry[] {
-    return this.safeify.quarantine.list();
   }
 
   /** The quarantine entry of one function, if it is quarantined. */
