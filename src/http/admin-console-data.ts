@@ -8,7 +8,8 @@
  *
  * - `functions`: per function name, from the invocation records this server keeps (RECORDS_MAX,
  *   the newest first): `{ count, errors, errorRate, p50, p99, last }`. `errors` counts records
- *   whose outcome is an error code of SPEC §3 (a status the function chose itself is not one);
+ *   whose outcome is an error code of SPEC §3 (a status the function chose itself, even a 500,
+ *   is not one);
  *   `p50`/`p99` are total durations in ms (nearest rank); `last` the newest record's start.
  * - `records`: `{ count, since? }`: how many records these figures come from, and the oldest's
  *   start, so the console can say what window they cover.
@@ -24,6 +25,14 @@ import type Router from '@koa/router';
 import type { Middleware } from 'koa';
 import type { Metrics } from '../observe/metrics';
 import type { InvocationRecord, InvocationRecords } from '../observe/records';
+
+/**
+ * Whether an outcome is an error of the invocation: an error code of SPEC §3. `ok` and a status
+ * the function chose itself (the error boundary records `418` for a function's own 418) are not.
+ */
+export function isError(outcome: string): boolean {
+  return outcome !== 'ok' && !/^\d{3}$/.test(outcome);
+}
 
 /** One bucket of the traffic series. */
 export interface TrafficBucket {
@@ -61,13 +70,13 @@ export class TrafficSeries {
     readonly keep = 90,
   ) {}
 
-  /** Takes the baseline and samples every bucket from now on. */
+  /**
+   * Samples a bucket every `bucketSeconds` from now on. The first bucket counts from zero: the
+   * server starts it as it starts listening, before any invocation.
+   */
   start(): void {
     if (this.timer) return;
     this.bucketStart = Date.now();
-    this.sampling = this.totals().then((totals) => {
-      this.last = totals;
-    });
     this.timer = setInterval(() => {
       this.sampling = this.sampling.then(() => this.close());
     }, this.bucketSeconds * 1000);
@@ -111,7 +120,7 @@ export class TrafficSeries {
     for (const outcomes of (await this.metrics.invocationCounts()).values()) {
       for (const [outcome, count] of Object.entries(outcomes)) {
         requests += count;
-        if (outcome !== 'ok') errors += count;
+        if (isError(outcome)) errors += count;
       }
     }
     return { requests, errors };
@@ -136,7 +145,7 @@ export function figuresOf(records: readonly InvocationRecord[]): Record<string, 
   const figures: Record<string, FunctionFigures> = {};
   for (const [name, list] of byFunction) {
     const durations = list.map((r) => r.durationMs.total).sort((a, b) => a - b);
-    const errors = list.filter((r) => r.outcome !== 'ok').length;
+    const errors = list.filter((r) => isError(r.outcome)).length;
     figures[name] = {
       count: list.length,
       errors,

@@ -188,7 +188,7 @@ function CodeAndInvoke({ detail, onChanged }: { detail?: FunctionDetail; onChang
         setError({ line: err.line ?? 1, column: err.column, message: err.message });
         setNotice({
           kind: 'error',
-          text: `Not deployed: ${err.message}${err.line ? ` (line ${err.line})` : ''}`,
+          text: `Not deployed: ${err.message}${err.line && !/\bline \d/.test(err.message) ? ` (line ${err.line})` : ''}`,
         });
       } else {
         setNotice({ kind: 'error', text: `Not deployed: ${describe(err)}` });
