@@ -161,7 +161,11 @@ describe('console in Chromium', { skip }, () => {
     const { page, server } = s;
     await typeSource(page, GOOD);
     assert.equal(await page.locator('.cm-error-line').count(), 0, 'an edit clears the mark');
-    await page.getByRole('button', { name: 'Deploy', exact: true }).click();
+    // By keyboard: Tab indents in the editor; Escape, then Tab, leaves it for the next control.
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate('document.activeElement.textContent'), 'Deploy');
+    await page.keyboard.press('Enter');
     await page.waitForURL(/#\/functions\/greet$/);
     await page.getByRole('heading', { name: 'greet', exact: true }).waitFor();
     const live = await server.request
@@ -217,6 +221,22 @@ describe('console in Chromium', { skip }, () => {
     await page.getByLabel('Status', { exact: true }).selectOption('2xx');
     await table.getByRole('link', { name: id }).waitFor();
     await shoot(s, '05-invocations');
+  });
+
+  it('invokes async: 202, then the record of the queued invocation', async () => {
+    const { page, server } = s;
+    await page.goto(`${server.url}/_/ui/#/functions/greet`);
+    await page.getByLabel('Method', { exact: true }).selectOption('POST');
+    await page.getByLabel(/^Headers/).fill('X-Caller: later\nContent-Type: application/json');
+    await page.getByLabel('Request body', { exact: true }).fill('{"name":"Async"}');
+    await page.getByLabel(/^Async/).check();
+    await page.getByRole('button', { name: 'Invoke', exact: true }).click();
+    const response = page.getByRole('region', { name: 'Response', exact: true });
+    await response.getByText('202 Accepted').waitFor();
+    await response.getByRole('link').first().click();
+    await page.getByText('succeeded', { exact: true }).waitFor();
+    await page.getByText('greet called by later').waitFor();
+    await shoot(s, '05-async-record');
   });
 
   it('runs a draft without changing the live version or its data', async () => {

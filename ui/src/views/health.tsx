@@ -26,7 +26,7 @@ export function TrafficChart({ traffic }: { traffic: ConsoleStats['traffic'] }) 
   const summary = `Requests and errors per ${traffic.bucketSeconds} seconds over the last ${minutes || 1} minutes: ${requests} requests, ${errors} errors, at most ${max} in one bucket.`;
   return (
     <figure class="chart">
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary} preserveAspectRatio="none">
+      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary}>
         <line x1={PAD} y1={H - PAD} x2={W} y2={H - PAD} class="axis" />
         <line x1={PAD} y1={PAD} x2={PAD} y2={H - PAD} class="axis" />
         <text x={PAD - 4} y={PAD + 4} class="tick" text-anchor="end">
