@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import koaLogger from 'koa-logger';
 import { adminRoutes } from './http/admin';
+import { TrafficSeries } from './http/admin-console-data';
 import { asyncWorker, tickHandler } from './http/async-runner';
 import { respondAsync } from './http/respond-async';
 import type { Config } from './config';
@@ -142,6 +143,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     : undefined;
   const recordLog: RecordLog = sharedRecords ?? records;
   const metrics = new Metrics(() => pool.stats());
+  const traffic = new TrafficSeries(metrics);
   let closing = false;
   const startedAt = Date.now();
 
@@ -232,6 +234,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       shared: config.redisUrl ? () => stores?.kv : undefined,
       health: () => ({ isolation: confinement?.report, kv: stores?.kv.backend }),
       startedAt,
+      traffic,
     }),
   );
   const secrets = (names: readonly string[]) => openStores().secrets.values(names);
@@ -424,6 +427,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
           metrics.serviceCall(op, backend, outcome, seconds),
       });
       startAsync(egress);
+      traffic.start();
       // In the background: finding the schedules loads their functions on workers.
       void schedules?.start();
       return address;
@@ -431,6 +435,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     close() {
       closed ??= (async () => {
         closing = true;
+        traffic.stop();
         // No new ticks or attempts; running attempts have the grace period, as requests do.
         const ticksStopped = schedules?.close();
         const asyncStopped = queue?.stop();
