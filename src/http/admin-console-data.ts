@@ -24,7 +24,7 @@
 import type Router from '@koa/router';
 import type { Middleware } from 'koa';
 import type { Metrics } from '../observe/metrics';
-import type { InvocationRecord, InvocationRecords } from '../observe/records';
+import type { InvocationRecord, RecordLog } from '../observe/records';
 
 /**
  * Whether an outcome is an error of the invocation: an error code of SPEC §3. `ok` and a status
@@ -159,7 +159,7 @@ export function figuresOf(records: readonly InvocationRecord[]): Record<string, 
 }
 
 export interface ConsoleDataSources {
-  records: InvocationRecords;
+  records: RecordLog;
   metrics: Metrics;
   traffic?: TrafficSeries;
 }
@@ -172,7 +172,7 @@ export function consoleDataRoutes(
 ): void {
   router.get('/console/stats', auth, async (ctx) => {
     const { records, metrics, traffic } = sources;
-    const all = records.query({ limit: records.max });
+    const all = await records.query({ limit: records.max });
     const depth = metrics.asyncDepth
       ? await metrics.asyncDepth().catch(() => undefined)
       : undefined;

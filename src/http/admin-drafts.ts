@@ -228,6 +228,7 @@ export function draftRoutes(router: Router, parts: DraftParts, auth: Middleware)
         config,
         bytes: Buffer.byteLength(source),
         modified: new Date(),
+        layer: 'draft',
       };
     } catch (err) {
       const answer = refused(inUserFile(compiled, err));
