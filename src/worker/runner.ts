@@ -325,7 +325,7 @@ function createSandbox(file: string, source: string): Sandbox {
  * worker per call); shrinks in a row, before a collection shows their effect, did the same.
  */
 // Shares of V8's heap_size_limit, which is WORKER_MEMORY_MB of old space plus the young generation.
-const WARM_HEAP_SHARE = 0.4;
+const WARM_HEAP_SHARE = 0.3;
 const PRESSURE_SHARE = 0.6;
 // The heap is read at every cold start and every this many warm calls (reading it costs ~2 µs).
 const PRESSURE_EVERY = 64;
