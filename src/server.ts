@@ -183,8 +183,9 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   const app = new Koa();
   app.proxy = false;
   // In text mode koa-logger prints its access lines; in JSON mode the error boundary's one
-  // structured line per request (with request id, function, version, outcome) replaces them.
-  app.use(koaLogger(config.logFormat === 'text' ? undefined : { transporter: () => undefined }));
+  // structured line per request (with request id, function, version, outcome) replaces them, and
+  // koa-logger is not mounted at all (formatting a line it throws away was ~6 % of a request).
+  if (config.logFormat === 'text') app.use(koaLogger());
   app.use(errorBoundary(logger, observe, lingered));
   app.use(requestId(logger));
   // Invocations admitted before a stop are finished (a first call waits for its version's load
