@@ -268,6 +268,9 @@ export function draftRoutes(router: Router, parts: DraftParts, auth: Middleware)
         body,
       };
     } finally {
+      // A draft that broke its worker was quarantined under its throwaway name: never called
+      // again, so it goes now rather than count as a quarantined function forever.
+      pool.forgetQuarantine(throwaway);
       await forget(
         data,
         throwaway,

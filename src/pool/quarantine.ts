@@ -23,7 +23,7 @@ export interface QuarantineEntry {
 }
 
 /** What changed: told to the pool's owner (logs, metrics). */
-export type QuarantineEvent = 'quarantined' | 'struck again' | 'lifted' | 'replaced';
+export type QuarantineEvent = 'quarantined' | 'struck again' | 'lifted' | 'replaced' | 'forgotten';
 
 export class Quarantine {
   private readonly entries = new Map<string, QuarantineEntry>();
@@ -84,6 +84,14 @@ export class Quarantine {
     if (entry.cleanRuns < entry.cleanRunsNeeded) return;
     this.entries.delete(name);
     this.onChange(entry, 'lifted');
+  }
+
+  /** Ends the quarantine of a name that will not be called again (see SandboxPool.forgetQuarantine). */
+  forget(name: string): void {
+    const entry = this.entries.get(name);
+    if (entry === undefined) return;
+    this.entries.delete(name);
+    this.onChange(entry, 'forgotten');
   }
 
   /** The entry of a function, if it is quarantined (any version). */

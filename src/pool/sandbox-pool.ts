@@ -1107,6 +1107,14 @@ export class SandboxPool {
     return this.safeify.quarantine.get(name);
   }
 
+  /**
+   * Ends a quarantine without a clean run, for a name that will never be called again (a console
+   * draft's throwaway name): its entry would otherwise stay, and count in `stats().quarantined`.
+   */
+  forgetQuarantine(name: string): void {
+    this.safeify.quarantine.forget(name);
+  }
+
   /** Process ids of the live shared workers, or of the solo lane's (for tests and the soak). */
   pids(lane: 'shared' | 'solo' = 'shared'): number[] {
     const workers = this.safeify.allWorkers().filter((w) => w.lane === lane);

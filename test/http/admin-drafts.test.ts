@@ -251,6 +251,33 @@ describe('what a run answers', () => {
     }
   });
 
+  test('a draft that breaks its worker answers 502/504 and leaves no quarantine behind', async () => {
+    const cases: [string, number, string][] = [
+      [
+        'module.exports = () => { const a = []; for (;;) a.push(new Array(1e6).fill(1)); };',
+        502,
+        'WORKER_CRASHED',
+      ],
+      [
+        'module.exports = async () => { await null; for (;;); };\nmodule.exports.config = { timeoutMs: 300 };',
+        504,
+        'FUNCTION_TIMEOUT',
+      ],
+    ];
+    for (const [source, status, code] of cases) {
+      const res = await draft('echo', { source });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.status, status, res.body.body as string);
+      assert.equal(
+        (JSON.parse(res.body.body as string) as { error: { code: string } }).error.code,
+        code,
+      );
+      assert.equal(t.server.pool.stats().quarantined, 0, 'no quarantine under a throwaway name');
+      // The live function is untouched and answers at once.
+      assert.equal((await t.request.get('/echo')).status, 200);
+    }
+  });
+
   test('status, headers, console output, timings and a binary body as base64', async () => {
     const source = `module.exports = () => {
       console.log('one');

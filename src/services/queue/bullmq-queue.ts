@@ -107,7 +107,14 @@ export async function closeBounded(part: Queue | Worker): Promise<void> {
   );
   const timedOut = await Promise.race([closed, late]);
   clearTimeout(timer);
-  if (timedOut) void part.disconnect().catch(() => undefined);
+  if (!timedOut) return;
+  void part.disconnect().catch(() => undefined);
+  // A Worker whose close waits for a job that will never finish (its Redis lost the job, or went
+  // away) keeps its lock-renewal timer going for ever, and with it the process: close() stops it
+  // only after that wait. Its lock manager is stopped here instead (BullMQ 5/6: protected
+  // `lockManager`, whose close() only clears the timer and the tracked jobs).
+  const locks = (part as unknown as { lockManager?: { close?: () => Promise<void> } }).lockManager;
+  void locks?.close?.().catch(() => undefined);
 }
 
 export class BullAsyncQueue implements AsyncQueue {
