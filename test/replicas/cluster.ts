@@ -151,6 +151,8 @@ export interface ClusterOptions {
   /** Function files written into every replica's FUNCTIONS_DIR before start: name → source. */
   files?: Record<string, string>;
   env?: Record<string, string>;
+  /** More redis-server options (`--appendonly yes`: the data survives a stop). */
+  redisArgs?: string[];
   /** HAProxy's health-check interval, ms. */
   checkMs?: number;
 }
@@ -300,7 +302,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     fs.rmSync(root, { recursive: true, force: true });
   };
   try {
-    redis = await startRedis();
+    redis = await startRedis(options.redisArgs);
     const env = { REDIS_URL: redis.url, ...options.env };
     for (let i = 1; i <= count; i++) {
       replicas.push(makeReplica(`r${i}`, await freePort(), root, env));

@@ -75,11 +75,15 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     '# Check it with `haproxy -c -f haproxy.cfg`; run it with `haproxy -f haproxy.cfg`.',
     'global',
     '    maxconn 4096',
+    '    # One line per request on stdout (run it under systemd or a container runtime).',
+    '    log stdout format raw local0 info',
     '    # The runtime API: `set server koa-faas/r1 state drain` before a replica is stopped.',
     `    stats socket ${options.statsSocket} mode 600 level admin`,
     '',
     'defaults',
     '    mode http',
+    '    log global',
+    '    option httplog',
     '    timeout connect 2s',
     '    timeout client 75s',
     '    # Longer than the longest invocation a function may ask for (MAX_TIMEOUT_MS, 60 s).',
@@ -92,9 +96,18 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     '    # it may have made an effect (SPEC §3, at most once).',
     '    retries 3',
     '    option redispatch 1',
+    '    # A new connection to a replica for each request (clients keep theirs alive). A request',
+    '    # sent on a reused idle connection to a replica that has just died is lost, not retried',
+    '    # (HAProxy closes the client\'s connection without an answer); on a new connection the',
+    '    # dead replica refuses it and the request goes to another.',
+    '    option http-server-close',
     '',
     'frontend koa-faas',
     `    bind ${options.bind}`,
+    '    # One request id from the balancer\'s log line to the replica\'s (the server keeps a',
+    '    # sane X-Request-Id it is sent): the caller\'s, or a new one.',
+    '    http-request set-header X-Request-Id %[uuid()] unless { req.hdr(x-request-id) -m found }',
+    '    http-request capture req.hdr(x-request-id) len 128',
     '    # Which replica answered, on every answer (the balancer\'s own 502/503 too): optional.',
     '    http-after-response set-header X-Served-By %[srv_name]',
     '    # Ready replicas take the traffic. A Redis outage makes every replica fail /_/ready at',
@@ -153,6 +166,42 @@ export interface ServerStat {
   current: number;
   /** Sessions in total. */
   total: number;
+  /** Responses the server sent (the balancer's own 502/503s are not among them). */
+  answered: number;
+}
+
+/** One request as HAProxy logged it (`option httplog`). */
+export interface LoggedRequest {
+  backend: string;
+  /** The server it went to last; `<NOSRV>` when none. */
+  server: string;
+  /** The status sent to the client; -1 when none was (the connection was closed instead). */
+  status: number;
+  /** Termination state: `----` for a normal end; first letter `S` when the server aborted. */
+  termination: string;
+  requestId: string;
+  request: string;
+}
+
+const HTTPLOG =
+  /^\S+ \[[^\]]+\] \S+ (\S+)\/(\S+) \S+ (-?\d+) \S+ \S+ \S+ (\S{4}) \S+ \S+ \{([^}]*)\} "(.*)"$/;
+
+/** The request lines of HAProxy's log output. */
+export function parseLog(output: string): LoggedRequest[] {
+  const out: LoggedRequest[] = [];
+  for (const line of output.split('\n')) {
+    const m = HTTPLOG.exec(line.trim());
+    if (!m) continue;
+    out.push({
+      backend: m[1],
+      server: m[2],
+      status: Number(m[3]),
+      termination: m[4],
+      requestId: m[5],
+      request: m[6],
+    });
+  }
+  return out;
 }
 
 export interface Haproxy {
@@ -164,8 +213,10 @@ export interface Haproxy {
   command(command: string): Promise<string>;
   /** Sets a server's admin state (`ready`, `drain`, `maint`) in both backends. */
   setState(server: string, state: 'ready' | 'drain' | 'maint'): Promise<void>;
-  /** The process's output so far (warnings, alerts). */
+  /** The process's output so far (warnings, alerts, a line per request). */
   output(): string;
+  /** The requests it logged so far. */
+  logged(): LoggedRequest[];
   close(): Promise<void>;
 }
 
@@ -185,6 +236,9 @@ export function parseStats(csv: string): ServerStat[] {
       status: f[col('status')],
       current: Number(f[col('scur')]),
       total: Number(f[col('stot')]),
+      answered: ['hrsp_1xx', 'hrsp_2xx', 'hrsp_3xx', 'hrsp_4xx', 'hrsp_5xx', 'hrsp_other']
+        .map((name) => Number(f[col(name)] || 0))
+        .reduce((a, b) => a + b, 0),
     });
   }
   return out;
@@ -239,6 +293,7 @@ export async function startHaproxy(
       }
     },
     output: () => out,
+    logged: () => parseLog(out),
     async close() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;

@@ -8,6 +8,8 @@ import http from 'node:http';
 import { call, sleep } from './cluster';
 
 export interface Sample {
+  /** Its X-Request-Id (HAProxy logs it). */
+  id: string;
   route: string;
   /** performance.now() when it was sent and when it ended. */
   started: number;
@@ -35,6 +37,7 @@ export class SteadyLoad {
   #running = false;
   #loops: Promise<void>[] = [];
   readonly #agent: http.Agent;
+  readonly #tag = Math.random().toString(36).slice(2, 8);
 
   constructor(private readonly options: LoadOptions) {
     this.#agent = new http.Agent({ keepAlive: true, maxSockets: options.workers ?? 4 });
@@ -50,9 +53,11 @@ export class SteadyLoad {
     const { routes, port } = this.options;
     for (let i = offset; this.#running; i++) {
       const route = routes[i % routes.length];
-      const sample: Sample = { route, started: performance.now(), ended: 0 };
+      const id = `load-${this.#tag}-${offset}-${i}`;
+      const sample: Sample = { id, route, started: performance.now(), ended: 0 };
       try {
         const reply = await call(port, 'GET', route, {
+          headers: { 'X-Request-Id': id },
           agent: this.#agent,
           timeoutMs: this.options.timeoutMs ?? 5000,
         });
@@ -83,7 +88,7 @@ export function describeSamples(samples: Sample[], limit = 8): string {
     .slice(0, limit)
     .map(
       (s) =>
-        `${s.route} → ${s.error ?? `${s.status} ${(s.text ?? '').slice(0, 120)}`} ` +
+        `${s.id} ${s.route} → ${s.error ?? `${s.status} ${(s.text ?? '').slice(0, 120)}`} ` +
         `[${s.servedBy ?? '?'}] at ${Math.round(s.started)}–${Math.round(s.ended)}`,
     )
     .join('; ');
