@@ -114,7 +114,11 @@ void describe('replicas behind HAProxy under load', { skip: CLUSTER_MISSING }, (
     }
     const samples = load.samples;
     const bad = samples.filter(failed);
-    assert.equal(bad.length, 0, `${bad.length} of ${samples.length} failed: ${describeSamples(bad)}`);
+    assert.equal(
+      bad.length,
+      0,
+      `${bad.length} of ${samples.length} failed: ${describeSamples(bad)}`,
+    );
     assert.ok(samples.length > 100, `only ${samples.length} requests were sent`);
     // Each restarted replica took traffic again.
     for (const r of cluster.replicas) {
@@ -203,7 +207,10 @@ void describe('replicas behind HAProxy under load', { skip: CLUSTER_MISSING }, (
       `sent to ${victim.name} after HAProxy marked it down`,
     );
     for (const r of cluster.replicas.filter((x) => x !== victim)) {
-      assert.ok(afterDown.some((s) => s.servedBy === r.name && !failed(s)), r.name);
+      assert.ok(
+        afterDown.some((s) => s.servedBy === r.name && !failed(s)),
+        r.name,
+      );
     }
     console.log(
       `SIGKILL: ${bad.length} of ${samples.length} requests failed (in flight on ${victim.name}); ` +
@@ -267,7 +274,10 @@ void describe('replicas behind HAProxy under load', { skip: CLUSTER_MISSING }, (
         {
           what: 'the admin KV API',
           send: (r) =>
-            call(r.port, 'GET', '/_/kv/count/outage', { headers: AUTH, timeoutMs: ANSWER_BOUND_MS }),
+            call(r.port, 'GET', '/_/kv/count/outage', {
+              headers: AUTH,
+              timeoutMs: ANSWER_BOUND_MS,
+            }),
           check: (x) => {
             assert.equal(x.status, 503);
             assert.equal((x.json as { error: { code: string } }).error.code, 'KV_UNAVAILABLE');

@@ -143,7 +143,10 @@ export interface Replica {
    * Sends `signal` to the server process and waits for it to exit (bounded); the rest of its
    * process group (its workers) is then killed if still there. Resolves with how it ended.
    */
-  stop(signal: NodeJS.Signals, ms?: number): Promise<{ code: number | null; signal: string | null }>;
+  stop(
+    signal: NodeJS.Signals,
+    ms?: number,
+  ): Promise<{ code: number | null; signal: string | null }>;
 }
 
 export interface ClusterOptions {
@@ -343,7 +346,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       haproxy,
       writeFile,
       removeFile: (name) => {
-        for (const r of replicas) fs.rmSync(path.join(r.functionsDir, `${name}.js`), { force: true });
+        for (const r of replicas)
+          fs.rmSync(path.join(r.functionsDir, `${name}.js`), { force: true });
       },
       waitStatus,
       close,

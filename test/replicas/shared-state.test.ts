@@ -216,11 +216,12 @@ void describe('three replicas on one Redis behind HAProxy', { skip: CLUSTER_MISS
       // Every replica lists the same version (or none, once deleted).
       for (const r of cluster.replicas) {
         const listed = await call(r.port, 'GET', '/_/functions', { headers: AUTH });
-        const fn = (listed.json as { functions: { name: string; version: string }[] }).functions.find(
-          (f) => f.name === name,
-        );
+        const fn = (
+          listed.json as { functions: { name: string; version: string }[] }
+        ).functions.find((f) => f.name === name);
         if (status === 404) assert.equal(fn, undefined, `${step.what}: ${r.name} still lists it`);
-        else if (version !== undefined) assert.equal(fn?.version, version, `${step.what}: ${r.name}`);
+        else if (version !== undefined)
+          assert.equal(fn?.version, version, `${step.what}: ${r.name}`);
       }
     }
     // Seen by a person reading the test output: how fast each replica followed.
@@ -383,7 +384,11 @@ void describe('three replicas on one Redis behind HAProxy', { skip: CLUSTER_MISS
       assert.ok(inWindow.length <= Math.ceil((to - from) / 1000) + 1, keys.join(', '));
       for (const t of times) assert.equal(t % 1000, 0, `${row.name}: ${new Date(t).toISOString()}`);
       for (const key of keys) {
-        assert.equal(await kvValue(r1, row.name, key), 1, `${row.name}: ${key} fired more than once`);
+        assert.equal(
+          await kvValue(r1, row.name, key),
+          1,
+          `${row.name}: ${key} fired more than once`,
+        );
       }
     }
   });
