@@ -138,7 +138,7 @@ void describe('replicas behind HAProxy under load', { skip: CLUSTER_MISSING }, (
     );
   });
 
-  void test('a replica SIGKILLed under load: only requests in flight on it fail, and the balancer stops sending to it', async () => {
+  void test('a replica SIGKILLed under load: only requests in flight on it fail, and the balancer stops sending to it', async (t) => {
     const victim = cluster.replicas[1];
     const workers = 6;
     const load = new SteadyLoad({
@@ -212,13 +212,13 @@ void describe('replicas behind HAProxy under load', { skip: CLUSTER_MISSING }, (
         r.name,
       );
     }
-    console.log(
+    t.diagnostic(
       `SIGKILL: ${bad.length} of ${samples.length} requests failed (in flight on ${victim.name}); ` +
         `marked down ${Math.round(downAt - killedAt)} ms after the kill`,
     );
   });
 
-  void test('Redis stopped for 5 s under load: no request hangs, functions keep answering, what needs Redis fails fast with KV_UNAVAILABLE, and all recovers', async () => {
+  void test('Redis stopped for 5 s under load: no request hangs, functions keep answering, what needs Redis fails fast with KV_UNAVAILABLE, and all recovers', async (t) => {
     const [r1, r2] = cluster.replicas;
     // A function deployed through the API (held in Redis), warm on every replica.
     const deployed = await call(r1.port, 'PUT', '/_/functions/api-hello', {
@@ -336,7 +336,7 @@ void describe('replicas behind HAProxy under load', { skip: CLUSTER_MISSING }, (
       await allBack();
       const recovered = performance.now();
       await sleep(1000);
-      console.log(
+      t.diagnostic(
         `Redis away ${Math.round(backAt - stoppedAt)} ms; every replica ready and UP again ` +
           `${Math.round(recovered - backAt)} ms after it came back`,
       );

@@ -44,6 +44,8 @@ export interface HaproxyConfigOptions {
   statsSocket: string;
   /** Health-check interval, ms (a server is down after 2 failed checks, up after 2 good ones). */
   checkMs: number;
+  /** Reuse idle connections to the replicas (no `option http-server-close`): the bench's variant. */
+  reuse?: boolean;
 }
 
 /** The parameters of deploy/haproxy/haproxy.cfg: three replicas on ports 3001–3003 of this host. */
@@ -100,7 +102,7 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     '    # sent on a reused idle connection to a replica that has just died is lost, not retried',
     "    # (HAProxy closes the client's connection without an answer); on a new connection the",
     '    # dead replica refuses it and the request goes to another.',
-    '    option http-server-close',
+    ...(options.reuse ? [] : ['    option http-server-close']),
     '',
     'frontend koa-faas',
     `    bind ${options.bind}`,
@@ -205,6 +207,7 @@ export function parseLog(output: string): LoggedRequest[] {
 }
 
 export interface Haproxy {
+  pid: number;
   port: number;
   url: string;
   config: string;
@@ -281,6 +284,7 @@ export async function startHaproxy(
   const port = Number(options.bind.slice(options.bind.lastIndexOf(':') + 1));
   const command = (c: string) => runtimeCommand(statsSocket, c);
   return {
+    pid: child.pid as number,
     port,
     url: `http://127.0.0.1:${port}`,
     config,

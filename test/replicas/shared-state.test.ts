@@ -139,7 +139,7 @@ async function killSubscribers(): Promise<void> {
 }
 
 void describe('three replicas on one Redis behind HAProxy', { skip: CLUSTER_MISSING }, () => {
-  void test('a deploy or delete on any replica is served by every replica within 1 s; an API deploy covers a file of the same name and its delete uncovers it', async () => {
+  void test('a deploy or delete on any replica is served by every replica within 1 s; an API deploy covers a file of the same name and its delete uncovers it', async (t) => {
     const [r1, r2, r3] = cluster.replicas;
     const fileOf = (r: Replica) => path.join(r.functionsDir, 'layered.js');
     // Every replica holds the file version warm: the override must reach cached entries too.
@@ -225,7 +225,7 @@ void describe('three replicas on one Redis behind HAProxy', { skip: CLUSTER_MISS
       }
     }
     // Seen by a person reading the test output: how fast each replica followed.
-    console.log(`propagation (ms per replica): ${JSON.stringify(report)}`);
+    t.diagnostic(`propagation (ms per replica): ${JSON.stringify(report)}`);
   });
 
   void test('50 concurrent kv.incr through HAProxy, spread over the three replicas, count exactly 1…50', async () => {
