@@ -114,6 +114,12 @@ export class RequestIdConflictError extends FaasError {
   readonly statusCode = 409;
 }
 
+/** With REDIS_URL, FUNCTIONS_DIR is each replica's read-only layer (SPEC §10). */
+export class FunctionReadOnlyError extends FaasError {
+  readonly code = 'FUNCTION_READ_ONLY';
+  readonly statusCode = 409;
+}
+
 /** A function at its `config.maxConcurrency`, its fair share of the queue, or its quarantine queue. */
 export class TooManyRequestsError extends FaasError {
   readonly code = 'TOO_MANY_REQUESTS';

@@ -25,7 +25,10 @@ import { lingerAfter } from './http/linger';
 import type { LingerObserver } from './http/linger';
 import { Metrics } from './observe/metrics';
 import { InvocationRecords } from './observe/records';
+import type { RecordLog } from './observe/records';
+import { SharedRecords } from './observe/shared-records';
 import { FunctionStore } from './functions/function-store';
+import { SharedFunctions } from './functions/shared-functions';
 import { stopCompiler } from './functions/transform';
 import { CallbackSender } from './services/callbacks';
 import { createEgressPolicy, parseEgressAllow } from './services/egress';
@@ -52,7 +55,10 @@ export interface FaasServer {
   app: Koa;
   store: FunctionStore;
   pool: SandboxPool;
+  /** This replica's records (with REDIS_URL, the cluster's are in `recordLog`). */
   records: InvocationRecords;
+  /** Where records go and are read from: `records`, or with REDIS_URL the cluster's. */
+  recordLog: RecordLog;
   metrics: Metrics;
   /** Starts the pool and the store, then listens; resolves with the bound address. */
   listen(): Promise<AddressInfo>;
@@ -92,9 +98,14 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     if (!queue) throw new KvUnavailableError('the async queue is not open yet');
     return queue;
   };
+  // With REDIS_URL, API deploys are shared by every replica (SPEC §10).
+  const shared = config.redisUrl
+    ? new SharedFunctions({ redisUrl: config.redisUrl, logger })
+    : undefined;
   const store = new FunctionStore({
     dir: config.functionsDir,
     logger,
+    shared,
     limits: { maxTimeoutMs: config.maxTimeoutMs },
     // Each new version is loaded once on a worker (kept warm there), which reports its config.
     load: async (fn, compiled) => {
@@ -126,6 +137,10 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     onCall: (call) => (serveCall ? serveCall(call) : Promise.resolve(NOT_READY)),
   });
   const records = new InvocationRecords(config.recordsMax);
+  const sharedRecords = config.redisUrl
+    ? new SharedRecords({ redisUrl: config.redisUrl, local: records, logger })
+    : undefined;
+  const recordLog: RecordLog = sharedRecords ?? records;
   const metrics = new Metrics(() => pool.stats());
   let closing = false;
   const startedAt = Date.now();
@@ -145,7 +160,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       cold: state.cold,
     });
     if (!exists) return;
-    records.add({
+    recordLog.add({
       requestId: state.requestId,
       function: state.fn,
       version: state.version as string,
@@ -199,7 +214,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     adminRoutes({
       store,
       pool,
-      records,
+      records: recordLog,
       metrics,
       adminToken: config.adminToken,
       metricsAuth: config.metricsAuth,
@@ -333,7 +348,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
         store,
         pool,
         secrets,
-        records,
+        records: recordLog,
         metrics,
         logger,
         callbacks,
@@ -359,8 +374,10 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     store,
     pool,
     records,
+    recordLog,
     metrics,
     async listen() {
+      await shared?.start();
       await store.start();
       confinement = await setupIsolation({
         memoryMb: config.workerMemoryMb,
@@ -429,6 +446,8 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
         callbacks?.close();
         confinement?.close();
         store.close();
+        await shared?.close();
+        await sharedRecords?.close();
         await queue?.close();
         await stores?.close();
         await stopCompiler();

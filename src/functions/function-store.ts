@@ -5,6 +5,10 @@
  * a cached entry older than a second is checked with one stat before it is served again. So no
  * request reads a file, and a change is seen by the next request, at most a second later.
  *
+ * With REDIS_URL, functions deployed through the admin API live in Redis, shared by every replica
+ * (shared-functions.ts), and are served before a file of the same name: the folder is then a
+ * read-only layer of this replica, and deleting a deployed function uncovers its file again.
+ *
  * A version is ready to run once it is compiled (transform.ts: ES modules and TypeScript become a
  * script) and loaded once on a worker, which reports the file's exported config (validated by
  * function-config.ts). Both happen once per version, and a version that fails either is cached
@@ -18,12 +22,14 @@ import {
   FunctionCompileError,
   FunctionError,
   FunctionNotFoundError,
+  FunctionReadOnlyError,
   InvalidFunctionNameError,
 } from '../errors';
 import type { Logger } from '../observe/logger';
 import { parseFunctionConfig } from './function-config';
 import type { ConfigLimits, FunctionConfig } from './function-config';
 import { MAX_SEGMENTS, SEGMENT, candidatesForPath, versionOf } from './function-source';
+import type { DeployedFunction, SharedFunctions } from './shared-functions';
 import { compileFunction, originalPosition, remapStack } from './transform';
 import type { CompiledFunction } from './transform';
 
@@ -44,7 +50,12 @@ export interface FunctionVersion {
   modified: Date;
   /** Set when the source does not compile or load; such a version is never invoked. */
   compileError?: FunctionCompileError;
+  /** Where it comes from: a file in FUNCTIONS_DIR, or a deploy shared through Redis. */
+  layer: Layer;
 }
+
+/** `file`: FUNCTIONS_DIR (or an API deploy without Redis, which writes a file); `shared`: Redis. */
+export type Layer = 'file' | 'shared';
 
 export interface FunctionInfo {
   name: string;
@@ -57,6 +68,7 @@ export interface FunctionInfo {
   line?: number;
   column?: number;
   config: FunctionConfig;
+  layer: Layer;
 }
 
 /**
@@ -71,6 +83,7 @@ export type VersionLoader = (
 
 interface Entry {
   fn: FunctionVersion;
+  /** The file's real path; '' for a shared deploy. */
   realPath: string;
   ino: number;
   /** The file's mtime as stat gives it (sub-millisecond: `fn.modified` is rounded). */
@@ -119,6 +132,7 @@ export function functionInfo(fn: FunctionVersion): FunctionInfo {
     status: error ? 'compile_error' : 'ok',
     ...(error ? { error: error.message, line: error.line, column: error.column } : {}),
     config: fn.config,
+    layer: fn.layer,
   };
 }
 
@@ -138,6 +152,8 @@ export interface StoreOptions {
    * are compiled but never loaded, and their config stays empty: for tests of the store alone.
    */
   load?: VersionLoader;
+  /** With REDIS_URL: the functions deployed through the API, shared by every replica. */
+  shared?: SharedFunctions;
 }
 
 export class FunctionStore {
@@ -146,6 +162,8 @@ export class FunctionStore {
   private readonly logger: Logger;
   private readonly limits: ConfigLimits;
   private readonly loader?: VersionLoader;
+  private readonly shared?: SharedFunctions;
+  private unsubscribeShared?: () => void;
   private readonly cache = new Map<string, Entry>();
   /** Names known not to exist, until a time (ms); see rememberMiss. */
   private readonly misses = new Map<string, number>();
@@ -176,6 +194,7 @@ export class FunctionStore {
     this.logger = options.logger;
     this.limits = options.limits ?? { maxTimeoutMs: 60_000 };
     this.loader = options.load;
+    this.shared = options.shared;
   }
 
   /** Resolves the folder and starts watching it. @throws Error when the folder does not exist. */
@@ -183,9 +202,11 @@ export class FunctionStore {
     this.root = await fsp.realpath(this.dir);
     if (!(await fsp.stat(this.root)).isDirectory()) throw new Error(`${this.dir} is not a folder`);
     this.watchDir('', 0);
+    this.unsubscribeShared = this.shared?.subscribe((name) => this.sharedChanged(name));
   }
 
   close(): void {
+    this.unsubscribeShared?.();
     for (const watcher of this.watchers.values()) watcher.close();
     this.watchers.clear();
   }
@@ -295,6 +316,15 @@ export class FunctionStore {
       this.misses.delete(this.misses.keys().next().value as string);
   }
 
+  /** A deploy or delete in the shared layer (on any replica): the next look-up reads it. */
+  private sharedChanged(name: string | undefined): void {
+    this.changes++;
+    this.misses.clear();
+    if (name === undefined) this.cache.clear();
+    else this.cache.delete(name);
+    this.notify(name);
+  }
+
   /** Drops the cached version of `name`, e.g. after a deploy through the admin API. */
   invalidate(name: string): void {
     this.changes++;
@@ -306,7 +336,7 @@ export class FunctionStore {
 
   /** False when the index says `name` cannot exist (see `index`); true when it may. */
   private mayExist(name: string): boolean {
-    if (!this.watchingAll) return true;
+    if (!this.watchingAll || this.shared?.get(name)) return true;
     return this.index.get(parentOf(name))?.has(baseOf(name)) ?? false;
   }
 
@@ -445,6 +475,8 @@ export class FunctionStore {
 
   private async load(name: string, cached: Entry | undefined): Promise<Entry> {
     const changes = this.changes;
+    const deployed = this.shared?.get(name);
+    if (deployed) return this.loadShared(deployed, cached, changes);
     if (!cached) this.lookups++;
     const found: { realPath: string; language: Language }[] = [];
     for (const language of ['js', 'ts'] as const) {
@@ -479,6 +511,37 @@ export class FunctionStore {
       if (isMissing(err)) throw notFound(name);
       throw err;
     }
+  }
+
+  /** A shared deploy's version: its source from memory, or once from Redis. */
+  private async loadShared(
+    deployed: DeployedFunction,
+    cached: Entry | undefined,
+    changes: number,
+  ): Promise<Entry> {
+    const file = `${deployed.name}.${deployed.language}`;
+    if (
+      cached &&
+      cached.realPath === '' &&
+      cached.fn.file === file &&
+      cached.mtimeMs === deployed.modified &&
+      cached.fn.version === deployed.version
+    ) {
+      cached.checkedAt = Date.now();
+      return cached;
+    }
+    const checkedAt = Date.now();
+    const source = await this.shared!.source(deployed);
+    const entry = await this.newEntry(
+      file,
+      '',
+      source,
+      { size: deployed.bytes, mtimeMs: deployed.modified, ino: -1 },
+      checkedAt,
+      'shared',
+    );
+    if (changes === this.changes) this.cache.set(deployed.name, entry);
+    return entry;
   }
 
   private async loadFile(
@@ -517,7 +580,7 @@ export class FunctionStore {
           const error = new FunctionCompileError(
             `${file} is ${before.size} bytes; functions may be at most ${MAX_SOURCE_BYTES}`,
           );
-          return this.newEntry(file, realPath, '', before, checkedAt, error);
+          return this.newEntry(file, realPath, '', before, checkedAt, 'file', error);
         }
         const source = await handle.readFile('utf8');
         const after = await handle.stat();
@@ -526,7 +589,7 @@ export class FunctionStore {
           after.mtimeMs === before.mtimeMs &&
           Buffer.byteLength(source) === after.size;
         if (stable || attempt >= 3) {
-          return this.newEntry(file, realPath, source, after, checkedAt);
+          return this.newEntry(file, realPath, source, after, checkedAt, 'file');
         }
       } finally {
         await handle.close();
@@ -539,8 +602,9 @@ export class FunctionStore {
     file: string,
     realPath: string,
     source: string,
-    stat: fs.Stats,
+    stat: Pick<fs.Stats, 'size' | 'mtimeMs' | 'ino'>,
     checkedAt: number,
+    layer: Layer,
     tooLarge?: FunctionCompileError,
   ): Promise<Entry> {
     const fn: FunctionVersion = {
@@ -552,6 +616,7 @@ export class FunctionStore {
       bytes: stat.size,
       modified: new Date(stat.mtimeMs),
       compileError: tooLarge,
+      layer,
     };
     if (!tooLarge) {
       try {
@@ -565,15 +630,49 @@ export class FunctionStore {
   }
 
   /**
-   * Writes a function atomically (temp file in the same folder, then rename), so a reader sees
-   * the old file or the new one, never half of one; a file of the same name in the other
-   * language is removed after it. Resolves with whether the name was new. (It does not read the
-   * file back: a concurrent deploy may already have replaced it.)
+   * Deploys a function: with REDIS_URL into the shared layer (every replica serves it within a
+   * second; it hides a file of the same name), else as a file (see writeFile). Resolves with
+   * whether the name was new to this server.
+   * @throws KvUnavailableError when Redis does not answer.
    */
   async write(
     name: string,
     source: string,
     language: Language = 'js',
+  ): Promise<{ created: boolean }> {
+    if (!this.shared) return this.writeFile(name, source, language);
+    const { created } = await this.shared.deploy(
+      name,
+      source,
+      language,
+      versionOf(source, `${name}.${language}`),
+    );
+    return { created: created && !(await this.hasFile(name)) };
+  }
+
+  /** Whether FUNCTIONS_DIR holds a file for `name` (in either language). */
+  private async hasFile(name: string): Promise<boolean> {
+    for (const language of EXTENSIONS) {
+      try {
+        await fsp.access(this.pathOf(name, language.slice(1) as Language));
+        return true;
+      } catch {
+        // not this one
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Writes a function atomically (temp file in the same folder, then rename), so a reader sees
+   * the old file or the new one, never half of one; a file of the same name in the other
+   * language is removed after it. Resolves with whether the name was new. (It does not read the
+   * file back: a concurrent deploy may already have replaced it.)
+   */
+  private async writeFile(
+    name: string,
+    source: string,
+    language: Language,
   ): Promise<{ created: boolean }> {
     const file = this.pathOf(name, language);
     const other = this.pathOf(name, language === 'js' ? 'ts' : 'js');
@@ -633,8 +732,23 @@ export class FunctionStore {
     }
   }
 
-  /** Deletes a function. @throws FunctionNotFoundError when there is none. */
+  /**
+   * Deletes a function: with REDIS_URL its shared deploy (a file of the same name is served
+   * again), else its file.
+   * @throws FunctionNotFoundError when there is none; FunctionReadOnlyError when, with REDIS_URL,
+   *   only a file in FUNCTIONS_DIR has the name; KvUnavailableError when Redis does not answer.
+   */
   async remove(name: string): Promise<void> {
+    if (this.shared) {
+      if (await this.shared.remove(name)) return;
+      if (await this.hasFile(name)) {
+        throw new FunctionReadOnlyError(
+          `function '${name}' is a file in FUNCTIONS_DIR, which is read-only with REDIS_URL: ` +
+            'remove the file from the folder (or the image) instead',
+        );
+      }
+      throw notFound(name);
+    }
     const { fn } = await this.entry(name);
     await fsp.rm(path.join(this.root, fn.file));
     this.invalidate(name);
@@ -664,6 +778,7 @@ export class FunctionStore {
       }
     };
     await walk(this.root, [], 1);
+    for (const name of this.shared?.names() ?? []) names.add(name);
     const versions: FunctionVersion[] = [];
     for (const name of [...names].sort()) {
       try {

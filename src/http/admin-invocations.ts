@@ -10,13 +10,13 @@
 import type Router from '@koa/router';
 import type { Middleware } from 'koa';
 import { InvalidBodyError, NotFoundError } from '../errors';
-import type { InvocationRecord, InvocationRecords } from '../observe/records';
+import type { InvocationRecord, RecordLog } from '../observe/records';
 import { ASYNC_STATUSES } from '../services/queue';
 import type { AsyncQueue, AsyncStatus } from '../services/queue';
 import type { ScheduleListing } from '../services/schedules/schedules';
 
 export interface InvocationSources {
-  records: InvocationRecords;
+  records: RecordLog;
   /** The async queue, once open. */
   queue(): AsyncQueue | undefined;
   /** The schedules, once known. */
@@ -63,13 +63,13 @@ export function invocationRoutes(
       return;
     }
     ctx.body = {
-      invocations: records.query({ fn, status, limit: Math.min(limit, records.max) }),
+      invocations: await records.query({ fn, status, limit: Math.min(limit, records.max) }),
     };
   });
 
   router.get('/invocations/:id', auth, async (ctx) => {
     const id = ctx.params.id;
-    const record = records.get(id);
+    const record = await records.get(id);
     const state = await sources.queue()?.get(id);
     if (state) {
       ctx.body = record ? { ...state, lastAttempt: attemptOf(record) } : state;

@@ -32,7 +32,7 @@ import type { FunctionStore, Language } from '../functions/function-store';
 import { compileFunction } from '../functions/transform';
 import type { CompiledFunction } from '../functions/transform';
 import type { Metrics } from '../observe/metrics';
-import type { InvocationRecords } from '../observe/records';
+import type { RecordLog } from '../observe/records';
 import { toResponse } from './response';
 import type { SandboxPool } from '../pool/sandbox-pool';
 import type { KvStore } from '../services/kv';
@@ -40,7 +40,7 @@ import type { KvStore } from '../services/kv';
 export interface AdminParts {
   store: FunctionStore;
   pool: SandboxPool;
-  records: InvocationRecords;
+  records: RecordLog;
   metrics: Metrics;
   adminToken: string | undefined;
   metricsAuth: boolean;

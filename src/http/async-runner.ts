@@ -32,7 +32,7 @@ import { asyncPolicy } from '../functions/function-config';
 import type { FunctionStore, FunctionVersion } from '../functions/function-store';
 import type { Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
-import type { InvocationRecords } from '../observe/records';
+import type { RecordLog } from '../observe/records';
 import type { InvocationResult, SandboxPool } from '../pool/sandbox-pool';
 import type { CallbackSender } from '../services/callbacks';
 import type {
@@ -53,7 +53,7 @@ export interface AsyncRunnerParts {
   store: FunctionStore;
   pool: SandboxPool;
   secrets?: SecretValues;
-  records: InvocationRecords;
+  records: RecordLog;
   metrics: Metrics;
   logger: Logger;
   callbacks?: CallbackSender;

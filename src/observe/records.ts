@@ -35,10 +35,25 @@ export interface RecordQuery {
   limit?: number;
 }
 
+/**
+ * Where records go and are read from: this replica's ring (InvocationRecords), or with REDIS_URL
+ * the cluster's (shared-records.ts). Reads may be answered at once or later.
+ */
+export interface RecordLog {
+  /** RECORDS_MAX: how many are kept (0 = none). */
+  readonly max: number;
+  /** Keeps a record; never waits, never throws. */
+  add(record: InvocationRecord): void;
+  /** The latest record of a request id, when still kept. */
+  get(requestId: string): InvocationRecord | undefined | Promise<InvocationRecord | undefined>;
+  /** Newest first, filtered. */
+  query(query?: RecordQuery): InvocationRecord[] | Promise<InvocationRecord[]>;
+}
+
 /** Console output kept per record, in characters. */
 const MAX_RECORD_LOG_CHARS = 8 * 1024;
 
-export class InvocationRecords {
+export class InvocationRecords implements RecordLog {
   private readonly ring: (InvocationRecord | undefined)[];
   private next = 0;
   private readonly byId = new Map<string, InvocationRecord>();
@@ -86,7 +101,8 @@ export class InvocationRecords {
   }
 }
 
-function statusMatcher(status: string | undefined): (value: number) => boolean {
+/** A RecordQuery status (`504`, `5xx`, empty for any) as a test. */
+export function statusMatcher(status: string | undefined): (value: number) => boolean {
   if (status === undefined || status === '') return () => true;
   const cls = /^([1-5])xx$/i.exec(status);
   if (cls) return (value) => Math.floor(value / 100) === Number(cls[1]);

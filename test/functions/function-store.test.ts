@@ -170,6 +170,7 @@ void describe('FunctionStore', () => {
       bytes: Buffer.byteLength(HELLO),
       status: 'ok',
       config: {},
+      layer: 'file',
     });
     const mtimeMs = (await fs.stat(path.join(dir, 'hello.js'))).mtimeMs;
     assert.match(modified, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
