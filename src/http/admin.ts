@@ -13,7 +13,6 @@ import {
   FunctionTimeoutError,
   WorkerCrashedError,
   InvalidBodyError,
-  KvUnavailableError,
   MethodNotAllowedError,
   NotFoundError,
   ShuttingDownError,
@@ -158,19 +157,28 @@ export function adminRoutes(parts: AdminParts): Middleware {
     };
   });
 
-  // Readiness: live workers, not draining and, with REDIS_URL, Redis answering; what an
-  // orchestrator routes traffic by. A replica cut off from Redis would fail every KV, secret and
-  // async call (and any function that uses them): it takes no traffic until Redis is back.
+  // Readiness: live workers and not draining; what an orchestrator routes traffic by. With
+  // REDIS_URL it also says whether Redis answers a ping, but an outage does not fail it: every
+  // replica shares that Redis, so failing them all would take the whole service down while the
+  // functions they hold can still answer (SPEC §10); the calls that need Redis fail fast instead.
   router.get('/ready', async (ctx) => {
     const stats = pool.stats();
     if (closing() || stats.closing) throw new ShuttingDownError('the server is shutting down');
-    if (parts.shared && !(await answers(parts.shared(), READY_PING_MS))) {
-      throw new KvUnavailableError(
-        `not ready: Redis (REDIS_URL) did not answer a ping within ${READY_PING_MS} ms`,
-      );
-    }
+    const redis = parts.shared
+      ? (await answers(parts.shared(), READY_PING_MS))
+        ? { redis: 'ok' }
+        : {
+            redis: 'unavailable',
+            error: {
+              code: 'KV_UNAVAILABLE',
+              message: `Redis (REDIS_URL) did not answer a ping within ${READY_PING_MS} ms`,
+            },
+          }
+      : {};
+    const status =
+      stats.workers === 0 ? 'starting' : redis.redis === 'unavailable' ? 'degraded' : 'ready';
     ctx.status = stats.workers > 0 ? 200 : 503;
-    ctx.body = { status: stats.workers > 0 ? 'ready' : 'starting', pool: stats };
+    ctx.body = { status, ...redis, pool: stats };
   });
 
   const metricsRoute = async (ctx: Context) => {

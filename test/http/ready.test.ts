@@ -1,7 +1,9 @@
 /**
- * GET /_/ready with REDIS_URL (SPEC §10): a replica that cannot reach Redis answers 503
- * KV_UNAVAILABLE, within a bound even when Redis holds the connection open without answering,
- * and 200 again once Redis answers. A real redis-server on a loopback port (skipped, saying so,
+ * GET /_/ready with REDIS_URL (SPEC §10): a replica that cannot reach Redis stays ready (every
+ * replica shares that Redis: failing them all would take the service down while warm functions
+ * can still answer) and says `degraded` with KV_UNAVAILABLE, within a bound even when Redis holds
+ * the connection open without answering, and `ready` again once Redis answers; a function that
+ * needs Redis meanwhile gets 503 KV_UNAVAILABLE at once, while one that does not answers 200. A real redis-server on a loopback port (skipped, saying so,
  * when redis-server is not installed).
  */
 import assert from 'node:assert/strict';
@@ -16,7 +18,7 @@ import type { TestRedis } from '../services/redis-server';
 
 interface Ready {
   status: number;
-  body: { status?: string; error?: { code: string; message: string } };
+  body: { status?: string; redis?: string; error?: { code: string; message: string } };
   ms: number;
 }
 
@@ -40,7 +42,9 @@ async function redisPid(url: string): Promise<number> {
 
 const isReady = (r: Ready) => r.status === 200 && r.body.status === 'ready';
 const isRedisDown = (r: Ready) =>
-  r.status === 503 &&
+  r.status === 200 &&
+  r.body.status === 'degraded' &&
+  r.body.redis === 'unavailable' &&
   r.body.error?.code === 'KV_UNAVAILABLE' &&
   /Redis \(REDIS_URL\) did not answer a ping/.test(r.body.error.message);
 
@@ -64,7 +68,19 @@ void describe('GET /_/ready follows Redis', { skip: REDIS_MISSING }, () => {
   let t: TestServer;
   before(async () => {
     redis = await startRedis();
-    t = await startServer({ env: { REDIS_URL: redis.url } });
+    t = await startServer({
+      env: { REDIS_URL: redis.url },
+      functions: {
+        plain: '() => ({ plain: true });',
+        counter: `async (event, context) => {
+          try {
+            return { n: await context.kv.incr('n') };
+          } catch (err) {
+            return { code: err.code };
+          }
+        };`,
+      },
+    });
   });
   after(async () => {
     await t?.close();
@@ -97,8 +113,10 @@ void describe('GET /_/ready follows Redis', { skip: REDIS_MISSING }, () => {
   ];
 
   for (const outage of outages) {
-    void test(`503 while Redis is ${outage.name}; 200 after`, async () => {
+    void test(`degraded while Redis is ${outage.name}; ready after`, async () => {
       await eventually(async () => isReady(await ready(t)), 10_000);
+      assert.equal((await t.request.get('/plain')).status, 200);
+      assert.equal(typeof (await t.request.get('/counter')).body.n, 'number');
       const back = await outage.down();
       let restored = false;
       try {
@@ -110,8 +128,30 @@ void describe('GET /_/ready follows Redis', { skip: REDIS_MISSING }, () => {
         }, 5_000);
         for (let i = 0; i < 3; i++) {
           const r = await ready(t);
-          assert.ok(isRedisDown(r), `still 503 while Redis is away: ${JSON.stringify(r.body)}`);
+          assert.ok(
+            isRedisDown(r),
+            `still degraded while Redis is away: ${JSON.stringify(r.body)}`,
+          );
           assert.ok(r.ms < BOUND_MS, `/_/ready took ${Math.round(r.ms)} ms with Redis away`);
+          // A function that needs nothing from Redis answers; one that does fails within a
+          // bound: its KV call rejects with KV_UNAVAILABLE (a dropped connection: at once), or,
+          // when Redis is silent for longer than the function's own timeout, the invocation
+          // times out first.
+          assert.deepEqual((await t.request.get('/plain')).body, { plain: true });
+          const started = performance.now();
+          const kv = await t.request.get('/counter');
+          if (outage.name.startsWith('killed')) {
+            assert.deepEqual(kv.body, { code: 'KV_UNAVAILABLE' });
+          } else {
+            assert.ok(
+              kv.body.code === 'KV_UNAVAILABLE' || kv.body.error?.code === 'FUNCTION_TIMEOUT',
+              JSON.stringify(kv.body),
+            );
+          }
+          assert.ok(
+            performance.now() - started < BOUND_MS + 1000,
+            'a KV call fails within its bound',
+          );
         }
         // Health is liveness: the process itself is fine, it must not be restarted for this.
         assert.equal((await t.request.get('/_/health')).status, 200);
