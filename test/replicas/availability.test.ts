@@ -5,10 +5,11 @@
  * - a rolling update: each replica in turn drained in HAProxy (what a Kubernetes endpoint
  *   removal and the manifests' preStop sleep do), SIGTERMed, restarted on its port: 0 failed
  *   requests, and the counts of KV calls made through it all stay exact;
- * - a replica SIGKILLed: only requests in flight on it fail (HAProxy's 502), and the balancer
- *   stops sending to it;
- * - Redis stopped for 5 s: no request hangs, functions keep answering, what needs Redis fails
- *   fast with KV_UNAVAILABLE, and everything recovers when Redis is back.
+ * - a replica SIGKILLed: only requests in flight on it fail, and the balancer stops sending
+ *   to it;
+ * - Redis stopped for 5 s: no request hangs, functions (files and API deploys) keep answering
+ *   on every replica, which stays in the balancer (ready, degraded), what needs Redis fails
+ *   fast with KV_UNAVAILABLE, and everything recovers when Redis is back, with its data.
  *
  * Skipped, saying so, when redis-server or haproxy is not installed.
  */
@@ -17,7 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { COMMAND_TIMEOUT_MS } from '../../src/services/kv/redis-kv';
 import { AUTH, CLUSTER_MISSING, call, sleep, startCluster, until } from './cluster';
 import type { Cluster, Reply, Replica } from './cluster';
-import { READY_BACKEND } from './haproxy';
+import { BACKEND } from './haproxy';
 import { SteadyLoad, describeSamples } from './load';
 import type { Sample } from './load';
 
@@ -60,12 +61,16 @@ after(async () => {
 
 const failed = (s: Sample) => s.error !== undefined || s.status !== 200;
 
-/** Every replica answers /_/ready 200 and HAProxy has it UP again. */
+/** Every replica is ready with Redis answering, and HAProxy has it UP. */
 async function allBack(ms = 15_000): Promise<void> {
   for (const r of cluster.replicas) {
     await until(
       `${r.name} is ready`,
-      async () => (await call(r.port, 'GET', '/_/ready').catch(() => undefined))?.status === 200,
+      async () => {
+        const reply = await call(r.port, 'GET', '/_/ready').catch(() => undefined);
+        const body = reply?.json as { status?: string; redis?: string } | undefined;
+        return reply?.status === 200 && body?.status === 'ready' && body.redis === 'ok';
+      },
       ms,
     );
     await cluster.waitStatus(r.name, 'UP', ms);
@@ -147,7 +152,7 @@ void describe('replicas behind HAProxy under load', { skip: CLUSTER_MISSING }, (
       workers,
       pauseMs: 5,
     });
-    // Per replica, requests HAProxy sent it that it never answered (both backends).
+    // Per replica, requests HAProxy sent it that it never answered.
     const unanswered = async () => {
       const byServer: Record<string, number> = {};
       for (const s of await cluster.haproxy.stats()) {
@@ -310,12 +315,24 @@ void describe('replicas behind HAProxy under load', { skip: CLUSTER_MISSING }, (
           },
         },
         {
-          what: '/_/ready',
+          what: '/_/ready (degraded, still ready: every replica shares that Redis)',
           send: (r) => call(r.port, 'GET', '/_/ready', { timeoutMs: ANSWER_BOUND_MS }),
           check: (x) => {
-            assert.equal(x.status, 503);
-            assert.equal((x.json as { error: { code: string } }).error.code, 'KV_UNAVAILABLE');
+            assert.equal(x.status, 200);
+            const body = x.json as { status: string; redis: string; error: { code: string } };
+            assert.deepEqual(
+              [body.status, body.redis, body.error.code],
+              ['degraded', 'unavailable', 'KV_UNAVAILABLE'],
+            );
           },
+        },
+        {
+          what: 'the balancer keeps it in',
+          send: async (r) => {
+            const stat = (await cluster.haproxy.stats()).find((s) => s.server === r.name);
+            return { status: 0, headers: {}, text: stat?.status ?? 'absent', json: stat, ms: 0 };
+          },
+          check: (x) => assert.equal(x.text, 'UP'),
         },
       ];
       const failures: string[] = [];
@@ -337,7 +354,7 @@ void describe('replicas behind HAProxy under load', { skip: CLUSTER_MISSING }, (
       const recovered = performance.now();
       await sleep(1000);
       t.diagnostic(
-        `Redis away ${Math.round(backAt - stoppedAt)} ms; every replica ready and UP again ` +
+        `Redis away ${Math.round(backAt - stoppedAt)} ms; every replica ready with Redis again ` +
           `${Math.round(recovered - backAt)} ms after it came back`,
       );
     } finally {
@@ -396,7 +413,7 @@ void describe('replicas behind HAProxy under load', { skip: CLUSTER_MISSING }, (
         1000,
       );
     }
-    const up = (await cluster.haproxy.stats()).filter((s) => s.backend === READY_BACKEND);
+    const up = (await cluster.haproxy.stats()).filter((s) => s.backend === BACKEND);
     assert.deepEqual(
       up.map((s) => s.status),
       cluster.replicas.map(() => 'UP'),

@@ -31,9 +31,8 @@ export const HAPROXY_MISSING =
     ? 'haproxy is not installed (apt-get install haproxy): replica tests skipped'
     : false;
 
-/** The backend of ready replicas, and the fallback of live ones (see the config's comments). */
-export const READY_BACKEND = 'koa-faas';
-export const LIVE_BACKEND = 'koa-faas-live';
+/** The backend of the replicas. */
+export const BACKEND = 'koa-faas';
 
 export interface HaproxyConfigOptions {
   /** `bind` argument of the frontend, e.g. `:8080` or `127.0.0.1:40123`. */
@@ -55,19 +54,6 @@ export const EXAMPLE_CONFIG: HaproxyConfigOptions = {
   statsSocket: '/run/haproxy/admin.sock',
   checkMs: 1000,
 };
-
-function backend(name: string, probe: string, why: string, options: HaproxyConfigOptions) {
-  return [
-    `backend ${name}`,
-    `    # ${why}`,
-    '    balance roundrobin',
-    '    option httpchk',
-    `    http-check send meth GET uri ${probe}`,
-    '    http-check expect status 200',
-    `    default-server check inter ${options.checkMs}ms fall 2 rise 2`,
-    ...options.servers.map((s) => `    server ${s.name} ${s.address}`),
-  ];
-}
 
 /** The HAProxy configuration for these replicas (deploy/haproxy/haproxy.cfg for EXAMPLE_CONFIG). */
 export function haproxyConfig(options: HaproxyConfigOptions): string {
@@ -112,25 +98,18 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     '    http-request capture req.hdr(x-request-id) len 128',
     "    # Which replica answered, on every answer (the balancer's own 502/503 too): optional.",
     '    http-after-response set-header X-Served-By %[srv_name]',
-    '    # Ready replicas take the traffic. A Redis outage makes every replica fail /_/ready at',
-    '    # once: then the live ones serve, so functions that need no Redis keep answering and',
-    '    # what needs Redis fails fast (KV_UNAVAILABLE) instead of every request getting a 503.',
-    `    use_backend ${LIVE_BACKEND} if { nbsrv(${READY_BACKEND}) eq 0 }`,
-    `    default_backend ${READY_BACKEND}`,
+    `    default_backend ${BACKEND}`,
     '',
-    ...backend(
-      READY_BACKEND,
-      '/_/ready',
-      'Ready: workers alive, not draining, Redis answering.',
-      options,
-    ),
-    '',
-    ...backend(
-      LIVE_BACKEND,
-      '/_/health',
-      'Live: the process serves (used while no replica is ready).',
-      options,
-    ),
+    `backend ${BACKEND}`,
+    '    balance roundrobin',
+    '    # Ready: workers alive and not draining (a SIGTERMed replica fails it at once). It stays',
+    '    # 200 while Redis is away ("degraded"): held functions still answer, and what needs',
+    '    # Redis fails fast with KV_UNAVAILABLE, on every replica alike.',
+    '    option httpchk',
+    '    http-check send meth GET uri /_/ready',
+    '    http-check expect status 200',
+    `    default-server check inter ${options.checkMs}ms fall 2 rise 2`,
+    ...options.servers.map((srv) => `    server ${srv.name} ${srv.address}`),
     '',
   ].join('\n');
 }
@@ -211,10 +190,10 @@ export interface Haproxy {
   port: number;
   url: string;
   config: string;
-  /** `show stat` of every server of both backends. */
+  /** `show stat` of every server. */
   stats(): Promise<ServerStat[]>;
   command(command: string): Promise<string>;
-  /** Sets a server's admin state (`ready`, `drain`, `maint`) in both backends. */
+  /** Sets a server's admin state (`ready`, `drain`, `maint`). */
   setState(server: string, state: 'ready' | 'drain' | 'maint'): Promise<void>;
   /** The process's output so far (warnings, alerts, a line per request). */
   output(): string;
@@ -291,10 +270,8 @@ export async function startHaproxy(
     command,
     stats: async () => parseStats(await command('show stat')),
     async setState(server, state) {
-      for (const be of [READY_BACKEND, LIVE_BACKEND]) {
-        const answer = await command(`set server ${be}/${server} state ${state}`);
-        if (answer.trim() !== '') throw new Error(`haproxy: set server ${be}/${server}: ${answer}`);
-      }
+      const answer = await command(`set server ${BACKEND}/${server} state ${state}`);
+      if (answer.trim() !== '') throw new Error(`haproxy: set server ${server}: ${answer}`);
     },
     output: () => out,
     logged: () => parseLog(out),
