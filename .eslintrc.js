@@ -28,5 +28,11 @@ module.exports = {
       files: ['bench/**/*.ts'],
       rules: { 'no-console': 'off' },
     },
+    {
+      // The web console: browser code, type-checked against its own tsconfig (DOM, Preact JSX).
+      files: ['ui/src/**/*.ts', 'ui/src/**/*.tsx'],
+      parserOptions: { project: './ui/tsconfig.json', tsconfigRootDir: __dirname },
+      env: { browser: true, node: false },
+    },
   ],
 };

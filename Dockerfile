@@ -13,6 +13,8 @@ COPY package.json package-lock.json ./
 RUN npm ci
 COPY tsconfig.json ./
 COPY src ./src
+# The web console's sources: npm run build bundles them into dist/ui (served at /_/ui/).
+COPY ui ./ui
 COPY functions ./functions
 # tsconfig.json also includes test/ and bench/; they are not copied (see .dockerignore) and tsc
 # only needs src/ to produce dist/src/. The chmod makes what the run stage copies readable by
@@ -35,6 +37,7 @@ COPY package.json package-lock.json ./
 # read-only to `node`.
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/ui ./dist/ui
 # functions/ belongs to `node`: with ADMIN_TOKEN set, PUT/DELETE /_/functions/<name> write here.
 # A folder mounted over it (`-v ./functions:/app/functions:ro`) brings its own permissions.
 COPY --from=build --chown=node:node /app/functions ./functions

@@ -34,8 +34,11 @@ import {
   treeRss,
 } from './measure';
 import type { RunningServer, ServerSpec } from './measure';
+import { measureScaling, scalingTable } from './scaling';
+import type { ScalingResult } from './scaling';
+import { writePlot } from './plot';
 
-const SERVERS = ['bare', 'seed', 'baseline', 'koa-faas'] as const;
+const SERVERS = ['bare', 'faas-js', 'seed', 'baseline', 'koa-faas'] as const;
 type ServerName = (typeof SERVERS)[number];
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -59,6 +62,12 @@ interface Options {
   /** Only the async phase (koa-faas alone, both backends). */
   asyncOnly: boolean;
   json?: string;
+  /** 1 s per point, one run: a smoke test of the bench itself. */
+  quick: boolean;
+  /** The scaling sweeps (functions, body size, connections) and the plot; on by default. */
+  scaling: boolean;
+  /** Where the scaling plot (SVG) is written. */
+  plot: string;
 }
 
 function positive(name: string, raw: string, min = 1): number {
@@ -81,6 +90,9 @@ function parseOptions(argv: string[]): Options {
       'async-only': { type: 'boolean', default: false },
       json: { type: 'string' },
       baseline: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      'no-scaling': { type: 'boolean', default: false },
+      plot: { type: 'string', default: path.join(ROOT, 'BENCHMARKS-scaling.svg') },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -88,7 +100,7 @@ function parseOptions(argv: string[]): Options {
     console.log(
       'usage: node dist/bench/bench.js [--connections 32] [--duration 10] [--runs 3] ' +
         '[--warmup 2] [--only koa-faas,bare,seed] [--soak-memory] [--soak-seconds 60] ' +
-        '[--async-only] [--json file]',
+        '[--async-only] [--json file] [--quick] [--no-scaling] [--plot file.svg]',
     );
     process.exit(0);
   }
@@ -99,11 +111,15 @@ function parseOptions(argv: string[]): Options {
   if (values.baseline !== undefined) only.push('baseline');
   else if (only.includes('baseline'))
     throw new Error('--only baseline needs --baseline <checkout>');
+  const quick = values.quick;
   return {
     connections: Math.round(positive('connections', values.connections)),
-    duration: positive('duration', values.duration),
-    runs: Math.round(positive('runs', values.runs)),
-    warmup: positive('warmup', values.warmup, 0),
+    duration: quick ? 1 : positive('duration', values.duration),
+    runs: quick ? 1 : Math.round(positive('runs', values.runs)),
+    warmup: quick ? 0.5 : positive('warmup', values.warmup, 0),
+    quick,
+    scaling: !values['no-scaling'],
+    plot: path.resolve(values.plot),
     // Keep the canonical order whatever order the flag lists them in.
     only: SERVERS.filter((s) => only.includes(s)),
     soakMemory: values['soak-memory'],
@@ -154,6 +170,13 @@ function specFor(name: ServerName, dir: string, extraEnv: Record<string, string>
   switch (name) {
     case 'bare':
       return { name, script: path.join(__dirname, 'bare-server.js'), env, readyPath: '/_/health' };
+    case 'faas-js':
+      return {
+        name,
+        script: path.join(__dirname, 'faas-js-server.js'),
+        env,
+        readyPath: '/health/liveness',
+      };
     case 'seed':
       return { name, script: path.join(__dirname, 'seed-server.js'), env, readyPath: '/_/health' };
     case 'baseline':
@@ -217,8 +240,12 @@ interface LoadRun {
   cpuLoadUs: number;
 }
 
+/** Where a server answers hello: faas-js-runtime serves its one function at `/`. */
+const helloUrl = (server: RunningServer) =>
+  server.name === 'faas-js' ? `${server.url}/` : `${server.url}/hello`;
+
 async function measureLoad(server: RunningServer, opts: Options): Promise<LoadRun> {
-  const url = `${server.url}/hello`;
+  const url = helloUrl(server);
   if (opts.warmup > 0) await load(url, opts.connections, opts.warmup);
   const cpuBefore = treeCpu(server.pid);
   const loadBefore = process.cpuUsage();
@@ -773,10 +800,12 @@ function targets(
   cold?: ColdResult,
   timeouts?: TimeoutResult,
   soak?: SoakResult,
+  scaling?: ScalingResult,
 ): Target[] {
   const faas = results.get('koa-faas');
   const seed = results.get('seed');
   const bare = results.get('bare');
+  const faasJs = results.get('faas-js');
   const out: Target[] = [];
   const add = (target: string, value: number | undefined, pass: boolean, shown: string) =>
     out.push({
@@ -793,6 +822,30 @@ function targets(
     faas?.p99,
     (faas?.p99 ?? Infinity) <= 15,
     `${fmt(faas?.p99 ?? NaN)} ms`,
+  );
+  // Issue 14: the hot path against the unsandboxed Knative runtime, and the cliff.
+  const vsFaasJs = faas && faasJs ? faas.rps / faasJs.rps : undefined;
+  add(
+    'hello ≥ 0.8 × faas-js-runtime',
+    vsFaasJs,
+    (vsFaasJs ?? 0) >= 0.8,
+    `${fmt(vsFaasJs ?? NaN, 2)}× (${fmt(faas?.rps ?? NaN)} vs ${fmt(faasJs?.rps ?? NaN)} req/s)`,
+  );
+  add('hello p99 ≤ 10 ms', faas?.p99, (faas?.p99 ?? Infinity) <= 10, `${fmt(faas?.p99 ?? NaN)} ms`);
+  add(
+    'server CPU ≤ 60 µs per hello request',
+    faas?.cpuServerUs,
+    (faas?.cpuServerUs ?? Infinity) <= 60,
+    `${fmt(faas?.cpuServerUs ?? NaN)} µs (workers ${fmt(faas?.cpuWorkersUs ?? NaN)} µs)`,
+  );
+  const one = scaling?.points.find((p) => p.sweep === 'functions' && p.x === 1);
+  const many = scaling?.points.find((p) => p.sweep === 'functions' && p.x === 1000);
+  const share = one && many ? many.rps / one.rps : undefined;
+  add(
+    '1,000 functions round-robin ≥ 50 % of one, p99 ≤ 25 ms',
+    share,
+    (share ?? 0) >= 0.5 && (many?.p99 ?? Infinity) <= 25,
+    `${fmt((share ?? NaN) * 100)} % (${fmt(many?.rps ?? NaN)} vs ${fmt(one?.rps ?? NaN)} req/s), p99 ${fmt(many?.p99 ?? NaN)} ms`,
   );
   const coldMs = cold ? median(cold.newFunctionMs) : undefined;
   add('cold first call ≤ 25 ms', coldMs, (coldMs ?? Infinity) <= 25, `${fmt(coldMs ?? NaN, 1)} ms`);
@@ -888,7 +941,7 @@ async function main(): Promise<void> {
     const server = await startServer(specFor(name, dir));
     servers.set(name, server);
     idle.set(name, await idleRss(server));
-    const answer = await timedGet(`${server.url}/hello`);
+    const answer = await timedGet(helloUrl(server));
     if (answer.status !== 200 || !answer.body.includes('it works!')) {
       throw new Error(`${name} answered /hello with ${answer.status}: ${answer.body}`);
     }
@@ -944,6 +997,35 @@ async function main(): Promise<void> {
     console.log('koa-faas: async invocations (separate instances, SQLite then Redis)…');
     asyncFigures = await measureAsync(dir, opts);
   }
+  let scaling: ScalingResult | undefined;
+  let baselineScaling: ScalingResult | undefined;
+  if (faasServer && opts.scaling) {
+    const sweep = (root: string) =>
+      measureScaling({
+        root,
+        duration: opts.duration,
+        warmup: opts.warmup,
+        connections: opts.connections,
+        functions: [1, 64, 256, 1000, 5000],
+        bodies: [1, 64, 1024],
+        conns: [1, 32, 256],
+      });
+    console.log('koa-faas: scaling (functions, body size, connections; fresh instance per sweep)…');
+    scaling = await sweep(ROOT);
+    if (opts.baseline) {
+      console.log('baseline: scaling…');
+      baselineScaling = await sweep(opts.baseline);
+    }
+    const all = baselineScaling ? [scaling, baselineScaling] : [scaling];
+    await writePlot(
+      opts.plot,
+      all,
+      baselineScaling ? ['koa-faas (this build)', 'baseline'] : ['koa-faas'],
+      `${new Date().toISOString().slice(0, 16)}Z, node ${process.version}, nproc ${os.availableParallelism()}, ` +
+        `${opts.connections} connections (except the connections sweep), ${opts.duration} s per point, WORKERS=2`,
+    );
+    console.log(`wrote ${opts.plot}`);
+  }
 
   // ---- Report
   const rows = [
@@ -981,7 +1063,7 @@ async function main(): Promise<void> {
   console.log(table(rows));
   const faas = results.get('koa-faas');
   if (faas) {
-    for (const other of ['bare', 'seed'] as const) {
+    for (const other of ['bare', 'faas-js', 'seed'] as const) {
       const r = results.get(other);
       if (!r) continue;
       console.log(
@@ -1041,7 +1123,19 @@ async function main(): Promise<void> {
         `peak ${mb(soak.peakRss)} MB`,
     );
   }
-  const verdicts = targets(opts, results, cold, timeouts, soak);
+  if (scaling) {
+    console.log('');
+    console.log(
+      `Scaling (koa-faas${baselineScaling ? ' #1, baseline #2' : ''}; ${opts.duration} s per point; ` +
+        'RSS = server + workers at the end of the point):',
+    );
+    console.log(scalingTable(baselineScaling ? [scaling, baselineScaling] : [scaling]));
+    for (const n of [1000, 5000]) {
+      const p = scaling.points.find((q) => q.sweep === 'functions' && q.x === n);
+      if (p) console.log(`memory at ${n} functions: ${mb(p.rss)} MB (peak ${mb(p.peakRss)} MB)`);
+    }
+  }
+  const verdicts = targets(opts, results, cold, timeouts, soak, scaling);
   console.log('');
   console.log('Targets:');
   console.log(
@@ -1079,6 +1173,8 @@ async function main(): Promise<void> {
       kv,
       async: asyncFigures,
       soak: soak ?? null,
+      scaling: scaling ?? null,
+      baselineScaling: baselineScaling ?? null,
       targets: verdicts,
     };
     await fs.writeFile(opts.json, JSON.stringify(json, null, 2) + '\n');

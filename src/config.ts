@@ -28,7 +28,7 @@ export interface Config {
   readonly adminToken: string | undefined;
   /** `warm` keeps one vm2 context per function version in each worker; `fresh` builds one per call. */
   readonly isolation: Isolation;
-  /** Warm contexts kept per worker (LRU). */
+  /** Most warm contexts per worker; the worker keeps fewer when they would not fit its heap (runner.ts). */
   readonly warmContexts: number;
   /** How long a graceful stop waits for in-flight invocations before killing workers. */
   readonly shutdownGraceMs: number;
@@ -195,7 +195,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     corsOrigin,
     adminToken,
     isolation: oneOf(env, 'FUNCTION_ISOLATION', ['warm', 'fresh'] as const, 'warm'),
-    warmContexts: integer(env, 'WARM_CONTEXTS', 64, 1, 10000),
+    warmContexts: integer(env, 'WARM_CONTEXTS', 1000, 1, 10000),
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', timeoutMs + 1000, 0, 15 * 60 * 1000),
     workerMemoryMb: integer(env, 'WORKER_MEMORY_MB', 128, 16, 16384),
     workerCpuQuota: decimal(env, 'WORKER_CPU_QUOTA', 1, 0, 256),

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import koaLogger from 'koa-logger';
 import { adminRoutes } from './http/admin';
+import { TrafficSeries } from './http/admin-console-data';
 import { asyncWorker, tickHandler } from './http/async-runner';
 import { respondAsync } from './http/respond-async';
 import type { Config } from './config';
@@ -142,6 +143,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     : undefined;
   const recordLog: RecordLog = sharedRecords ?? records;
   const metrics = new Metrics(() => pool.stats());
+  const traffic = new TrafficSeries(metrics);
   let closing = false;
   const startedAt = Date.now();
 
@@ -181,8 +183,9 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   const app = new Koa();
   app.proxy = false;
   // In text mode koa-logger prints its access lines; in JSON mode the error boundary's one
-  // structured line per request (with request id, function, version, outcome) replaces them.
-  app.use(koaLogger(config.logFormat === 'text' ? undefined : { transporter: () => undefined }));
+  // structured line per request (with request id, function, version, outcome) replaces them, and
+  // koa-logger is not mounted at all (formatting a line it throws away was ~6 % of a request).
+  if (config.logFormat === 'text') app.use(koaLogger());
   app.use(errorBoundary(logger, observe, lingered));
   app.use(requestId(logger));
   // Invocations admitted before a stop are finished (a first call waits for its version's load
@@ -232,6 +235,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       shared: config.redisUrl ? () => stores?.kv : undefined,
       health: () => ({ isolation: confinement?.report, kv: stores?.kv.backend }),
       startedAt,
+      traffic,
     }),
   );
   const secrets = (names: readonly string[]) => openStores().secrets.values(names);
@@ -424,6 +428,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
           metrics.serviceCall(op, backend, outcome, seconds),
       });
       startAsync(egress);
+      traffic.start();
       // In the background: finding the schedules loads their functions on workers.
       void schedules?.start();
       return address;
@@ -431,6 +436,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     close() {
       closed ??= (async () => {
         closing = true;
+        traffic.stop();
         // No new ticks or attempts; running attempts have the grace period, as requests do.
         const ticksStopped = schedules?.close();
         const asyncStopped = queue?.stop();

@@ -54,8 +54,11 @@ export interface FunctionVersion {
   layer: Layer;
 }
 
-/** `file`: FUNCTIONS_DIR (or an API deploy without Redis, which writes a file); `shared`: Redis. */
-export type Layer = 'file' | 'shared';
+/**
+ * `file`: FUNCTIONS_DIR (or an API deploy without Redis, which writes a file); `shared`: an API
+ * deploy in Redis; `draft`: a console draft run (admin-drafts.ts), never stored.
+ */
+export type Layer = 'file' | 'shared' | 'draft';
 
 export interface FunctionInfo {
   name: string;

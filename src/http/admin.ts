@@ -18,9 +18,13 @@ import {
   ShuttingDownError,
   UnauthorizedError,
 } from '../errors';
+import { consoleDataRoutes } from './admin-console-data';
+import type { TrafficSeries } from './admin-console-data';
 import { dataRoutes } from './admin-data';
 import type { DataStores } from './admin-data';
+import { draftRoutes } from './admin-drafts';
 import { invocationRoutes } from './admin-invocations';
+import { consoleRoutes } from './console';
 import type { InvocationSources } from './admin-invocations';
 import type { RequestState } from './error-handler';
 import { parseFunctionConfig } from '../functions/function-config';
@@ -59,6 +63,8 @@ export interface AdminParts {
   /** Extra figures for /_/health (e.g. what isolation is enforced). */
   health?: () => Record<string, unknown>;
   startedAt: number;
+  /** Requests and errors over the last minutes, for the console (admin-console-data.ts). */
+  traffic?: TrafficSeries;
 }
 
 /** How long /_/ready waits for Redis to answer a ping: a probe never hangs on a Redis that is away. */
@@ -257,6 +263,11 @@ export function adminRoutes(parts: AdminParts): Middleware {
   });
 
   dataRoutes(router, parts.data, auth);
+
+  // The web console (SPEC §11): its assets, its draft runs and its figures.
+  consoleRoutes(router);
+  draftRoutes(router, { pool, data: parts.data, configLimits }, auth);
+  consoleDataRoutes(router, { records, metrics, traffic: parts.traffic }, auth);
 
   invocationRoutes(
     router,

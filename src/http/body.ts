@@ -235,17 +235,25 @@ export function body(limit: number): Middleware {
     // Empty is no body, whatever the framing (chunked, Content-Length, a gzipped nothing).
     if (bytes.length === 0) return next();
     state.rawBody = bytes;
-    const contentType = ctx.get('content-type');
-    const kind = kindOf(contentType.split(';')[0].trim().toLowerCase());
-    if (kind === 'binary') {
-      request.body = bytes.toString('base64');
-      state.bodyIsBase64 = true;
-    } else if (kind === 'form') {
-      request.body = parseForm(bytes, charsetOf(contentType));
-    } else {
-      const text = iconv.decode(bytes, charsetOf(contentType));
-      request.body = kind === 'json' ? parseJson(text) : text;
-    }
+    const parsed = parseBody(bytes, ctx.get('content-type'));
+    request.body = parsed.body;
+    if (parsed.isBase64) state.bodyIsBase64 = true;
     await next();
   };
+}
+
+/**
+ * Parses a decoded, non-empty body by its Content-Type (the table above); the draft runs of the
+ * console (admin-drafts.ts) parse theirs with it too.
+ * @throws InvalidBodyError, UnsupportedMediaTypeError as `body` answers them.
+ */
+export function parseBody(
+  bytes: Buffer,
+  contentType: string,
+): { body: unknown; isBase64: boolean } {
+  const kind = kindOf(contentType.split(';')[0].trim().toLowerCase());
+  if (kind === 'binary') return { body: bytes.toString('base64'), isBase64: true };
+  if (kind === 'form') return { body: parseForm(bytes, charsetOf(contentType)), isBase64: false };
+  const text = iconv.decode(bytes, charsetOf(contentType));
+  return { body: kind === 'json' ? parseJson(text) : text, isBase64: false };
 }

@@ -1,12 +1,19 @@
 /**
- * A small JSON-lines logger in pino's shape: one object per line with `level`, `time`, `msg`,
- * the bindings of its child chain, and `err` for errors. User-controlled strings are only ever
- * values, never keys.
+ * The structured logger: pino (https://github.com/pinojs/pino), one JSON object per line with
+ * `level` (as a label: `info`), `time` (epoch ms), the bindings of its child chain, the line's
+ * fields, `msg`, and `err` for errors (`{ type, message, stack, code? }`). User-controlled strings
+ * are only ever values, never keys. `LOG_FORMAT=text` prints `time LEVEL msg key=value …` instead,
+ * formatted here from pino's line (text is for people at a terminal, not for speed).
+ *
+ * The interface is ours (`info(msg, fields)`), not pino's (`info(fields, msg)`), so its callers do
+ * not depend on pino. A child made per request costs one small object until a line is written
+ * at an enabled level: most requests write none below `info` (and none at all at `warn`).
  */
+import pino from 'pino';
+import type { Logger as Pino, LevelWithSilent } from 'pino';
+
 export type Level = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 export type LogFormat = 'json' | 'text';
-
-const RANK: Record<Level, number> = { debug: 20, info: 30, warn: 40, error: 50, silent: 100 };
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -26,25 +33,13 @@ export interface LoggerOptions {
   write?: (line: string) => void;
 }
 
+/** `err` as `{ type, message, stack, code? }`; anything that is not an Error as it is. */
 function serializeError(err: unknown): unknown {
   if (!(err instanceof Error)) return err;
   const out: Record<string, unknown> = { type: err.name, message: err.message, stack: err.stack };
   const code = (err as { code?: unknown }).code;
   if (code !== undefined) out.code = code;
   return out;
-}
-
-function toJson(entry: Record<string, unknown>): string {
-  try {
-    return JSON.stringify(entry);
-  } catch {
-    return JSON.stringify({
-      level: entry.level,
-      time: entry.time,
-      msg: entry.msg,
-      note: 'unserializable',
-    });
-  }
 }
 
 function toText(entry: Record<string, unknown>): string {
@@ -62,36 +57,87 @@ function toText(entry: Record<string, unknown>): string {
   return line;
 }
 
-export function createLogger(options: LoggerOptions = {}): Logger {
-  const threshold = RANK[options.level ?? 'info'];
-  const write = options.write ?? ((line: string) => process.stdout.write(line));
+type Method = 'debug' | 'info' | 'warn' | 'error';
 
-  const make = (bindings: Record<string, unknown>): Logger => {
-    const log = (
-      level: Exclude<Level, 'silent'>,
-      msg: string,
-      fields?: Record<string, unknown>,
-      force = false,
-    ) => {
-      if (RANK[level] < threshold && !(force && threshold < RANK.silent)) return;
-      const entry: Record<string, unknown> = {
-        level,
-        time: Date.now(),
-        ...bindings,
-        ...fields,
-        msg,
-      };
-      if (entry.err !== undefined) entry.err = serializeError(entry.err);
-      write((options.format === 'text' ? toText(entry) : toJson(entry)) + '\n');
-    };
-    return {
-      debug: (msg, fields) => log('debug', msg, fields),
-      info: (msg, fields) => log('info', msg, fields),
-      warn: (msg, fields) => log('warn', msg, fields),
-      error: (msg, fields) => log('error', msg, fields),
-      announce: (msg, fields) => log('info', msg, fields, true),
-      child: (more) => make({ ...bindings, ...more }),
-    };
+/** Our interface over one pino logger; `bindings` not yet applied make the pino child lazily. */
+class PinoLogger implements Logger {
+  private made?: Pino;
+
+  constructor(
+    private readonly parent: Pino,
+    private readonly bindings: Record<string, unknown> | undefined,
+    private readonly announcer: () => Pino | undefined,
+  ) {}
+
+  private get pino(): Pino {
+    if (this.made === undefined) {
+      this.made = this.bindings === undefined ? this.parent : this.parent.child(this.bindings);
+    }
+    return this.made;
+  }
+
+  private log(level: Method, msg: string, fields: Record<string, unknown> | undefined): void {
+    if (!this.parent.isLevelEnabled(level)) return;
+    if (fields === undefined) this.pino[level](msg);
+    else this.pino[level](fields, msg);
+  }
+
+  debug(msg: string, fields?: Record<string, unknown>): void {
+    this.log('debug', msg, fields);
+  }
+  info(msg: string, fields?: Record<string, unknown>): void {
+    this.log('info', msg, fields);
+  }
+  warn(msg: string, fields?: Record<string, unknown>): void {
+    this.log('warn', msg, fields);
+  }
+  error(msg: string, fields?: Record<string, unknown>): void {
+    this.log('error', msg, fields);
+  }
+
+  announce(msg: string, fields?: Record<string, unknown>): void {
+    const loud = this.announcer();
+    if (loud === undefined) return;
+    const target = this.bindings === undefined ? loud : loud.child(this.bindings);
+    if (fields === undefined) target.info(msg);
+    else target.info(fields, msg);
+  }
+
+  child(bindings: Record<string, unknown>): Logger {
+    // Bindings of a chain not yet made are merged, so a chain still makes one pino child.
+    if (this.made === undefined && this.bindings !== undefined) {
+      return new PinoLogger(this.parent, { ...this.bindings, ...bindings }, this.announcer);
+    }
+    return new PinoLogger(this.pino, bindings, () => this.announcerFor());
+  }
+
+  private announcerFor(): Pino | undefined {
+    const loud = this.announcer();
+    return loud === undefined || this.bindings === undefined ? loud : loud.child(this.bindings);
+  }
+}
+
+/** A logger writing to stdout (or `write`) at `level` and above, as JSON lines or as text. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const level: LevelWithSilent = options.level ?? 'info';
+  const write = options.write ?? ((line: string) => void process.stdout.write(line));
+  const text = options.format === 'text';
+  const destination = {
+    write: text
+      ? (line: string) => write(toText(JSON.parse(line) as Record<string, unknown>) + '\n')
+      : write,
   };
-  return make({});
+  const root = pino(
+    {
+      level,
+      // No pid and hostname: the same fields as before pino.
+      base: undefined,
+      formatters: { level: (label) => ({ level: label }) },
+      serializers: { err: serializeError },
+    },
+    destination,
+  );
+  // `announce` writes at info whatever the level, except silent.
+  const loud = level === 'silent' ? undefined : root.child({}, { level: 'info' });
+  return new PinoLogger(root, undefined, () => loud);
 }

@@ -33,6 +33,7 @@ import {
 } from '../errors';
 import type { WorkerIsolation } from './isolation';
 import type { Logger } from '../observe/logger';
+import { pickWorker } from './affinity';
 import { Quarantine } from './quarantine';
 import type { QuarantineEntry, QuarantineEvent } from './quarantine';
 import { Outcome, isWorkerMessage } from './wire';
@@ -258,6 +259,8 @@ class FaasSafeify extends SafeifyBase {
   private readonly mixed = new WeakSet<PoolWorker>();
   private soloStarting = 0;
   private readonly soloQueue: Job[] = [];
+  /** Slots of shared workers being started (a live worker's slot is on the worker). */
+  private readonly startingSlots = new Set<number>();
 
   constructor(private readonly opts: ResolvedOptions) {
     // unrestricted: safeify's cgroup code is v1-only and needs root; we never let it run.
@@ -296,15 +299,27 @@ class FaasSafeify extends SafeifyBase {
     return this.soloWorkers.length === 0 ? this.workers : [...this.workers, ...this.soloWorkers];
   }
 
-  /** One shared worker, forked and confined by worker-process.ts; resolves when it is ready. */
+  /**
+   * One shared worker, forked and confined by worker-process.ts; resolves when it is ready. It
+   * takes the lowest slot no healthy worker holds: a replacement takes its predecessor's, so the
+   * versions that hashed there come back to it (affinity.ts).
+   */
   override createWorker(): Promise<PoolWorker> {
-    return this.spawn('shared');
+    let slot = 0;
+    const taken = (s: number) =>
+      this.startingSlots.has(s) || this.workers.some((w) => w.slot === s && w.state === 'healthy');
+    while (taken(slot)) slot++;
+    this.startingSlots.add(slot);
+    const release = () => this.startingSlots.delete(slot);
+    const spawned = this.spawn('shared', slot);
+    spawned.then(release, release);
+    return spawned;
   }
 
-  private spawn(lane: 'shared' | 'solo'): Promise<PoolWorker> {
+  private spawn(lane: 'shared' | 'solo', slot = -1): Promise<PoolWorker> {
     const { isolation, warmContexts, maxResultBytes, confinement, logger } = this.opts;
     return spawnWorker<Job>(
-      { lane, isolation, warmContexts, maxResultBytes, confinement, logger },
+      { lane, slot, isolation, warmContexts, maxResultBytes, confinement, logger },
       {
         closing: () => this.closing,
         onBatch: (worker, batch) => this.onBatch(worker, batch),
@@ -480,27 +495,23 @@ class FaasSafeify extends SafeifyBase {
   }
 
   /**
-   * Hands queued jobs to the least-loaded healthy workers, up to `concurrency` each; between
-   * equally loaded workers, one that already holds the job's version (no cold start) wins.
+   * Hands queued jobs to healthy workers with a free slot (up to `concurrency` each): to the worker
+   * that holds the job's version warm, else to the version's home, spilling over to another only
+   * when that is cheaper than a cold start there (affinity.ts).
    */
   override execute(): void {
     const now = performance.now();
+    const { concurrency } = this.opts;
+    const open = (worker: PoolWorker) =>
+      worker.state === 'healthy' &&
+      worker.process.connected &&
+      worker.runningScripts.length < concurrency;
+    // A worker that has missed a few heartbeats is busy in a long synchronous part, or blocked:
+    // it goes last, so work waits on it only when every worker is in that state.
+    const load = (worker: PoolWorker) =>
+      worker.runningScripts.length + (now - worker.lastHeard > QUIET_MS ? concurrency : 0);
     while (this.pendingScripts.length > 0) {
-      const version = this.pendingScripts[0].version;
-      let best: PoolWorker | undefined;
-      let bestScore = Infinity;
-      for (const worker of this.healthyWorkers) {
-        if (worker.runningScripts.length >= this.opts.concurrency) continue;
-        // A worker that has missed a few heartbeats is busy in a long synchronous part, or
-        // blocked: it goes last, so work waits on it only when every worker is in that state.
-        const quiet = now - worker.lastHeard > QUIET_MS ? this.opts.concurrency : 0;
-        const cold = worker.known.has(version) ? 0 : 0.5;
-        const score = worker.runningScripts.length + quiet + cold;
-        if (score < bestScore) {
-          best = worker;
-          bestScore = score;
-        }
-      }
+      const best = pickWorker(this.workers, this.pendingScripts[0].version, now, open, load);
       if (!best) return;
       this.dispatch(best, this.pendingScripts.shift() as Job);
     }

@@ -20,6 +20,8 @@ export interface WorkerProcess<Job> {
    * worker running one invocation at a time, for suspects and quarantined functions.
    */
   lane: 'shared' | 'solo';
+  /** A shared worker's place in the pool, for affinity routing (affinity.ts); -1 on the solo lane. */
+  slot: number;
   /** A solo worker's function: it runs no other (a new one is started for another). */
   owner?: string;
   /** A solo worker with nothing to run ends when this fires. */
@@ -41,6 +43,7 @@ export interface WorkerProcess<Job> {
 
 export interface SpawnOptions {
   lane: 'shared' | 'solo';
+  slot: number;
   isolation: 'warm' | 'fresh';
   warmContexts: number;
   maxResultBytes: number;
@@ -96,7 +99,7 @@ export function spawnWorker<Job>(
   options: SpawnOptions,
   hooks: WorkerHooks<Job>,
 ): Promise<WorkerProcess<Job>> {
-  const { lane, isolation, warmContexts, maxResultBytes, confinement, logger } = options;
+  const { lane, slot, isolation, warmContexts, maxResultBytes, confinement, logger } = options;
   // The lane is in argv only so that people (and the soak) can tell the processes apart.
   const argv = JSON.stringify({ lane, isolation, warmContexts, maxResultBytes });
   const child = fork(runnerFile, [argv], {
@@ -109,6 +112,7 @@ export function spawnWorker<Job>(
   const worker: WorkerProcess<Job> = {
     process: child,
     lane,
+    slot,
     state: 'healthy',
     runningScripts: [],
     known: new Set(),

@@ -1,0 +1,365 @@
+/**
+ * The web console in a real browser (SPEC §11): Debian's Chromium driven by playwright-core,
+ * headless, against the real server on an ephemeral port. Run with `npm run test:ui` (not part
+ * of `npm test`: file name *.browser.ts). Skips, saying why, when /usr/bin/chromium (or
+ * CHROMIUM_PATH) is missing; CI installs it (.ci/run).
+ *
+ * Screenshots of every view go to a fresh folder the test prints (CONSOLE_SCREENSHOTS sets it).
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { startServer } from '../helpers';
+import type { TestServer } from '../helpers';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const skip = fs.existsSync(CHROMIUM)
+  ? false
+  : `no Chromium at ${CHROMIUM}: apt-get install chromium (CI installs it), or set CHROMIUM_PATH`;
+if (skip) process.stderr.write(`console browser tests SKIPPED: ${skip}\n`);
+
+// Browser globals used inside page.evaluate (this file compiles without the DOM library).
+declare const DataTransfer: new () => { setData(type: string, value: string): void };
+declare const ClipboardEvent: new (type: string, init: object) => object;
+
+const TOKEN = 'console-test-token-0123456789';
+// Generous: CI shares two cores with the server, its workers and Chromium.
+const STEP_MS = 20_000;
+
+const BROKEN = `module.exports = async (event, context) => {
+  const name = event.body.name;
+  return { hello: name ;
+};
+`;
+
+const GOOD = `module.exports = async (event, context) => {
+  console.log('greet called by', event.headers['x-caller']);
+  await context.kv.put('last-caller', { name: event.body.name });
+  return {
+    hello: event.body.name,
+    caller: event.headers['x-caller'],
+    method: event.method,
+    authorization: event.headers.authorization ?? null,
+  };
+};
+`;
+
+const DRAFT = `module.exports = async (event, context) => {
+  console.log('draft line', event.subpath);
+  await context.kv.put('draft-key', 1);
+  return { hello: 'draft ' + event.body.name, seen: await context.kv.get('last-caller') };
+};
+`;
+
+interface Session {
+  server: TestServer;
+  browser: Browser;
+  context: BrowserContext;
+  page: Page;
+  /** Every URL the page asked for. */
+  requests: string[];
+  /** Console errors, page errors and CSP violations. */
+  problems: string[];
+  shots: string;
+}
+
+async function open(env: Record<string, string>): Promise<Session> {
+  const server = await startServer({ env });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_MS);
+  const requests: string[] = [];
+  const problems: string[] = [];
+  page.on('request', (request) => requests.push(request.url()));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && !/status of 4\d\d/.test(message.text())) {
+      problems.push(`console: ${message.text()}`);
+    }
+  });
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+  const shots =
+    process.env.CONSOLE_SCREENSHOTS ?? fs.mkdtempSync(path.join(os.tmpdir(), 'koa-faas-console-'));
+  fs.mkdirSync(shots, { recursive: true });
+  return { server, browser, context, page, requests, problems, shots };
+}
+
+async function shoot(s: Session, name: string): Promise<void> {
+  await s.page.screenshot({ path: path.join(s.shots, `${name}.png`), fullPage: true });
+}
+
+/**
+ * Replaces the editor's whole text as a person pasting it would (a paste event: typed text would
+ * be auto-indented on the way, and Chromium's insertText turns leading spaces into U+00A0).
+ */
+async function typeSource(page: Page, source: string): Promise<void> {
+  const editor = page.getByRole('textbox', { name: 'Source', exact: true });
+  await editor.click();
+  await page.keyboard.press('ControlOrMeta+a');
+  await page.keyboard.press('Delete');
+  await editor.evaluate((element, text) => {
+    const data = new DataTransfer();
+    data.setData('text/plain', text);
+    const paste = new ClipboardEvent('paste', {
+      clipboardData: data,
+      bubbles: true,
+      cancelable: true,
+    });
+    (element as unknown as { dispatchEvent(event: object): boolean }).dispatchEvent(paste);
+  }, source);
+}
+
+describe('console in Chromium', { skip }, () => {
+  let s: Session;
+  let liveVersion = '';
+
+  before(async () => {
+    s = await open({ ADMIN_TOKEN: TOKEN });
+    process.stderr.write(`console screenshots: ${s.shots}\n`);
+  });
+
+  after(async () => {
+    await s?.browser.close();
+    await s?.server.close();
+  });
+
+  it('refuses a wrong token, then signs in with the right one (kept in sessionStorage only)', async () => {
+    const { page, server } = s;
+    await page.goto(`${server.url}/_/ui/`);
+    const field = page.getByLabel('Admin token', { exact: true });
+    await field.fill('not-the-token-at-all');
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.getByText('That token is not the admin token.').waitFor();
+    await shoot(s, '01-sign-in');
+    await field.fill(TOKEN);
+    await field.press('Enter');
+    await page.getByRole('heading', { name: 'Functions', exact: true }).waitFor();
+    assert.equal(await page.evaluate('sessionStorage.getItem("koa-faas.adminToken")'), TOKEN);
+    assert.equal(await page.evaluate('localStorage.length'), 0);
+    for (const url of s.requests) assert.ok(!url.includes(TOKEN), `token in a URL: ${url}`);
+  });
+
+  it('marks the line of a syntax error when a deploy answers 422', async () => {
+    const { page } = s;
+    await page.getByRole('button', { name: 'New function', exact: true }).click();
+    await page.getByLabel('Function name', { exact: true }).fill('greet');
+    await typeSource(page, BROKEN);
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click();
+    const marked = page.locator('.cm-error-line');
+    await marked.waitFor();
+    assert.equal(await marked.count(), 1);
+    assert.equal(await marked.getAttribute('data-error-line'), '3');
+    assert.equal((await marked.textContent())?.trim(), 'return { hello: name ;');
+    await page.getByRole('alert').filter({ hasText: 'line 3' }).waitFor();
+    await shoot(s, '02-compile-error');
+  });
+
+  it('deploys the fixed source', async () => {
+    const { page, server } = s;
+    await typeSource(page, GOOD);
+    assert.equal(await page.locator('.cm-error-line').count(), 0, 'an edit clears the mark');
+    // By keyboard: Tab indents in the editor; Escape, then Tab, leaves it for the next control.
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate('document.activeElement.textContent'), 'Deploy');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/#\/functions\/greet$/);
+    await page.getByRole('heading', { name: 'greet', exact: true }).waitFor();
+    const live = await server.request
+      .get('/_/functions/greet')
+      .set('Authorization', `Bearer ${TOKEN}`);
+    assert.equal(live.status, 200);
+    assert.equal(live.body.source, GOOD);
+    liveVersion = live.body.version as string;
+    await page.getByText(liveVersion).first().waitFor();
+    await shoot(s, '03-deployed');
+  });
+
+  it('invokes with POST, a header and a JSON body, and shows the status and body', async () => {
+    const { page } = s;
+    await page.getByLabel('Method', { exact: true }).selectOption('POST');
+    await page.getByLabel(/^Headers/).fill('X-Caller: playwright\nContent-Type: application/json');
+    await page.getByLabel('Request body', { exact: true }).fill('{"name":"Ada"}');
+    await page.getByRole('button', { name: 'Invoke', exact: true }).click();
+    const response = page.getByRole('region', { name: 'Response', exact: true });
+    await response.getByText('200 OK').waitFor();
+    const body = JSON.parse((await response.getByTestId('response-body').textContent()) ?? '');
+    // The admin token never reaches a function.
+    assert.deepEqual(body, {
+      hello: 'Ada',
+      caller: 'playwright',
+      method: 'POST',
+      authorization: null,
+    });
+    await response.getByRole('img', { name: /^Server timing: queue/ }).waitFor();
+    await shoot(s, '03-invoke');
+  });
+
+  it("links the request id to its record, with the function's console line", async () => {
+    const { page } = s;
+    const response = page.getByRole('region', { name: 'Response', exact: true });
+    const link = response.getByRole('link').first();
+    const id = (await link.textContent()) ?? '';
+    assert.match(id, /^[0-9a-f-]{36}$/);
+    await link.click();
+    await page.getByRole('heading', { name: `Invocation ${id}` }).waitFor();
+    await page.getByText('greet called by playwright').waitFor();
+    await page
+      .getByText('warm')
+      .or(page.getByText('cold (compiled its version first)'))
+      .first()
+      .waitFor();
+    await shoot(s, '04-record');
+    await page.getByRole('link', { name: 'Invocations', exact: true }).click();
+    const table = page.getByRole('table', { name: 'Invocations' });
+    await table.getByRole('link', { name: id }).waitFor();
+    await page.getByLabel('Status', { exact: true }).selectOption('5xx');
+    await table.getByText('No invocations match.').waitFor();
+    await page.getByLabel('Status', { exact: true }).selectOption('2xx');
+    await table.getByRole('link', { name: id }).waitFor();
+    await shoot(s, '05-invocations');
+  });
+
+  it('invokes async: 202, then the record of the queued invocation', async () => {
+    const { page, server } = s;
+    await page.goto(`${server.url}/_/ui/#/functions/greet`);
+    await page.getByLabel('Method', { exact: true }).selectOption('POST');
+    await page.getByLabel(/^Headers/).fill('X-Caller: later\nContent-Type: application/json');
+    await page.getByLabel('Request body', { exact: true }).fill('{"name":"Async"}');
+    await page.getByLabel(/^Async/).check();
+    await page.getByRole('button', { name: 'Invoke', exact: true }).click();
+    const response = page.getByRole('region', { name: 'Response', exact: true });
+    await response.getByText('202 Accepted').waitFor();
+    await response.getByRole('link').first().click();
+    await page.getByText('succeeded', { exact: true }).waitFor();
+    await page.getByText('greet called by later').waitFor();
+    await shoot(s, '05-async-record');
+  });
+
+  it('runs a draft without changing the live version or its data', async () => {
+    const { page, server } = s;
+    await page.goto(`${server.url}/_/ui/#/functions/greet`);
+    await page.getByRole('heading', { name: 'greet', exact: true }).waitFor();
+    await typeSource(page, DRAFT);
+    await page.getByLabel('Method', { exact: true }).selectOption('POST');
+    await page.getByLabel('Sub-path', { exact: true }).fill('/try');
+    await page.getByLabel(/^Headers/).fill('Content-Type: application/json');
+    await page.getByLabel('Request body', { exact: true }).fill('{"name":"Bob"}');
+    await page.getByRole('button', { name: 'Run draft', exact: true }).click();
+    const response = page.getByRole('region', { name: 'Response', exact: true });
+    await response.getByText('draft run, not deployed').waitFor();
+    const body = JSON.parse((await response.getByTestId('response-body').textContent()) ?? '');
+    // The draft's KV is its own, empty: it cannot read the function's data.
+    assert.deepEqual(body, { hello: 'draft Bob', seen: null });
+    await response.getByText('draft line /try').waitFor();
+    await shoot(s, '06-draft');
+
+    const live = await server.request
+      .get('/_/functions/greet')
+      .set('Authorization', `Bearer ${TOKEN}`);
+    assert.equal(live.body.version, liveVersion);
+    assert.equal(live.body.source, GOOD);
+    const called = await server.request.post('/greet').send({ name: 'Cy' });
+    assert.equal(called.body.hello, 'Cy');
+  });
+
+  it('lists the KV entry the function wrote (and none the draft wrote)', async () => {
+    const { page } = s;
+    await page.getByRole('tab', { name: 'KV', exact: true }).click();
+    const table = page.getByRole('table', { name: 'Keys of greet' });
+    await table.getByText('last-caller', { exact: true }).waitFor();
+    assert.equal(await table.getByText('draft-key').count(), 0);
+    await page.getByRole('button', { name: 'View last-caller', exact: true }).click();
+    const value = page.getByLabel('Value (JSON)', { exact: true });
+    assert.deepEqual(JSON.parse(await value.inputValue()), { name: 'Cy' });
+    await shoot(s, '07-kv');
+  });
+
+  it('shows health with workers, isolation and the traffic chart', async () => {
+    const { page } = s;
+    await page.getByRole('link', { name: 'Health', exact: true }).click();
+    await page.getByRole('heading', { name: 'Workers', exact: true }).waitFor();
+    await page.getByRole('heading', { name: 'Isolation', exact: true }).waitFor();
+    await page.getByRole('img', { name: /^Requests and errors per 10 seconds/ }).waitFor();
+    await shoot(s, '08-health');
+  });
+
+  it('sets and lists a secret by name only', async () => {
+    const { page } = s;
+    await page.getByRole('link', { name: 'Secrets', exact: true }).click();
+    await page.getByLabel('Secret name', { exact: true }).fill('API_KEY');
+    await page.getByLabel('Secret value', { exact: true }).fill('s3cr3t-value');
+    await page.getByRole('button', { name: 'Set secret', exact: true }).click();
+    await page.getByRole('table', { name: 'Secrets' }).getByText('API_KEY').waitFor();
+    assert.equal(await page.getByText('s3cr3t-value').count(), 0);
+    await shoot(s, '09-secrets');
+  });
+
+  it('fits a narrow window', async () => {
+    const { page, server } = s;
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${server.url}/_/ui/#/functions/greet`);
+    await page.getByRole('button', { name: 'Invoke', exact: true }).waitFor();
+    const overflow = (await page.evaluate(
+      'document.documentElement.scrollWidth - document.documentElement.clientWidth',
+    )) as number;
+    assert.ok(overflow <= 1, `the page scrolls sideways by ${overflow} px`);
+    await shoot(s, '10-narrow');
+    await page.setViewportSize({ width: 1400, height: 900 });
+  });
+
+  it('deletes the function after a confirmation', async () => {
+    const { page, server } = s;
+    await page.goto(`${server.url}/_/ui/#/functions/greet`);
+    await page.getByRole('button', { name: 'Delete', exact: true }).click();
+    const dialog = page.getByRole('dialog', { name: 'Delete greet?' });
+    await dialog.waitFor();
+    await shoot(s, '11-delete');
+    await dialog.getByRole('button', { name: 'Cancel', exact: true }).click();
+    assert.equal(
+      (await server.request.get('/_/functions/greet').set('Authorization', `Bearer ${TOKEN}`))
+        .status,
+      200,
+    );
+    await page.getByRole('button', { name: 'Delete', exact: true }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Yes, delete greet' }).click();
+    await page.waitForURL(/#\/functions$/);
+    await page.getByRole('table', { name: 'Functions' }).getByText('No functions yet').waitFor();
+    assert.equal((await server.request.post('/greet').send({})).status, 404);
+  });
+
+  it('asked nothing of any host but the server, and met no error or CSP violation', () => {
+    const origin = new URL(s.server.url).origin;
+    assert.ok(s.requests.length > 10);
+    const elsewhere = s.requests.filter(
+      (url) =>
+        !url.startsWith(`${origin}/`) && !url.startsWith('blob:') && !url.startsWith('data:'),
+    );
+    assert.deepEqual(elsewhere, []);
+    assert.deepEqual(s.problems, []);
+  });
+});
+
+describe('console without ADMIN_TOKEN', { skip }, () => {
+  let s: Session;
+  before(async () => {
+    s = await open({});
+  });
+  after(async () => {
+    await s?.browser.close();
+    await s?.server.close();
+  });
+
+  it('says how to enable the admin API', async () => {
+    await s.page.goto(`${s.server.url}/_/ui/`);
+    await s.page.getByRole('heading', { name: 'The admin API is disabled' }).waitFor();
+    await s.page.getByText('ADMIN_TOKEN=$(openssl rand -hex 24) npm start').waitFor();
+    assert.equal(await s.page.getByLabel('Admin token', { exact: true }).count(), 0);
+    await shoot(s, '00-disabled');
+    assert.deepEqual(s.problems, []);
+  });
+});

@@ -1,0 +1,213 @@
+/**
+ * The console's only way to the server: the admin routes under /_/ with the bearer token, and
+ * invocations of functions without it. The token lives in sessionStorage (gone with the tab) and
+ * travels only in the Authorization header of admin requests, never in a URL and never to a
+ * function.
+ */
+
+const TOKEN_KEY = 'koa-faas.adminToken';
+
+export function storedToken(): string | null {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function storeToken(token: string | null): void {
+  if (token === null) sessionStorage.removeItem(TOKEN_KEY);
+  else sessionStorage.setItem(TOKEN_KEY, token);
+}
+
+/** An answer in the JSON error shape of SPEC §3 (or a failed request). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly line?: number,
+    readonly column?: number,
+    readonly requestId?: string,
+  ) {
+    super(message);
+  }
+}
+
+interface ErrorShape {
+  error?: { code?: string; message?: string; line?: number; column?: number };
+  requestId?: string;
+}
+
+/** Turns a non-2xx answer into an ApiError. */
+async function failure(res: Response): Promise<ApiError> {
+  let body: ErrorShape = {};
+  try {
+    body = (await res.json()) as ErrorShape;
+  } catch {
+    // not JSON: the status says enough
+  }
+  const e = body.error ?? {};
+  return new ApiError(
+    res.status,
+    e.code ?? String(res.status),
+    e.message ?? res.statusText ?? `HTTP ${res.status}`,
+    e.line,
+    e.column,
+    body.requestId,
+  );
+}
+
+export interface AdminInit {
+  method?: string;
+  /** Sent as JSON unless it is a string (sent as is, with `type`). */
+  body?: unknown;
+  type?: string;
+  /** Use this token instead of the stored one (sign-in). */
+  token?: string | null;
+}
+
+/**
+ * Calls an admin route and resolves with its JSON (undefined for 204).
+ * @throws ApiError for any answer that is not 2xx, or when the server cannot be reached.
+ */
+export async function admin<T>(path: string, init: AdminInit = {}): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  const token = init.token === undefined ? storedToken() : init.token;
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let body: string | undefined;
+  if (init.body !== undefined) {
+    body = typeof init.body === 'string' ? init.body : JSON.stringify(init.body);
+    headers['Content-Type'] =
+      init.type ?? (typeof init.body === 'string' ? 'text/plain' : 'application/json');
+  }
+  let res: Response;
+  try {
+    res = await fetch(`/_/${path}`, {
+      method: init.method ?? 'GET',
+      headers,
+      body,
+      cache: 'no-store',
+      credentials: 'omit',
+    });
+  } catch (err) {
+    throw new ApiError(0, 'NETWORK', `the server did not answer: ${(err as Error).message}`);
+  }
+  if (!res.ok) throw await failure(res);
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  return (text === '' ? undefined : JSON.parse(text)) as T;
+}
+
+/** A function name as a URL path (its segments are safe as they are: [A-Za-z0-9_-]). */
+export function fnPath(name: string): string {
+  return name
+    .split('/')
+    .map((s) => encodeURIComponent(s))
+    .join('/');
+}
+
+/** The admin path of a function's KV namespace (a nested name ends with a slash; admin-data.ts). */
+export function kvPath(name: string, key?: string): string {
+  if (key !== undefined) return `kv/${fnPath(name)}/${encodeURIComponent(key)}`;
+  return `kv/${fnPath(name)}${name.includes('/') ? '/' : ''}`;
+}
+
+// ---- the admin API's shapes, as the console reads them ----
+
+export interface FunctionInfo {
+  name: string;
+  file: string;
+  version: string;
+  bytes: number;
+  modified: string;
+  status: 'ok' | 'compile_error';
+  error?: string;
+  line?: number;
+  column?: number;
+  config: Record<string, unknown>;
+  quarantined?: boolean;
+  quarantine?: { since: string; reason: string; strikes: number };
+  invocations?: Record<string, number>;
+}
+
+export interface FunctionDetail extends FunctionInfo {
+  source: string;
+}
+
+export interface Figures {
+  count: number;
+  errors: number;
+  errorRate: number;
+  p50: number;
+  p99: number;
+  last: string;
+}
+
+export interface ConsoleStats {
+  functions: Record<string, Figures>;
+  records: { count: number; since?: string };
+  traffic: { bucketSeconds: number; buckets: { t: number; requests: number; errors: number }[] };
+  asyncDepth?: number;
+}
+
+export interface InvocationRecord {
+  requestId: string;
+  function: string;
+  version: string;
+  start: string;
+  status: number;
+  outcome: string;
+  cold?: boolean;
+  effects?: boolean;
+  reruns?: number;
+  solo?: boolean;
+  attempt?: number;
+  durationMs: { queue?: number; exec?: number; total: number };
+  logs: string[];
+  logsTruncated?: boolean;
+}
+
+/** An async invocation's state (SPEC §9), as /_/invocations/<id> answers it. */
+export interface AsyncState {
+  requestId: string;
+  function: string;
+  status: 'queued' | 'running' | 'succeeded' | 'failed';
+  attempts?: number;
+  createdAt?: string;
+  updatedAt?: string;
+  response?: { status: number; headers?: Record<string, string | string[]>; body?: string };
+  error?: { code?: string; message?: string };
+  retries?: number;
+  finishedAt?: string;
+  nextAttemptAt?: string;
+  lastAttempt?: Partial<InvocationRecord>;
+}
+
+export interface DraftAnswer {
+  status: number;
+  headers: Record<string, string | string[]>;
+  body: string;
+  bodyEncoding: 'utf8' | 'base64';
+  requestId: string;
+  version: string;
+  config: Record<string, unknown>;
+  cold: boolean;
+  durationMs: { queue?: number; exec?: number; total: number };
+  logs: string[];
+  logsTruncated?: boolean;
+}
+
+export interface Health {
+  status: string;
+  uptimeSeconds: number;
+  pool: {
+    workers: number;
+    configuredWorkers: number;
+    running: number;
+    queued: number;
+    restarts: number;
+    closing: boolean;
+    solo: { workers: number; running: number; queued: number };
+    quarantined: number;
+  };
+  isolation?: Record<string, unknown>;
+  kv?: string;
+  [key: string]: unknown;
+}
