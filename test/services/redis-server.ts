@@ -41,7 +41,8 @@ export interface TestRedis {
   close(): Promise<void>;
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/** `args`: more redis-server options (e.g. `--appendonly yes` to keep data across a stop). */
+export async function startRedis(args: string[] = []): Promise<TestRedis> {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kf-redis-'));
   let child: ChildProcess | undefined;
@@ -49,7 +50,7 @@ export async function startRedis(): Promise<TestRedis> {
   const start = async () => {
     child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args],
       { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] },
     );
     const proc = child;
