@@ -282,15 +282,18 @@ export function analyse(f: RunFacts): Summary {
       overloadedNote(pure, verdictOf),
   );
 
-  // 3. Effectful healthy calls: 200 (ran once: 1) or 502, never anything else.
+  // 3. Effectful healthy calls: 200 (ran once: 1), 502, or 504 naming the neighbour that blocked
+  // its worker twice; never anything else, never run twice.
   const effectful = inGroup('effect');
   const effectFailed = failures.filter((x) => groupOf(x.kind) === 'effect');
   check(
-    'effectful healthy → 200 (value 1) or 502',
+    'effectful healthy → 200 (value 1), 502, or 504 naming a blocking neighbour',
     effectFailed.length === 0 && effectful.length > 0,
     `200 ×${effectful.filter((s) => s.cls === '200').length}, 502 ×${
       effectful.filter((s) => s.cls === '502 WORKER_CRASHED').length
-    } of ${effectful.length}` +
+    }, 504 blocked ×${effectful.filter((s) => s.cls === '504 BLOCKED_BY_NEIGHBOUR').length} of ${
+      effectful.length
+    }` +
       (f.options.lenient ? collateralNote(effectful, verdictOf) : '') +
       describeFailures(effectFailed) +
       overloadedNote(effectful, verdictOf),

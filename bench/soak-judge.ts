@@ -72,6 +72,12 @@ export function classOf(
     const named = /'([^']+)'/.exec(message ?? '')?.[1];
     const fn = spec.path.split('?')[0].replace(/^\/+|\/+$/g, '');
     if (named !== fn) cls += ' WRONG_FUNCTION';
+    // An effectful call its neighbours starved twice (the runner gives lost time back once) is
+    // not run again: 504 naming the function that blocked its worker (README, blast radius).
+    const blocker = /its worker was blocked by function '([^']+)'/.exec(message ?? '')?.[1];
+    if (code === 'FUNCTION_TIMEOUT' && named === fn && blocker !== undefined && blocker !== fn) {
+      cls = '504 BLOCKED_BY_NEIGHBOUR';
+    }
   }
   if (answer.requestId !== rid) cls += ' WRONG_REQUEST_ID';
   // "exceeded its 1000 ms timeout" before 1000 ms have passed since the request was even sent.

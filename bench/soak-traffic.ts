@@ -239,8 +239,9 @@ export const KINDS: Kind[] = [
     group: 'effect',
     invokes: true,
     weight: 12,
-    // Made an effect, then lost with its worker: never run twice, so 502 (SPEC §3).
-    expected: ['200', '502 WORKER_CRASHED'],
+    // Made an effect, then lost with its worker: never run twice, so 502 (SPEC §3); or starved
+    // twice by a neighbour's blocked loop: never run twice either, so 504 naming that neighbour.
+    expected: ['200', '502 WORKER_CRASHED', '504 BLOCKED_BY_NEIGHBOUR'],
     request: (n) => {
       const { before, after } = effectWaits(n);
       return { method: 'GET', path: `/effect?n=${n}&before=${before}&after=${after}` };

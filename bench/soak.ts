@@ -10,8 +10,8 @@
  *                           [--markdown file] [--lenient] [--max-requests N]
  *
  * The bar (bench/soak-checks.ts): every request answered; every effect-free healthy call its
- * exact 200, whatever its neighbours or the kills did; every effectful one 200 (having run once)
- * or 502, and no `eff:*` key in KV above 1; every hostile call its own error (a quarantine's 429
+ * exact 200, whatever its neighbours or the kills did; every effectful one 200 (having run once),
+ * 502, or 504 naming the neighbour that blocked its worker twice, and no `eff:*` key in KV above 1; every hostile call its own error (a quarantine's 429
  * allowed; 503 OVERLOADED allowed everywhere, counted apart); every 5 MB upload a 413 the client
  * reads; every worker exit explained; /_/health up throughout; the pool back at full strength
  * after; SIGTERM → exit 0 with no worker left; memory within bounds. Exits 0 only when all hold.
