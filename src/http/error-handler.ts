@@ -149,6 +149,11 @@ export function errorBoundary(
       ctx.set('Server-Timing', `${timing}total;dur=${totalMs.toFixed(2)}`);
     }
     observe?.(ctx, state, totalMs);
+    // An error that is not ours is logged at error level; any other request at info, which a
+    // server at LOG_LEVEL=warn does not write: then no line is built at all.
+    const unexpected =
+      failure !== undefined && known === undefined && !(failure instanceof FunctionError);
+    if (!state.log.isLevelEnabled(unexpected ? 'error' : 'info')) return;
     const fields: Record<string, unknown> = {
       method: ctx.method,
       path: ctx.path,
