@@ -26,7 +26,7 @@ import type { RequestObserver } from './http/error-handler';
 import { lingerAfter } from './http/linger';
 import type { LingerObserver } from './http/linger';
 import { Metrics } from './observe/metrics';
-import { InvocationRecords } from './observe/records';
+import { InvocationRecords, IsoTime } from './observe/records';
 import type { RecordLog } from './observe/records';
 import { SharedRecords } from './observe/shared-records';
 import { FunctionStore } from './functions/function-store';
@@ -149,6 +149,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   const startedAt = Date.now();
 
   // One place turns a finished request into its record and its metrics.
+  const isoTime = new IsoTime();
   const observe: RequestObserver = (ctx, state, totalMs) => {
     if (state.fn === undefined || ctx.path.startsWith('/_/')) return;
     // An async request was only queued (respond-async.ts): its attempts are observed as they run.
@@ -167,7 +168,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       requestId: state.requestId,
       function: state.fn,
       version: state.version as string,
-      start: new Date(Date.now() - totalMs).toISOString(),
+      start: isoTime.format(Date.now() - totalMs),
       status: ctx.status,
       outcome,
       cold: state.cold,
