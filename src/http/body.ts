@@ -53,7 +53,7 @@ export interface BodyState {
 /** Whether the request carries a body at all (type-is's definition). */
 function hasBody(ctx: Context): boolean {
   const headers = ctx.req.headers;
-  return headers['transfer-encoding'] !== undefined || Number(headers['content-length'] || 0) > 0;
+  return !!headers['transfer-encoding'] || Number(headers['content-length'] || 0) > 0;
 }
 
 /**
