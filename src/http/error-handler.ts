@@ -117,8 +117,11 @@ export function errorBoundary(
     const started = performance.now();
     const state = ctx.state as RequestState;
     state.startedAt = started;
-    state.requestId ??= requestIdFor(ctx.get('x-request-id') || undefined);
+    state.requestId ??= requestIdFor(ctx.req.headers['x-request-id']);
     state.log ??= logger.child({ reqId: state.requestId });
+    // The request id is on every response (SPEC §4): set here, so that the server needs no
+    // middleware of its own for it (requestId() below is for apps without this boundary's id).
+    ctx.res.setHeader('X-Request-Id', state.requestId);
     let failure: unknown;
     let known: FaasError | undefined;
     try {
@@ -139,12 +142,18 @@ export function errorBoundary(
     state.outcome ??= ctx.status < 400 ? 'ok' : String(ctx.status);
     const totalMs = performance.now() - started;
     if (state.fn !== undefined && state.version !== undefined) {
-      const timing = [`total;dur=${totalMs.toFixed(2)}`];
-      if (state.queueMs !== undefined) timing.unshift(`queue;dur=${state.queueMs.toFixed(2)}`);
-      if (state.execMs !== undefined) timing.splice(-1, 0, `exec;dur=${state.execMs.toFixed(2)}`);
-      ctx.set('Server-Timing', timing.join(', '));
+      // `queue, exec, total`, each only when known; one string, no array per request.
+      let timing = '';
+      if (state.queueMs !== undefined) timing = `queue;dur=${state.queueMs.toFixed(2)}, `;
+      if (state.execMs !== undefined) timing += `exec;dur=${state.execMs.toFixed(2)}, `;
+      ctx.set('Server-Timing', `${timing}total;dur=${totalMs.toFixed(2)}`);
     }
     observe?.(ctx, state, totalMs);
+    // An error that is not ours is logged at error level; any other request at info, which a
+    // server at LOG_LEVEL=warn does not write: then no line is built at all.
+    const unexpected =
+      failure !== undefined && known === undefined && !(failure instanceof FunctionError);
+    if (!state.log.isLevelEnabled(unexpected ? 'error' : 'info')) return;
     const fields: Record<string, unknown> = {
       method: ctx.method,
       path: ctx.path,

@@ -124,7 +124,8 @@ export function runFaaS({
     const { fn, subpath } = target;
     state.fn = fn.name;
     state.version = fn.version;
-    ctx.set('X-Function-Version', fn.version);
+    // A version is a hex hash: a valid header value, set without Koa's checks.
+    ctx.res.setHeader('X-Function-Version', fn.version);
     if (fn.compileError) throw fn.compileError;
     const { config } = fn;
     if (config.methods && !allows(config.methods, ctx.method)) {
@@ -158,7 +159,8 @@ export function runFaaS({
     if (logs.length > 0) logConsole(state.log.child({ fn: fn.name }), logs);
     const response = ran.response();
     ctx.status = response.status;
-    ctx.set(response.headers);
+    // Names and values were checked by toResponse (response.ts): set without Koa's wrapper.
+    for (const name in response.headers) ctx.res.setHeader(name, response.headers[name]);
     if (response.body !== undefined) {
       ctx.body = response.body;
     } else if (response.status !== 204) {

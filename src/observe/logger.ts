@@ -23,6 +23,8 @@ export interface Logger {
   /** An info line written whatever the level (except silent): start-up facts such as the port. */
   announce(msg: string, fields?: Record<string, unknown>): void;
   child(bindings: Record<string, unknown>): Logger;
+  /** Whether a line at `level` would be written (to skip building fields nobody reads). */
+  isLevelEnabled(level: Method): boolean;
 }
 
 export interface LoggerOptions {
@@ -74,6 +76,10 @@ class PinoLogger implements Logger {
       this.made = this.bindings === undefined ? this.parent : this.parent.child(this.bindings);
     }
     return this.made;
+  }
+
+  isLevelEnabled(level: Method): boolean {
+    return this.parent.isLevelEnabled(level);
   }
 
   private log(level: Method, msg: string, fields: Record<string, unknown> | undefined): void {

@@ -101,6 +101,31 @@ export class InvocationRecords implements RecordLog {
   }
 }
 
+/**
+ * `new Date(ms).toISOString()`, for the `start` of every record: the text up to the second is
+ * made once per second and reused, the milliseconds appended (~0.05 µs a call instead of ~0.7 µs
+ * on the 2-core bench machine; issue 14). One per server (it remembers the last second).
+ */
+export class IsoTime {
+  private second = NaN;
+  private prefix = '';
+
+  format(ms: number): string {
+    // Out of Date's range (or NaN): Date's own answer, a RangeError.
+    if (!(Math.abs(ms) <= 8.64e15)) return new Date(ms).toISOString();
+    // Truncated toward zero, as Date does (TimeClip).
+    const whole = Math.trunc(ms);
+    const second = Math.floor(whole / 1000);
+    if (second !== this.second) {
+      // `YYYY-MM-DDTHH:MM:SS.000Z` (or a 6-digit year): keep up to the dot.
+      this.prefix = new Date(second * 1000).toISOString().slice(0, -4);
+      this.second = second;
+    }
+    const millis = whole - second * 1000;
+    return `${this.prefix}${millis < 10 ? '00' : millis < 100 ? '0' : ''}${millis}Z`;
+  }
+}
+
 /** A RecordQuery status (`504`, `5xx`, empty for any) as a test. */
 export function statusMatcher(status: string | undefined): (value: number) => boolean {
   if (status === undefined || status === '') return () => true;

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { InvocationRecords } from '../../src/observe/records';
+import { InvocationRecords, IsoTime } from '../../src/observe/records';
 import type { InvocationRecord } from '../../src/observe/records';
 import { closeAndReap, eventually, startServer } from '../helpers';
 import type { TestServer } from '../helpers';
@@ -130,6 +130,55 @@ const SOURCES: Record<string, string> = {
 
 const versionOf = (source: string) =>
   createHash('sha256').update(source).digest('hex').slice(0, 16);
+
+describe('IsoTime', () => {
+  test('formats exactly as Date#toISOString, in any order of calls', () => {
+    const now = Date.now();
+    const times = [
+      0,
+      1,
+      9,
+      10,
+      99,
+      100,
+      999,
+      1000,
+      1001,
+      -1,
+      -999,
+      -1000,
+      -1001,
+      -1.5,
+      -0.5,
+      0.5,
+      -1000.25,
+      now,
+      now + 0.999,
+      now - 1.5,
+      now + 1000,
+      now,
+      Date.UTC(2026, 11, 31, 23, 59, 59, 999),
+      Date.UTC(2027, 0, 1, 0, 0, 0, 0),
+      Date.UTC(2028, 1, 29, 12, 0, 0, 5),
+      Date.UTC(9999, 11, 31, 23, 59, 59, 999),
+      Date.UTC(10000, 0, 1, 0, 0, 0, 42),
+      8.64e15,
+      -8.64e15,
+      8.64e15 + 0.5,
+    ];
+    // Random times around now, some in the same second as the one before.
+    for (let i = 0; i < 500; i++) times.push(now + Math.random() * 5000 - 2500);
+    const iso = new IsoTime();
+    for (const ms of times) assert.equal(iso.format(ms), new Date(ms).toISOString(), `at ${ms}`);
+  });
+
+  test('throws on an invalid time, as Date does', () => {
+    const iso = new IsoTime();
+    for (const ms of [NaN, Infinity, -Infinity, 8.64e15 + 1]) {
+      assert.throws(() => iso.format(ms), RangeError, `at ${ms}`);
+    }
+  });
+});
 
 describe('records written by the server', () => {
   let t: TestServer;
