@@ -5,7 +5,13 @@
  */
 import type { Context, Middleware, Next } from 'koa';
 
-const EXPOSED = 'X-Request-Id, X-Function-Version, Server-Timing';
+/**
+ * Response headers a cross-origin page may read besides the CORS-safelisted ones: the request id
+ * and timing of every answer, and what an async (202: Location, Preference-Applied), refused (429,
+ * 503: Retry-After) or 405 (Allow) answer tells the caller to do next.
+ */
+export const EXPOSED =
+  'X-Request-Id, X-Function-Version, Server-Timing, Location, Preference-Applied, Retry-After, Allow';
 
 /**
  * CORS headers on every response; a preflight (OPTIONS with Access-Control-Request-Method)

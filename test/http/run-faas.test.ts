@@ -850,9 +850,22 @@ void describe('HTTP contract', () => {
       assert.equal(res.text, '');
     });
 
-    void test('X-Request-Id is readable cross-origin (exposed)', async () => {
+    void test('the headers a caller acts on are readable cross-origin (exposed)', async () => {
       const res = await t.request.get('/hello').set('Origin', 'https://site.example');
-      assert.match(String(res.headers['access-control-expose-headers']), /X-Request-Id/i);
+      const exposed = String(res.headers['access-control-expose-headers'])
+        .split(',')
+        .map((name) => name.trim().toLowerCase());
+      for (const name of [
+        'x-request-id',
+        'x-function-version',
+        'server-timing',
+        'location',
+        'preference-applied',
+        'retry-after',
+        'allow',
+      ]) {
+        assert.ok(exposed.includes(name), `${name} in ${exposed.join(', ')}`);
+      }
     });
   });
 
