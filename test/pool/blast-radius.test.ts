@@ -133,11 +133,19 @@ void describe('a broken neighbour costs healthy calls nothing', () => {
     assert.equal(bomb?.quarantined, true);
   });
 
-  void test('an endless microtask chain among 20 slow healthy calls: all 20 answer 200; it 504, quarantined', async () => {
+  void test('an endless microtask chain among 20 slow healthy calls: all 20 answer 200; it 504 (or 502), quarantined', async () => {
     const { culprit } = await twentyAnd('microloop', 'micro');
-    assert.equal(culprit.status, 504, culprit.text);
-    assert.equal(culprit.body.error.code, 'FUNCTION_TIMEOUT');
-    assert.match(culprit.body.error.message, /event loop.*quarantined/);
+    // Its chain of pending promises also grows without end: on a fast machine it fills the 64 MB
+    // heap before the pool hears the silence of the blocked loop. Either way it is the culprit,
+    // alone: 504 for the blocked loop, or 502 for the memory it took.
+    if (culprit.status === 502) {
+      assert.equal(culprit.body.error.code, 'WORKER_CRASHED');
+      assert.match(culprit.body.error.message, /'microloop'.*out of memory.*alone.*quarantined/);
+    } else {
+      assert.equal(culprit.status, 504, culprit.text);
+      assert.equal(culprit.body.error.code, 'FUNCTION_TIMEOUT');
+      assert.match(culprit.body.error.message, /event loop.*quarantined/);
+    }
     assert.equal(t.server.pool.quarantineOf('microloop')?.strikes, 1);
   });
 
