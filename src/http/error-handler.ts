@@ -70,19 +70,6 @@ export function requestIdFor(header: string | string[] | undefined): string {
     : randomUUID();
 }
 
-/** Sets ctx.state.requestId (SPEC §4) and the X-Request-Id header, and a per-request logger. */
-export function requestId(logger: Logger): Middleware {
-  return async (ctx: Context, next: Next) => {
-    const id =
-      (ctx.state as RequestState).requestId ?? requestIdFor(ctx.get('x-request-id') || undefined);
-    const state = ctx.state as RequestState;
-    state.requestId = id;
-    state.log = logger.child({ reqId: id });
-    ctx.set('X-Request-Id', id);
-    await next();
-  };
-}
-
 /**
  * Koa's own errors and other middleware's (http-errors) carry a status and a `type`; map the
  * ones a client can cause to our codes. Our body reader (body.ts) throws our own errors.
@@ -120,7 +107,7 @@ export function errorBoundary(
     state.requestId ??= requestIdFor(ctx.req.headers['x-request-id']);
     state.log ??= logger.child({ reqId: state.requestId });
     // The request id is on every response (SPEC §4): set here, so that the server needs no
-    // middleware of its own for it (requestId() below is for apps without this boundary's id).
+    // middleware of its own for it.
     ctx.res.setHeader('X-Request-Id', state.requestId);
     let failure: unknown;
     let known: FaasError | undefined;
