@@ -38,6 +38,10 @@ export interface TestRedis {
   stop(): Promise<void>;
   /** Starts it again on the same port. */
   start(): Promise<void>;
+  /** SIGSTOP: the server keeps its connections open and answers nothing (a stall). */
+  pause(): void;
+  /** SIGCONT: it runs again, and answers what it was sent meanwhile. */
+  resume(): void;
   close(): Promise<void>;
 }
 
@@ -89,7 +93,10 @@ export async function startRedis(args: string[] = []): Promise<TestRedis> {
     url: `redis://127.0.0.1:${port}`,
     stop,
     start,
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT'),
     close: async () => {
+      child?.kill('SIGCONT');
       await stop();
       fs.rmSync(dir, { recursive: true, force: true });
     },

@@ -19,7 +19,9 @@
  * whole namespace silently.
  *
  * Connection loss fails calls at once with KV_UNAVAILABLE (no offline queue, a command timeout:
- * a call never hangs); the client reconnects by itself.
+ * a call never hangs); the client reconnects by itself. A write that timed out may still have
+ * been applied (Redis ran it after the client gave up): KV_UNAVAILABLE on a write means its
+ * outcome is unknown (docs/spec.md §8); it is never resent by the client.
  */
 import Redis from 'ioredis';
 import { KvNotANumberError, KvQuotaExceededError, KvUnavailableError } from '../../errors';
@@ -49,6 +51,9 @@ export function createRedisClient(url: string, logger?: Logger): Redis {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     commandTimeout: COMMAND_TIMEOUT_MS,
+    // A command whose caller was told KV_UNAVAILABLE (its timeout) is never sent again after a
+    // reconnect: a resent `incr` would be applied twice, silently (docs/spec.md §8).
+    autoResendUnfulfilledCommands: false,
     connectTimeout: COMMAND_TIMEOUT_MS,
     retryStrategy: (times) => Math.min(times * 200, 2000),
   });

@@ -9,7 +9,15 @@
  * |------------------------------|------------|-------------------------------------------------|
  * | `kf:{async}:inv:<id>`        | string     | the state record (JSON); expires RETENTION_MS after it finished |
  * | `kf:{async}:s:<status>`      | sorted set | ids by the time they entered that status (lists, MAX_ASYNC_QUEUE) |
+ * | `kf:{async}:job:<id>`        | string     | the job's data, from the record's creation until BullMQ holds the job |
  * | `kf:bull:async:*`            | BullMQ     | the jobs, with the event                        |
+ *
+ * Queuing is two steps, our script (record, sets, job data) then BullMQ's `add`, and either may
+ * time out on the client while Redis still runs it (a stalled Redis, a slow network). So a record
+ * may exist without its job; it never stays so (docs/spec.md §9 "accepted means queued"): the
+ * same request again (same X-Request-Id) adds the job if it is missing (BullMQ adds a job id once),
+ * and the sweeper re-adds the job of any record queued for REPAIR_AFTER_MS without one, from the
+ * job data the script kept (or marks it failed when even that is gone).
  *
  * Redis must run with `maxmemory-policy noeviction`: an evicted job or record is an invocation
  * lost without a trace (BullMQ warns at start when the policy is another).
@@ -46,8 +54,12 @@ const KEY = 'kf:{async}';
 const STATUS_SETS = ['queued', 'running', 'succeeded', 'failed'].map((s) => `${KEY}:s:${s}`);
 const setOf = (status: AsyncStatus) => `${KEY}:s:${status}`;
 const recordOf = (id: string) => `${KEY}:inv:${id}`;
+const dataOf = (id: string) => `${KEY}:job:${id}`;
 
-/** Created, or already known (its record), or refused (the queue is full). */
+/**
+ * Created, or already known (its record), or refused (the queue is full). A new record's job
+ * data is kept beside it (KEYS[4], expiring with ARGV[6] ms) until its job is known to exist.
+ */
 const ENQUEUE = `
 local existing = redis.call('GET', KEYS[1])
 if existing then return {0, existing} end
@@ -55,6 +67,7 @@ local depth = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])
 if depth >= tonumber(ARGV[4]) then return {2, tostring(depth)} end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
 return {1, ''}
 `;
 
@@ -83,10 +96,26 @@ export interface BullQueueOptions {
   logger?: Logger;
   /** The first retry's delay (default 1 s; doubled for each retry after it). */
   retryBaseMs?: number;
+  /** How long a record may be queued without its job before it is repaired (REPAIR_AFTER_MS). */
+  repairAfterMs?: number;
+  /** How often the sweeper runs (SWEEP_INTERVAL_MS). */
+  sweepIntervalMs?: number;
 }
 
 /** Job ids of BullMQ may not look like integers; request ids may. */
 const jobIdOf = (id: string) => `r.${id}`;
+
+/**
+ * How long a record may be queued without its job before the sweeper repairs it (ms): far longer
+ * than the two steps of an enqueue take, so an enqueue still under way is never raced.
+ */
+export const REPAIR_AFTER_MS = 30_000;
+
+/** How often the sweeper runs (ms). */
+const SWEEP_INTERVAL_MS = 15_000;
+
+/** How long a closed invocation's job data may linger if its removal failed (ms, over maxAge). */
+const DATA_MARGIN_MS = 60 * 60 * 1000;
 
 /** How long a BullMQ queue or worker may take to close (ms) before its connections are dropped. */
 const CLOSE_MS = 2_000;
@@ -129,7 +158,7 @@ export class BullAsyncQueue implements AsyncQueue {
   constructor(options: BullQueueOptions) {
     this.#options = options;
     const client = createRedisClient(options.redisUrl, options.logger) as QueueClient;
-    client.defineCommand('faasEnqueue', { numberOfKeys: 3, lua: ENQUEUE });
+    client.defineCommand('faasEnqueue', { numberOfKeys: 4, lua: ENQUEUE });
     client.defineCommand('faasMove', { numberOfKeys: 6, lua: MOVE });
     this.#client = client;
     // A producer fails at once while Redis is away (no offline queue): a request gets 503.
@@ -149,22 +178,36 @@ export class BullAsyncQueue implements AsyncQueue {
   async enqueue(invocation: NewInvocation): Promise<{ created: boolean; state: InvocationState }> {
     const now = Date.now();
     const state = queuedState(invocation, now);
+    const data: Data = { ...invocation, createdAt: now };
     let answer: [number, string];
     try {
       answer = await this.#client.faasEnqueue(
         recordOf(invocation.id),
         setOf('queued'),
         setOf('running'),
+        dataOf(invocation.id),
         invocation.id,
         JSON.stringify(state),
         now,
         this.#options.maxQueued,
+        JSON.stringify(data),
+        invocation.maxAgeSeconds * 1000 + DATA_MARGIN_MS,
       );
     } catch (err) {
+      // The script may still run (a stalled Redis answers late): the same request again, or the
+      // sweeper, then adds the job. A 503 here means "unknown", never "lost".
       throw unavailable(err);
     }
     const [code, text] = answer;
-    if (code === 0) return { created: false, state: JSON.parse(text) as InvocationState };
+    if (code === 0) {
+      const known = JSON.parse(text) as InvocationState;
+      // Known but never started: its job may be missing (the first try's answer was lost after
+      // the record was written). Adding it again is safe: BullMQ adds one job per id.
+      if (known.status === 'queued' && known.attempts === 0 && known.function === invocation.fn) {
+        await this.#addJob({ ...invocation, createdAt: Date.parse(known.createdAt) });
+      }
+      return { created: false, state: known };
+    }
     if (code === 2) {
       const err = new OverloadedError(
         `the async queue is full: ${text} invocations are queued or running (MAX_ASYNC_QUEUE)`,
@@ -172,10 +215,32 @@ export class BullAsyncQueue implements AsyncQueue {
       err.headers = { 'Retry-After': String(FULL_RETRY_AFTER_S) };
       throw err;
     }
-    const data: Data = { ...invocation, createdAt: now };
+    try {
+      await this.#addJob(data);
+    } catch (err) {
+      // No job: undo the record, so the 503 leaves nothing behind. When even that fails, the
+      // record keeps its job data, and a retried request or the sweeper adds the job.
+      await this.#client
+        .multi()
+        .del(recordOf(invocation.id))
+        .zrem(setOf('queued'), invocation.id)
+        .del(dataOf(invocation.id))
+        .exec()
+        .catch(() => undefined);
+      throw err;
+    }
+    return { created: true, state };
+  }
+
+  /**
+   * Adds an invocation's job (a no-op when BullMQ has one under its id), then drops the job data
+   * kept for repairs. @throws KvUnavailableError: the record stays, its job data with it, and the
+   * sweeper or a retried request adds the job.
+   */
+  async #addJob(data: Data): Promise<void> {
     try {
       await this.#queue.add('invoke', data, {
-        jobId: jobIdOf(invocation.id),
+        jobId: jobIdOf(data.id),
         removeOnComplete: true,
         removeOnFail: true,
         // Only a failure of the server's own steps (Redis away mid-attempt) reaches BullMQ's
@@ -185,16 +250,9 @@ export class BullAsyncQueue implements AsyncQueue {
         backoff: { type: 'fixed', delay: 1000 },
       });
     } catch (err) {
-      // No job: no record either, or it would wait forever and count against MAX_ASYNC_QUEUE.
-      await this.#client
-        .multi()
-        .del(recordOf(invocation.id))
-        .zrem(setOf('queued'), invocation.id)
-        .exec()
-        .catch(() => undefined);
       throw unavailable(err);
     }
-    return { created: true, state };
+    await this.#client.del(dataOf(data.id)).catch(() => undefined);
   }
 
   async get(id: string): Promise<InvocationState | undefined> {
@@ -285,8 +343,12 @@ export class BullAsyncQueue implements AsyncQueue {
       drainDelay: 1,
     });
     this.#worker.on('error', (err) => logger?.warn('async worker (redis)', { err }));
-    this.#sweeper = setInterval(() => void this.#sweep(), 60_000);
+    this.#sweeper = setInterval(
+      () => void this.#sweep(),
+      this.#options.sweepIntervalMs ?? SWEEP_INTERVAL_MS,
+    );
     this.#sweeper.unref();
+    void this.#sweep();
   }
 
   /** One attempt of the job BullMQ gave this replica. */
@@ -326,7 +388,10 @@ export class BullAsyncQueue implements AsyncQueue {
     worker.finished(state);
   }
 
-  /** Drops the ids of records past their retention from the sets (the records expire alone). */
+  /**
+   * Drops the ids of records past their retention from the sets (the records expire alone), and
+   * repairs the records queued longer than REPAIR_AFTER_MS whose job BullMQ does not hold.
+   */
   async #sweep(): Promise<void> {
     const now = Date.now();
     await Promise.all(
@@ -334,6 +399,62 @@ export class BullAsyncQueue implements AsyncQueue {
         this.#client.zremrangebyscore(setOf(status), '-inf', now - RETENTION_MS[status]),
       ),
     ).catch(() => undefined);
+    await this.repairOrphans(now).catch((err: unknown) =>
+      this.#options.logger?.warn('async queue: the orphan sweep failed', { err }),
+    );
+  }
+
+  /**
+   * Finds records queued since before `now - repairAfterMs` without a job, and re-adds each job
+   * from its kept data, or, when that is gone too, marks the invocation failed (503
+   * KV_UNAVAILABLE: it was never confirmed queued). Safe on every replica at once: a job is added
+   * once per id, and an invocation is only touched while its record is still `queued` after its
+   * job was seen missing (a record leaves `queued` before its job is removed). Runs every
+   * sweep; public for tests.
+   * @returns how many were re-queued and how many failed.
+   */
+  async repairOrphans(now = Date.now()): Promise<{ requeued: number; failed: number }> {
+    const before = now - (this.#options.repairAfterMs ?? REPAIR_AFTER_MS);
+    const ids = await this.#client.zrangebyscore(setOf('queued'), '-inf', before, 'LIMIT', 0, 500);
+    let requeued = 0;
+    let failed = 0;
+    for (const id of ids) {
+      const job = await this.#queue.getJob(jobIdOf(id));
+      if (job) continue;
+      const [state, dataText] = await Promise.all([this.get(id), this.#client.get(dataOf(id))]);
+      if (state?.status !== 'queued') continue;
+      if (dataText !== null) {
+        await this.#addJob(JSON.parse(dataText) as Data);
+        requeued++;
+        this.#options.logger?.warn('async queue: re-queued an invocation whose job was missing', {
+          requestId: id,
+          function: state.function,
+        });
+        continue;
+      }
+      const end = Date.now();
+      const lost = afterStep(
+        state,
+        {
+          status: 'failed',
+          error: {
+            status: 503,
+            code: 'KV_UNAVAILABLE',
+            message:
+              'the invocation was recorded but its job never reached the queue (Redis did not ' +
+              'answer in time): send the request again with a new X-Request-Id',
+          },
+        },
+        end,
+      );
+      await this.#write(lost, end);
+      failed++;
+      this.#options.logger?.warn('async queue: failed an invocation whose job was lost', {
+        requestId: id,
+        function: state.function,
+      });
+    }
+    return { requeued, failed };
   }
 
   async stop(): Promise<void> {
