@@ -47,7 +47,7 @@ import type { HostCall, HostReply } from './pool/sandbox-pool';
 import { body } from './http/body';
 import { cors } from './http/cors';
 import type { Logger } from './observe/logger';
-import { resolveTarget, runFaaS } from './http/run-faas';
+import { resolveTarget, runFaaS, sandboxAnswer } from './http/run-faas';
 import { toResponse } from './http/response';
 import { SandboxPool } from './pool/sandbox-pool';
 import { setupIsolation, workerReadPaths } from './pool/isolation';
@@ -218,6 +218,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   let inFlight = 0;
   app.use(async (ctx, next) => {
     if (ctx.path === '/_' || ctx.path.startsWith('/_/')) return next();
+    sandboxAnswer(ctx);
     if (closing) throw new ShuttingDownError('the server is shutting down');
     inFlight++;
     try {

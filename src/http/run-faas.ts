@@ -35,6 +35,25 @@ export function eventJsonFor(ctx: Context, subpath: string, config: FunctionConf
   return JSON.stringify(event);
 }
 
+/**
+ * The policy on every answer of a function path (docs/spec.md §4): a sandboxed document in an
+ * opaque origin (no `allow-same-origin`). Its scripts, forms, popups and downloads work, but it
+ * cannot read the storage of the server's origin (the console's admin token) nor send requests
+ * as that origin. Function code is untrusted, so there is no opt-out; a function's own
+ * Content-Security-Policy is sent beside this one (browsers enforce every policy they get).
+ */
+export const FUNCTION_CSP =
+  'sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads';
+
+/**
+ * Marks an answer of a function path as a sandboxed document, before anything else runs, so
+ * that every answer of the path has it: the function's, its errors, a 202, a 404.
+ */
+export function sandboxAnswer(ctx: Context): void {
+  ctx.res.setHeader('Content-Security-Policy', FUNCTION_CSP);
+  ctx.res.setHeader('X-Content-Type-Options', 'nosniff');
+}
+
 const TARGET = Symbol('target');
 
 /**
@@ -160,7 +179,15 @@ export function runFaaS({
     const response = ran.response();
     ctx.status = response.status;
     // Names and values were checked by toResponse (response.ts): set without Koa's wrapper.
-    for (const name in response.headers) ctx.res.setHeader(name, response.headers[name]);
+    // The sandbox policy stays (docs/spec.md §4): a function's own policy goes beside it, and
+    // `nosniff` is the only value X-Content-Type-Options has.
+    for (const name in response.headers) {
+      if (name === 'content-security-policy') {
+        ctx.res.setHeader(name, [FUNCTION_CSP].concat(response.headers[name]));
+      } else if (name !== 'x-content-type-options') {
+        ctx.res.setHeader(name, response.headers[name]);
+      }
+    }
     if (response.body !== undefined) {
       ctx.body = response.body;
     } else if (response.status !== 204) {
