@@ -1,6 +1,7 @@
 /** Secrets in the server's SQLite file (kv/sqlite-kv.ts opens it), table `secrets`. */
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { KvUnavailableError } from '../errors';
+import { whenUnlocked } from './kv/sqlite-kv';
 import { checkSecretName, checkSecretValue } from './secrets';
 import type { SecretStore } from './secrets';
 
@@ -36,32 +37,43 @@ export class SqliteSecretStore implements SecretStore {
     checkSecretName(name);
     checkSecretValue(value);
     this.#open();
-    return this.#db.transaction(() => {
-      const created = this.#sql.get.get(name) === undefined;
-      this.#sql.upsert.run(name, value, new Date().toISOString());
-      return { created };
-    })();
+    return whenUnlocked(
+      () =>
+        this.#db
+          .transaction(() => {
+            const created = this.#sql.get.get(name) === undefined;
+            this.#sql.upsert.run(name, value, new Date().toISOString());
+            return { created };
+          })
+          .immediate(),
+      'the secret store',
+    );
   }
 
   async delete(name: string): Promise<boolean> {
     checkSecretName(name);
     this.#open();
-    return this.#sql.remove.run(name).changes > 0;
+    return whenUnlocked(() => this.#sql.remove.run(name).changes > 0, 'the secret store');
   }
 
   async list(): Promise<{ name: string; updatedAt: string }[]> {
     this.#open();
-    return this.#sql.list.all() as { name: string; updatedAt: string }[];
+    return whenUnlocked(
+      () => this.#sql.list.all() as { name: string; updatedAt: string }[],
+      'the secret store',
+    );
   }
 
   async values(names: readonly string[]): Promise<Record<string, string>> {
     this.#open();
-    const out: Record<string, string> = {};
-    for (const name of names) {
-      const value = this.#sql.get.get(name) as string | undefined;
-      if (value !== undefined) out[name] = value;
-    }
-    return out;
+    return whenUnlocked(() => {
+      const out: Record<string, string> = {};
+      for (const name of names) {
+        const value = this.#sql.get.get(name) as string | undefined;
+        if (value !== undefined) out[name] = value;
+      }
+      return out;
+    }, 'the secret store');
   }
 
   close(): Promise<void> {

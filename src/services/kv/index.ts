@@ -10,7 +10,7 @@ import { SqliteSecretStore } from '../secrets-sqlite';
 import { sharedRelease } from './kv-store';
 import type { KvStore } from './kv-store';
 import { RedisKvStore, closeRedisClient, createRedisClient, firstConnection } from './redis-kv';
-import { SqliteKvStore, openDatabase } from './sqlite-kv';
+import { SqliteKvStore, openDatabase, stopBlocking } from './sqlite-kv';
 
 export type { KvStore, KvListOptions, KvListPage, KvPutOptions } from './kv-store';
 
@@ -55,6 +55,7 @@ export async function createStores(options: StoreOptions): Promise<Stores> {
     });
     kv = new SqliteKvStore(db, limits, { ...common, release });
     secrets = new SqliteSecretStore(db, release);
+    stopBlocking(db);
   }
   return {
     kv,
@@ -75,10 +76,12 @@ export async function createKvStore(options: StoreOptions): Promise<KvStore> {
     return new RedisKvStore(client, limits, { ...common, release: () => closeRedisClient(client) });
   }
   const db = openDatabase(options.dataDir);
-  return new SqliteKvStore(db, limits, {
+  const kv = new SqliteKvStore(db, limits, {
     ...common,
     release: async () => {
       db.close();
     },
   });
+  stopBlocking(db);
+  return kv;
 }

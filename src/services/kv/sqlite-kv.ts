@@ -43,6 +43,8 @@ export function openDatabase(dataDir: string): Db {
     // WAL makes NORMAL durable against a process crash; only a power loss may lose the last
     // transactions (https://www.sqlite.org/pragma.html#pragma_synchronous).
     db.pragma('synchronous = NORMAL');
+    // At start only (schemas, recounts): the server is not serving yet. Once its stores are
+    // built, stopBlocking() sets 0, and a lock is waited for off the event loop (whenUnlocked).
     db.pragma('busy_timeout = 5000');
     return db;
   } catch (err) {
@@ -50,6 +52,63 @@ export function openDatabase(dataDir: string): Db {
       `the KV store cannot open ${path.join(dataDir, DB_FILE)}: ${(err as Error).message}`,
       { cause: err },
     );
+  }
+}
+
+/**
+ * How long a call waits for another process's write lock on the database (ms), in short sleeps
+ * off the event loop, before it fails with KV_UNAVAILABLE: as long as a Redis command may take.
+ */
+export const BUSY_WAIT_MS = 2000;
+
+/**
+ * Makes a database that is in service fail at once, never wait, when another process holds its
+ * write lock (`SQLITE_BUSY`): better-sqlite3 is synchronous, so SQLite's own busy wait would
+ * stop the whole event loop — health checks, functions that never touch KV — for as long as the
+ * lock is held (docs/spec.md §8). whenUnlocked waits instead.
+ */
+export function stopBlocking(db: Db): void {
+  db.pragma('busy_timeout = 0');
+}
+
+/** Whether an error (or its cause) is SQLite's "the database is locked by another connection". */
+export function isBusy(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 3; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code === 'SQLITE_LOCKED')) {
+      return true;
+    }
+    e = e.cause;
+  }
+  return false;
+}
+
+/**
+ * Runs `fn` (one whole transaction: a busy one was rolled back, so it runs again from the start)
+ * and, while the database is locked by another process, runs it again after short sleeps (2 ms
+ * doubling to 50 ms) that leave the event loop free, for at most `waitMs`.
+ * @throws KvUnavailableError naming `what` when the lock outlasts `waitMs`; whatever `fn` throws.
+ */
+export async function whenUnlocked<T>(
+  fn: () => T,
+  what: string,
+  waitMs = BUSY_WAIT_MS,
+): Promise<T> {
+  const until = Date.now() + waitMs;
+  for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+    try {
+      return fn();
+    } catch (err) {
+      if (!isBusy(err)) throw err;
+      if (Date.now() + delay > until) {
+        throw new KvUnavailableError(
+          `${what} is locked by another process (the SQLite database stayed busy for ` +
+            `${waitMs} ms): try again`,
+          { cause: err },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
   }
 }
 
@@ -150,11 +209,26 @@ export class SqliteKvStore implements KvStore {
     this.#sweeper.unref();
   }
 
-  /** Runs `fn` in one transaction; a closed or broken database is KV_UNAVAILABLE. */
-  #run<T>(fn: () => T): T {
+  /**
+   * Runs `fn` in one write transaction, waiting off the event loop while another process holds
+   * the lock (whenUnlocked); a closed, broken or long-locked database is KV_UNAVAILABLE.
+   */
+  #run<T>(fn: () => T): Promise<T> {
+    return whenUnlocked(() => this.#runNow(fn, 'immediate'), 'the KV store');
+  }
+
+  /**
+   * Runs `fn` in one read transaction (WAL: a writer, even another process's, never blocks it),
+   * waiting off the event loop in the rare cases it is busy.
+   */
+  #read<T>(fn: () => T): Promise<T> {
+    return whenUnlocked(() => this.#runNow(fn, 'deferred'), 'the KV store');
+  }
+
+  #runNow<T>(fn: () => T, mode: 'immediate' | 'deferred'): T {
     if (this.#closed) throw new KvUnavailableError('the KV store is closed');
     try {
-      return this.#db.transaction(fn).immediate();
+      return this.#db.transaction(fn)[mode]();
     } catch (err) {
       if (err instanceof Error && 'code' in err && String(err.code).startsWith('SQLITE_')) {
         throw new KvUnavailableError(`the KV store failed: ${err.message}`, { cause: err });
@@ -211,7 +285,13 @@ export class SqliteKvStore implements KvStore {
 
   async get(ns: string, key: string): Promise<string | null> {
     const k = keyBytes(key);
-    return this.#run(() => this.#live(ns, k, Date.now())?.value ?? null);
+    // A read takes no write lock: an expired row reads as absent and is left to the sweeper
+    // (and to the next write of its namespace), which keeps the byte count.
+    return this.#read(() => {
+      const row = this.#sql.get.get(ns, k) as Row | undefined;
+      if (!row || (row.expires_at !== null && row.expires_at <= Date.now())) return null;
+      return row.value;
+    });
   }
 
   async put(ns: string, key: string, valueJson: string, options?: KvPutOptions): Promise<boolean> {
@@ -262,7 +342,7 @@ export class SqliteKvStore implements KvStore {
   async list(ns: string, options?: KvListOptions): Promise<KvListPage> {
     const query = listQuery(options);
     const end = prefixEnd(query.prefix);
-    return this.#run(() => {
+    return this.#read(() => {
       const now = Date.now();
       // One row more than the page says whether another page follows.
       const rows = (
@@ -304,7 +384,8 @@ export class SqliteKvStore implements KvStore {
         return rows.length;
       })();
     } catch (err) {
-      this.#logger?.warn('kv sweep failed', { err });
+      // Another process holds the lock: the next tick sweeps.
+      if (!isBusy(err)) this.#logger?.warn('kv sweep failed', { err });
       return 0;
     }
   }

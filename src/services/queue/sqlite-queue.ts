@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { KvUnavailableError, OverloadedError } from '../../errors';
 import type { Logger } from '../../observe/logger';
-import { openDatabase } from '../kv/sqlite-kv';
+import { isBusy, openDatabase, stopBlocking, whenUnlocked } from '../kv/sqlite-kv';
 import {
   FULL_RETRY_AFTER_S,
   RETENTION_MS,
@@ -161,6 +161,14 @@ export class SqliteAsyncQueue implements AsyncQueue {
     };
     // The count that MAX_ASYNC_QUEUE checks is kept beside the rows; recounted once at start.
     this.#sql.recount.run();
+    // From now on another process's lock is waited for off the event loop (docs/spec.md §8):
+    // requests wait in whenUnlocked, the pump and maintenance try again at their next tick.
+    stopBlocking(db);
+  }
+
+  /** #tx, waiting off the event loop while another process holds the lock (whenUnlocked). */
+  #txWhenUnlocked<T>(fn: () => T, waitMs?: number): Promise<T> {
+    return whenUnlocked(() => this.#tx(fn), 'the async queue', waitMs);
   }
 
   /** Runs `fn` in one transaction; a closed or broken database is KV_UNAVAILABLE. */
@@ -184,17 +192,17 @@ export class SqliteAsyncQueue implements AsyncQueue {
   enqueue(invocation: NewInvocation): Promise<{ created: boolean; state: InvocationState }> {
     return new Promise((resolve, reject) => {
       this.#arriving.push({ invocation, resolve, reject });
-      if (this.#arriving.length === 1) setImmediate(() => this.#commitArrivals());
+      if (this.#arriving.length === 1) setImmediate(() => void this.#commitArrivals());
     });
   }
 
-  #commitArrivals(): void {
+  async #commitArrivals(): Promise<void> {
     const batch = this.#arriving;
     this.#arriving = [];
     const now = Date.now();
     let answers: ({ created: boolean; state: InvocationState } | OverloadedError)[];
     try {
-      answers = this.#tx(() => {
+      answers = await this.#txWhenUnlocked(() => {
         let depth = (this.#sql.depth.get() as number | undefined) ?? 0;
         const added = depth;
         const out = batch.map(({ invocation }) => {
@@ -238,12 +246,12 @@ export class SqliteAsyncQueue implements AsyncQueue {
   }
 
   async get(id: string): Promise<InvocationState | undefined> {
-    const text = this.#tx(() => this.#sql.state.get(id) as string | undefined);
+    const text = await this.#txWhenUnlocked(() => this.#sql.state.get(id) as string | undefined);
     return text === undefined ? undefined : (JSON.parse(text) as InvocationState);
   }
 
   async list({ status, fn, limit }: ListQuery): Promise<InvocationState[]> {
-    const rows = this.#tx(
+    const rows = await this.#txWhenUnlocked(
       () =>
         (fn === undefined
           ? this.#sql.list.all(status, limit)
@@ -253,11 +261,11 @@ export class SqliteAsyncQueue implements AsyncQueue {
   }
 
   async depth(): Promise<number> {
-    return this.#tx(() => (this.#sql.depth.get() as number | undefined) ?? 0);
+    return this.#txWhenUnlocked(() => (this.#sql.depth.get() as number | undefined) ?? 0);
   }
 
   async setCallback(id: string, callback: CallbackState): Promise<void> {
-    this.#tx(() => {
+    await this.#txWhenUnlocked(() => {
       const text = this.#sql.state.get(id) as string | undefined;
       if (text === undefined) return;
       const state = JSON.parse(text) as InvocationState;
@@ -288,7 +296,9 @@ export class SqliteAsyncQueue implements AsyncQueue {
       }
       next = this.#tx(() => this.#sql.nextDue.get() as number | null) ?? undefined;
     } catch (err) {
-      this.#options.logger?.error('async queue: cannot take invocations', { err });
+      // Another process holds the lock: the next tick tries again (never a wait in here).
+      if (isBusy(err)) this.#options.logger?.debug('async queue: the database is busy', { err });
+      else this.#options.logger?.error('async queue: cannot take invocations', { err });
     }
     const wait = next === undefined ? POLL_MS : Math.min(POLL_MS, Math.max(0, next - Date.now()));
     // Full: a finishing attempt pumps again.
@@ -341,7 +351,7 @@ export class SqliteAsyncQueue implements AsyncQueue {
           });
       const now = Date.now();
       const step = nextStep(job, outcome, now, this.#options.retryBaseMs ?? 1000);
-      const finished = this.#settle(job, step, now);
+      const finished = await this.#settle(job, step, now);
       if (finished) worker.finished(finished);
     })()
       .catch((err: unknown) => {
@@ -354,9 +364,13 @@ export class SqliteAsyncQueue implements AsyncQueue {
     this.#running.set(job.id, run);
   }
 
-  /** Records a step; returns the state when it is final (and was still this server's). */
-  #settle(job: AsyncJob, step: Step, now: number): InvocationState | undefined {
-    return this.#tx(() => {
+  /**
+   * Records a step; returns the state when it is final (and was still this server's). Waits off
+   * the event loop for a lock up to a lease's length: past it the lease lapses, and the
+   * invocation runs again (at least once).
+   */
+  #settle(job: AsyncJob, step: Step, now: number): Promise<InvocationState | undefined> {
+    return this.#txWhenUnlocked(() => {
       const text = this.#sql.state.get(job.id) as string | undefined;
       if (text === undefined) return undefined;
       const state = afterStep(JSON.parse(text) as InvocationState, step, now);
@@ -379,7 +393,7 @@ export class SqliteAsyncQueue implements AsyncQueue {
       }
       if (final) this.#sql.addDepth.run(-1);
       return final ? state : undefined;
-    });
+    }, LEASE_MS);
   }
 
   /** Renews this server's leases, queues lapsed ones again, drops records past retention. */
@@ -404,7 +418,7 @@ export class SqliteAsyncQueue implements AsyncQueue {
         }
       });
     } catch (err) {
-      this.#options.logger?.error('async queue: maintenance failed', { err });
+      if (!isBusy(err)) this.#options.logger?.error('async queue: maintenance failed', { err });
     }
     this.#wake();
   }
