@@ -7,7 +7,7 @@
  * | a string                                              | 200, text/plain; charset=utf-8        |
  * | any other JSON value                                  | 200, application/json; charset=utf-8  |
  * | { statusCode, headers?, body?, isBase64Encoded? }     | that status and headers; a string     |
- * |   (integer statusCode 100–599, no other keys)         |   body as is, other bodies as JSON,   |
+ * |   (integer statusCode 200–599, no other keys)         |   body as is, other bodies as JSON,   |
  * |                                                       |   base64 decoded when isBase64Encoded |
  * | a function, symbol, BigInt, circular value            | 500 INVALID_RESULT                    |
  * | throws / rejects                                      | 500 FUNCTION_ERROR                    |
@@ -36,8 +36,12 @@ export const TEXT = 'text/plain; charset=utf-8';
 export const JSON_TYPE = 'application/json; charset=utf-8';
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-// Visible ASCII, space, tab and obs-text; no CR, LF or NUL (header injection).
-const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+// Visible ASCII, space and tab (docs/spec.md §2): one rule whatever the body. Node writes a
+// header value as latin1 or UTF-8 depending on how the response is sent, so any other character
+// would reach the wire as different bytes on different answers (and CR, LF, NUL inject headers).
+const HEADER_VALUE = /^[\t\x20-\x7e]*$/;
+// eslint-disable-next-line no-control-regex -- finding control characters is its purpose
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 // Framing is the server's business: a function cannot set these.
 const RESERVED = new Set([
@@ -78,14 +82,34 @@ const SINGLE = new Set([
   'x-frame-options',
 ]);
 
+/** Why a header value was refused: a control character, or a character outside ASCII. */
+function badHeaderValue(name: string, value: string): InvalidResultError {
+  const control = CONTROL.exec(value);
+  if (control) {
+    const code = control[0].charCodeAt(0).toString(16).padStart(2, '0').toUpperCase();
+    return invalid(`header "${name}" contains a control character (0x${code})`);
+  }
+  const char = [...value].find((c) => !HEADER_VALUE.test(c)) ?? '';
+  const point = `U+${(char.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+  const hint =
+    name.toLowerCase() === 'content-disposition'
+      ? `use RFC 8187's filename*=UTF-8''<percent-encoded name> (encodeURIComponent), ` +
+        `with an ASCII filename="…" beside it`
+      : 'percent-encode it (encodeURIComponent) or put it in the body';
+  return invalid(
+    `header "${name}" contains a non-ASCII character (${point}): header values are ASCII; ${hint}`,
+  );
+}
+
 /** A header's value, or list of values, as strings. */
 function headerValues(name: string, value: unknown): string[] {
   const items = Array.isArray(value) ? (value as unknown[]) : [value];
   return items.map((item) => {
     if (typeof item === 'number' || typeof item === 'boolean') return String(item);
-    if (typeof item !== 'string' || !HEADER_VALUE.test(item)) {
-      throw invalid(`header "${name}" must be a string without control characters`);
+    if (typeof item !== 'string') {
+      throw invalid(`header "${name}" must be a string, a number or a boolean`);
     }
+    if (!HEADER_VALUE.test(item)) throw badHeaderValue(name, item);
     return item;
   });
 }
@@ -130,6 +154,14 @@ function fromShape(json: string): HttpResponse {
   const shape = JSON.parse(json) as ResponseShape;
   const headers = toHeaders(shape.h);
   const status = shape.s;
+  // Checked here, not only in the sandbox: a worker is not trusted with the status line (a 101
+  // would hand the connection over). A 1xx is informational and never ends an exchange.
+  if (!Number.isInteger(status) || status < 200 || status > 599) {
+    throw invalid(
+      `statusCode ${String(status).slice(0, 16)} cannot end an exchange: use 200–599` +
+        (status >= 100 && status < 200 ? ' (1xx statuses are informational)' : ''),
+    );
+  }
   if (NO_BODY.has(status) || shape.b === undefined) return { status, headers };
   let body: string | Buffer = shape.b;
   if (shape.e) {

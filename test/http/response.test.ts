@@ -142,6 +142,14 @@ const invalidRows: { why: string; outcome: string }[] = [
     why: 'isBase64Encoded with a non-base64 body',
     outcome: shape({ s: 200, b: 'not base64!', e: true }),
   },
+  { why: 'a 1xx status (100)', outcome: shape({ s: 100 }) },
+  { why: 'a 1xx status (101, which would hand the connection over)', outcome: shape({ s: 101 }) },
+  { why: 'a 1xx status (199) with a body', outcome: shape({ s: 199, b: 'x' }) },
+  { why: 'a status from a worker out of range (600)', outcome: shape({ s: 600 }) },
+  { why: 'a status from a worker that is not an integer', outcome: shape({ s: 200.5 }) },
+  { why: 'header value with é (non-ASCII)', outcome: shape({ s: 200, h: { 'X-A': 'caf\u00e9' } }) },
+  { why: 'header value with € (non-ASCII)', outcome: shape({ s: 200, h: { 'X-A': '\u20ac' } }) },
+  { why: 'header value with DEL', outcome: shape({ s: 200, h: { 'X-A': 'a\u007fb' } }) },
   { why: 'an I outcome', outcome: 'Ithe function returned a bigint, which cannot be sent' },
   { why: 'an unknown tag', outcome: 'Xwhatever' },
   { why: 'an empty outcome', outcome: '' },
@@ -408,5 +416,99 @@ describe('header merging over real HTTP (rawHeaders)', () => {
     const body = JSON.parse(res.text) as { error: { code: string; message: string } };
     assert.equal(body.error.code, 'INVALID_RESULT');
     assert.match(body.error.message, /"Content-Type" takes one value/);
+  });
+});
+
+/**
+ * One rule for header values whatever the body (docs/spec.md §2): visible ASCII only. Node writes
+ * a header as latin1 or UTF-8 depending on how the answer is sent, so before this rule `é` left
+ * as C3 A9, E9, EF BF BD or FD. Read as raw bytes on the wire, and a 1xx status, which left the
+ * client with no final answer.
+ */
+describe('status and header values on the wire', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startServer({
+      functions: {
+        hdr: `module.exports = async (event) => {
+          const kind = event.query.kind;
+          const headers = { [event.query.name || 'x-note']: event.query.value };
+          if (kind === 'empty') return { statusCode: 204, headers };
+          if (kind === 'json') return { statusCode: 200, headers, body: { a: 1 } };
+          if (kind === 'base64') return { statusCode: 200, headers, body: 'aGk=', isBase64Encoded: true };
+          return { statusCode: 200, headers, body: 'text' };
+        };`,
+        informational: `module.exports = async (event) => ({ statusCode: Number(event.query.s), body: 'x' });`,
+      },
+    });
+  });
+  after(() => t?.close());
+
+  /** The raw answer, read over node:net until the server closes the connection. */
+  async function raw(path: string, method = 'GET'): Promise<Buffer> {
+    const { port } = new URL(t.url);
+    const net = await import('node:net');
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(Number(port), '127.0.0.1');
+      const chunks: Buffer[] = [];
+      socket.setTimeout(10_000, () => socket.destroy(new Error('no answer within 10 s')));
+      socket.on('data', (chunk) => chunks.push(chunk));
+      socket.on('error', reject);
+      socket.on('close', () => resolve(Buffer.concat(chunks)));
+      socket.write(`${method} ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    });
+  }
+
+  for (const kind of ['text', 'json', 'base64', 'empty']) {
+    for (const value of ['caf\u00e9', '\u20ac 5', 'snow \u2603']) {
+      void test(`a non-ASCII header value (${JSON.stringify(value)}) with a ${kind} body: INVALID_RESULT, naming it`, async () => {
+        const q = new URLSearchParams({ kind, value }).toString();
+        const answer = (await raw(`/hdr?${q}`)).toString('latin1');
+        assert.match(answer, /^HTTP\/1\.1 500 /, answer.slice(0, 200));
+        assert.match(answer, /"code":"INVALID_RESULT"/);
+        assert.match(answer, /header \\"x-note\\" contains a non-ASCII character \(U\+/);
+        assert.doesNotMatch(answer, /^x-note:/im);
+      });
+    }
+  }
+
+  void test('Content-Disposition with a non-ASCII filename: the message points at RFC 8187', async () => {
+    const q = new URLSearchParams({
+      name: 'Content-Disposition',
+      value: 'attachment; filename="r\u00e9sum\u00e9.pdf"',
+    });
+    const r = await t.request.get(`/hdr?${q.toString()}`);
+    assert.equal(r.status, 500);
+    assert.equal(r.body.error.code, 'INVALID_RESULT');
+    assert.match(r.body.error.message, /RFC 8187's filename\*=UTF-8''/);
+  });
+
+  void test('the same value percent-encoded per RFC 8187 goes out byte for byte', async () => {
+    const value = `attachment; filename="resume.pdf"; filename*=UTF-8''${encodeURIComponent('r\u00e9sum\u00e9.pdf')}`;
+    for (const kind of ['text', 'json', 'base64', 'empty']) {
+      const q = new URLSearchParams({ kind, name: 'Content-Disposition', value }).toString();
+      const answer = await raw(`/hdr?${q}`);
+      assert.ok(answer.includes(Buffer.from(`content-disposition: ${value}\r\n`, 'ascii')), kind);
+    }
+  });
+
+  void test('a control character is named as one', async () => {
+    const r = await t.request.get(`/hdr?${new URLSearchParams({ value: 'a\u0001b' }).toString()}`);
+    assert.equal(r.status, 500);
+    assert.match(r.body.error.message, /contains a control character \(0x01\)/);
+  });
+
+  for (const s of [100, 101, 103, 199]) {
+    void test(`statusCode ${s}: 500 INVALID_RESULT at once, never a lone 1xx line`, async () => {
+      const answer = (await raw(`/informational?s=${s}`)).toString('utf8');
+      assert.match(answer, /^HTTP\/1\.1 500 /, answer.slice(0, 200));
+      assert.match(answer, /"code":"INVALID_RESULT"/);
+      assert.match(answer, /cannot end an exchange: use 200–599/);
+    });
+  }
+
+  void test('statusCode 200 and 599 still pass', async () => {
+    assert.equal((await t.request.get('/informational?s=200')).status, 200);
+    assert.equal((await t.request.get('/informational?s=599')).status, 599);
   });
 });
