@@ -4,13 +4,16 @@
  * console lines with every secret value masked, and the outcome turned into the response the
  * caller gets (response.ts) or the error it gets.
  */
-import { FunctionError } from '../errors';
+import { FunctionError, InvalidResultError } from '../errors';
 import { inUserFile } from '../functions/function-store';
 import type { FunctionVersion } from '../functions/function-store';
 import type { Logger } from '../observe/logger';
 import type { InvocationResult, SandboxPool } from '../pool/sandbox-pool';
+import { maskSecrets } from '../services/secret-mask';
 import { toResponse } from './response';
 import type { HttpResponse } from './response';
+
+export { maskSecrets };
 
 /** The secrets a function declared, by name; the secrets service of the server. */
 export type SecretValues = (names: readonly string[]) => Promise<Record<string, string>>;
@@ -53,13 +56,6 @@ export function logConsole(log: Logger, lines: string[]): void {
       : 'info';
     log[method]('function console', { console: line.slice(tab + 1) });
   }
-}
-
-/** Replaces every secret value in a text with `[secret]` (values under 3 characters are left). */
-export function maskSecrets(text: string, values: readonly string[]): string {
-  let masked = text;
-  for (const value of values) if (value.length >= 3) masked = masked.split(value).join('[secret]');
-  return masked;
 }
 
 /**
@@ -108,6 +104,11 @@ export async function invokeVersion(parts: InvokeParts, invocation: Invocation):
             maskSecrets(mapped.message, secretValues),
             mapped.functionStack && maskSecrets(mapped.functionStack, secretValues),
           );
+        }
+        // A result that cannot be sent says why, in words the function chose (a toJSON that
+        // throws its own message).
+        if (secretValues.length > 0 && mapped instanceof InvalidResultError) {
+          throw new InvalidResultError(maskSecrets(mapped.message, secretValues));
         }
         throw mapped;
       }
