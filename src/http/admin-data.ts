@@ -4,23 +4,34 @@
  * | route | answer |
  * |-------|--------|
  * | `GET /_/kv/<fn>?prefix=&cursor=&limit=` | `{ keys: [{ key, expiresAt? }], cursor? }` |
- * | `GET /_/kv/<fn>/<key>` | the value (JSON); 404 NOT_FOUND when absent |
- * | `PUT /_/kv/<fn>/<key>?ttl=&ifAbsent=` | body = the JSON value → `{ written }` |
- * | `DELETE /_/kv/<fn>/<key>` | `{ deleted: true \| false }` |
- * | `DELETE /_/kv/<fn>` | `{ deleted: <how many keys> }` |
+ * | `GET /_/kv/<fn>?key=<key>`, `GET /_/kv/<fn>/<key>` | the value (JSON); 404 NOT_FOUND when absent |
+ * | `PUT` the same, `&ttl=&ifAbsent=` | body = the JSON value → `{ written }` |
+ * | `DELETE` the same | `{ deleted: true \| false }` |
+ * | `DELETE /_/kv/<fn>?all=true` | clears the namespace → `{ deleted: <how many keys> }` |
  * | `GET /_/secrets` | `{ secrets: [{ name, updatedAt }] }`, never values |
  * | `PUT /_/secrets/<name>` | body = the value, its bytes as sent (UTF-8) → 201 / 200 |
  * | `DELETE /_/secrets/<name>` | 204; 404 NOT_FOUND when absent |
  *
- * How `/_/kv/a/b/c` splits: the key is always the last segment, percent-encoded (`/` in a key
- * is `%2F`), and the function name is the rest. So `/_/kv/a/b/c` is key `c` of function `a/b`;
- * the namespace routes of a nested name end with a slash (`/_/kv/a/b/`: an empty last segment is
- * no key, since keys are at least one byte), and a one-segment name needs none (`/_/kv/hello`).
+ * A key travels in the query (`?key=`, URL-encoded), where a URL parser leaves it as it is, or
+ * as the path's last segment. The path form cannot carry every key: WHATWG URL parsing (every
+ * browser, curl, Node's fetch) turns `/_/kv/fn/%2E` into `/_/kv/fn/` and `/_/kv/fn/..` into
+ * `/_/kv/`. So a per-key request never becomes a namespace operation (docs/spec.md §6): clearing
+ * a namespace needs `?all=true`, which no per-key URL carries, and an empty last segment is no
+ * key (400 KV_INVALID_KEY for PUT and DELETE). With `?key=` the whole path is the function's name
+ * (`/_/kv/a/b?key=c` = key `c` of `a/b`); in the path form the key is the last segment and the
+ * name the rest (`/_/kv/a/b/c`); the namespace routes of a nested name then end with a slash.
+ *
  * Data outlives its function: deleting a function leaves its keys here.
  */
 import type Router from '@koa/router';
 import type { Context, Middleware } from 'koa';
-import { InvalidBodyError, InvalidSecretError, KvInvalidKeyError, NotFoundError } from '../errors';
+import {
+  InvalidBodyError,
+  InvalidSecretError,
+  KvInvalidArgumentError,
+  KvInvalidKeyError,
+  NotFoundError,
+} from '../errors';
 import { exactFunctionName } from '../functions/function-source';
 import type { KvStore } from '../services/kv/kv-store';
 import type { SecretStore } from '../services/secrets';
@@ -32,9 +43,17 @@ export interface DataStores {
   readonly secrets: SecretStore;
 }
 
-/** The function name and key (if any) of /_/kv/…, from the raw (undecoded) path. */
+/**
+ * The function name and key (if any) of /_/kv/…: the key from `?key=` (the whole path is then
+ * the name), else from the raw (undecoded) path's last segment.
+ */
 function kvTarget(ctx: Context): { ns: string; key?: string } {
   const rest = ctx.path.slice('/_/kv/'.length);
+  const queried = ctx.query.key;
+  if (queried !== undefined) {
+    if (typeof queried !== 'string') throw new KvInvalidKeyError('send one key: ?key=<key>');
+    return { ns: exactFunctionName(`/${rest.replace(/\/$/, '')}`), key: queried };
+  }
   const slash = rest.lastIndexOf('/');
   if (slash === -1) return { ns: exactFunctionName(`/${rest}`) };
   const ns = exactFunctionName(`/${rest.slice(0, slash)}`);
@@ -53,14 +72,18 @@ function one(value: unknown): string | undefined {
 
 function wholeNumber(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d{1,10}$/.test(value)) throw new InvalidBodyError(`${name} must be a whole number`);
+  if (!/^\d{1,10}$/.test(value)) {
+    throw new KvInvalidArgumentError(
+      `${name} must be a whole number, got ${JSON.stringify(value)}`,
+    );
+  }
   return Number(value);
 }
 
 function flag(name: string, value: string | undefined): boolean {
   if (value === undefined || value === 'false' || value === '0') return false;
   if (value === 'true' || value === '1' || value === '') return true;
-  throw new InvalidBodyError(`${name} must be true or false`);
+  throw new KvInvalidArgumentError(`${name} must be true or false`);
 }
 
 /** The secret name of /_/secrets/<name>. */
@@ -109,9 +132,20 @@ export function dataRoutes(router: Router, data: DataStores, auth: Middleware): 
 
   router.delete('/kv/*path', auth, async (ctx) => {
     const { ns, key } = kvTarget(ctx);
-    ctx.body = {
-      deleted: key === undefined ? await data.kv.clear(ns) : await data.kv.delete(ns, key),
-    };
+    const all = flag('all', one(ctx.query.all));
+    if (key !== undefined) {
+      if (all) throw new KvInvalidArgumentError('send either ?key=<key> or ?all=true, not both');
+      ctx.body = { deleted: await data.kv.delete(ns, key) };
+      return;
+    }
+    // Never what a per-key URL became (`/_/kv/fn/%2E` → `/_/kv/fn/`): only an explicit clear.
+    if (!all) {
+      throw new KvInvalidKeyError(
+        `no key in ${JSON.stringify(ctx.path)}: send DELETE /_/kv/<fn>?key=<key> for one key ` +
+          '(any key, "." and ".." included), or DELETE /_/kv/<fn>?all=true to clear the namespace',
+      );
+    }
+    ctx.body = { deleted: await data.kv.clear(ns) };
   });
 
   router.get('/secrets', auth, async (ctx) => {

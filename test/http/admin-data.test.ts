@@ -46,7 +46,8 @@ test('every route needs the token', async () => {
     ['get', '/_/kv/fn/k'],
     ['put', '/_/kv/fn/k'],
     ['delete', '/_/kv/fn/k'],
-    ['delete', '/_/kv/fn'],
+    ['delete', '/_/kv/fn?all=true'],
+    ['get', '/_/kv/fn?key=.'],
     ['get', '/_/secrets'],
     ['put', '/_/secrets/A'],
     ['delete', '/_/secrets/A'],
@@ -90,7 +91,8 @@ test('kv: put, get, list, delete, clear; the key is the last segment, URL-encode
   assert.deepEqual(del.body, { deleted: true });
   const again = await request.delete(`/_/kv/hello/plain`).set(auth);
   assert.deepEqual(again.body, { deleted: false });
-  const cleared = await request.delete('/_/kv/a/b/c/').set(auth);
+  // Clearing a namespace is explicit (?all=true): never what a per-key URL normalised into.
+  const cleared = await request.delete('/_/kv/a/b/c/?all=true').set(auth);
   assert.deepEqual(cleared.body, { deleted: 1 });
   assert.equal(await stores.kv.get('a/b', 'k'), '{"fn":"a/b","key":"k"}');
 });
@@ -169,7 +171,37 @@ test('kv: each bad request gives its code and status', async () => {
       what: 'ttl text',
       run: () => request.put('/_/kv/fn/k?ttl=soon').set(auth).send([1]),
       status: 400,
-      code: 'INVALID_BODY',
+      code: 'KV_INVALID_ARGUMENT',
+    },
+    {
+      what: 'ttl over 10 years',
+      run: () => request.put('/_/kv/fn/k?ttl=315360001').set(auth).send([1]),
+      status: 400,
+      code: 'KV_INVALID_ARGUMENT',
+    },
+    {
+      what: 'ifAbsent maybe',
+      run: () => request.put('/_/kv/fn/k?ifAbsent=maybe').set(auth).send([1]),
+      status: 400,
+      code: 'KV_INVALID_ARGUMENT',
+    },
+    {
+      what: 'a namespace DELETE without ?all=true',
+      run: () => request.delete('/_/kv/fn').set(auth),
+      status: 400,
+      code: 'KV_INVALID_KEY',
+    },
+    {
+      what: 'DELETE with both ?key and ?all',
+      run: () => request.delete('/_/kv/fn?key=k&all=true').set(auth),
+      status: 400,
+      code: 'KV_INVALID_ARGUMENT',
+    },
+    {
+      what: 'an empty ?key=',
+      run: () => request.get('/_/kv/fn?key=').set(auth),
+      status: 400,
+      code: 'KV_INVALID_KEY',
     },
     {
       what: 'limit 5000',

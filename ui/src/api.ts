@@ -103,10 +103,16 @@ export function fnPath(name: string): string {
     .join('/');
 }
 
-/** The admin path of a function's KV namespace (a nested name ends with a slash; admin-data.ts). */
+/**
+ * The admin path of a function's KV namespace, or of one key: always in the query (`?key=`),
+ * where no URL parser rewrites it — in the path, the browser turns `.` and `..` into dot
+ * segments, and a per-key delete of `.` would reach the namespace (admin-data.ts). More query
+ * parameters follow with `&`.
+ */
 export function kvPath(name: string, key?: string): string {
-  if (key !== undefined) return `kv/${fnPath(name)}/${encodeURIComponent(key)}`;
-  return `kv/${fnPath(name)}${name.includes('/') ? '/' : ''}`;
+  // The trailing slash: the whole path is the name, nested or not (`kv/a/b` is key b of a).
+  if (key !== undefined) return `kv/${fnPath(name)}/?key=${encodeURIComponent(key)}`;
+  return `kv/${fnPath(name)}/`;
 }
 
 // ---- the admin API's shapes, as the console reads them ----

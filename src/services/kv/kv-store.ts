@@ -12,7 +12,7 @@
  * - A value is JSON text of at most `maxValue` bytes; a namespace holds at most `maxBytes`,
  *   counting each key's bytes plus its value's bytes. Expired keys count until they are removed;
  *   a write that would go over first removes the namespace's expired keys, then decides.
- * - `ttl` is whole seconds ≥ 1. An expired key is never returned by get, list or incr; it is
+ * - `ttl` is whole seconds, 1 … MAX_TTL_S (10 years). An expired key is never returned by get, list or incr; it is
  *   removed by the next write to it, by list, or by the background sweeper.
  * - `incr` adds to a number value (a missing key counts 0) and keeps the key's TTL, as Redis
  *   INCRBY does. Integers stay integers and must stay safe integers (|n| ≤ 2^53 − 1); with a
@@ -117,12 +117,17 @@ export function valueBytes(valueJson: unknown, maxValue: number): number {
   return size;
 }
 
+/** The longest `ttl`, seconds: 10 years (a longer one is almost surely a unit mistake). */
+export const MAX_TTL_S = 10 * 365 * 86_400;
+
 /** The TTL in milliseconds, or undefined. @throws KvInvalidArgumentError */
 export function ttlMs(options: KvPutOptions | undefined): number | undefined {
   const ttl = options?.ttl;
   if (ttl === undefined) return undefined;
-  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > 10 * 365 * 86_400) {
-    throw new KvInvalidArgumentError(`ttl must be a whole number of seconds from 1, got ${ttl}`);
+  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > MAX_TTL_S) {
+    throw new KvInvalidArgumentError(
+      `ttl must be a whole number of seconds from 1 to ${MAX_TTL_S} (10 years), got ${ttl}`,
+    );
   }
   return ttl * 1000;
 }

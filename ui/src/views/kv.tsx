@@ -67,7 +67,7 @@ export function KvTab({ name }: { name: string }) {
       setNotice({ kind: 'error', text: `Value is not JSON: ${(err as Error).message}` });
       return;
     }
-    const query = ttl.trim() ? `?ttl=${encodeURIComponent(ttl.trim())}` : '';
+    const query = ttl.trim() ? `&ttl=${encodeURIComponent(ttl.trim())}` : '';
     try {
       await admin(`${kvPath(name, key)}${query}`, {
         method: 'PUT',
