@@ -63,9 +63,18 @@ export function tooLarge(message: string): PayloadTooLargeError {
  */
 const RESERVED_ID = /^tick-/;
 
+/**
+ * Ids no URL can name: `.` and `..` are dot segments, so `/_/invocations/..` would never reach
+ * that invocation (WHATWG URL parsing removes them, docs/spec.md §6).
+ */
+const DOTS_ID = /^\.{1,2}$/;
+
 /** The caller's X-Request-Id when it is sane and not one the server reserves, else a new UUID. */
 export function requestIdFor(header: string | string[] | undefined): string {
-  return typeof header === 'string' && SANE_ID.test(header) && !RESERVED_ID.test(header)
+  return typeof header === 'string' &&
+    SANE_ID.test(header) &&
+    !RESERVED_ID.test(header) &&
+    !DOTS_ID.test(header)
     ? header
     : randomUUID();
 }

@@ -89,6 +89,15 @@ describe('KV keys over a WHATWG URL client', () => {
     assert.deepEqual(await call('GET', `/_/kv/a${q('../b/k')}`), { status: 200, body: 2 });
   });
 
+  test('X-Request-Id "." or "..", which no URL could name, is replaced by a new id', async () => {
+    for (const id of ['.', '..']) {
+      const res = await fetch(`${t.url}/_/health`, { headers: { 'x-request-id': id } });
+      assert.match(String(res.headers.get('x-request-id')), /^[0-9a-f-]{36}$/, id);
+    }
+    const kept = await fetch(`${t.url}/_/health`, { headers: { 'x-request-id': '...' } });
+    assert.equal(kept.headers.get('x-request-id'), '...');
+  });
+
   test('a ttl over 10 years: KV_INVALID_ARGUMENT, the message says the range', async () => {
     const res = await call('PUT', `/_/kv/fn${q('t')}&ttl=315360001`, 1);
     assert.equal(res.status, 400);
