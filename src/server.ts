@@ -363,7 +363,14 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
         concurrency: config.asyncConcurrency,
       }),
     );
-    const tick = tickHandler({ store, queue: openQueue, metrics, logger });
+    const tick = tickHandler({
+      store,
+      queue: openQueue,
+      metrics,
+      logger,
+      records: recordLog,
+      skipped: ({ entry, scheduledTime }) => schedules?.noteSkipped(entry, scheduledTime),
+    });
     const ticker = config.redisUrl
       ? new BullTicker({
           redisUrl: config.redisUrl,

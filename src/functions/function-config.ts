@@ -31,6 +31,11 @@ export interface FunctionConfig {
   readonly schedule?: readonly string[];
   /** The IANA zone `schedule` is read in; UTC when absent. */
   readonly timezone?: string;
+  /**
+   * What a tick does while the previous run of its schedule is still queued or running
+   * (docs/spec.md §9): `skip` it (the default: counted and recorded), or `allow` it to run too.
+   */
+  readonly overlap?: 'skip' | 'allow';
   /** The async invocation policy (SPEC §9); absent keys take ASYNC_DEFAULTS. */
   readonly async?: Readonly<Partial<AsyncPolicy>>;
 }
@@ -182,6 +187,12 @@ const RULES: Record<string, Rule> = {
       new Intl.DateTimeFormat('en-US', { timeZone: value });
     } catch {
       throw new Invalid(`is ${JSON.stringify(value)}, not an IANA time zone name (e.g. "UTC")`);
+    }
+    return value;
+  },
+  overlap(value) {
+    if (value !== 'skip' && value !== 'allow') {
+      throw new Invalid(`must be "skip" or "allow", got ${JSON.stringify(value)?.slice(0, 40)}`);
     }
     return value;
   },

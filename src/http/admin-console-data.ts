@@ -31,7 +31,7 @@ import type { InvocationRecord, RecordLog } from '../observe/records';
  * the function chose itself (the error boundary records `418` for a function's own 418) are not.
  */
 export function isError(outcome: string): boolean {
-  return outcome !== 'ok' && !/^\d{3}$/.test(outcome);
+  return outcome !== 'ok' && outcome !== 'skipped' && !/^\d{3}$/.test(outcome);
 }
 
 /** One bucket of the traffic series. */

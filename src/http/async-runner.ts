@@ -44,7 +44,7 @@ import type {
   StoredError,
   StoredResponse,
 } from '../services/queue';
-import type { TickHandler } from '../services/schedules/schedules';
+import type { ScheduleEntry, TickHandler } from '../services/schedules/schedules';
 import { invokeVersion, logConsole } from './invoke';
 import type { SecretValues } from './invoke';
 import type { HttpResponse } from './response';
@@ -206,19 +206,77 @@ export function tickRequestId(tickId: string): string {
 }
 
 /**
- * Queues a tick as an async invocation with the event of SPEC §9, under the function's current
- * `config.async`; a tick that cannot be queued (the function went, the queue is full or away)
- * is a miss.
+ * The previous run of a schedule that is still queued or running, if any: its request id and
+ * status. Read from the queue (shared by every replica with Redis), not from memory.
+ */
+export async function unfinishedRun(
+  queue: AsyncQueue,
+  fn: string,
+  schedule: string,
+): Promise<{ requestId: string; status: string } | undefined> {
+  for (const status of ['running', 'queued'] as const) {
+    const states = await queue.list({ status, fn, limit: 1000 });
+    const found = states.find((s) => s.source === 'schedule' && s.schedule === schedule);
+    if (found) return { requestId: found.requestId, status };
+  }
+  return undefined;
+}
+
+/** A tick that did not run because its schedule's previous run had not finished. */
+export interface SkippedTick {
+  entry: ScheduleEntry;
+  scheduledTime: Date;
+  requestId: string;
+  previous: { requestId: string; status: string };
+}
+
+/**
+ * Queues a tick as an async invocation with the event of docs/spec.md §9, under the function's
+ * current `config.async`; a tick that cannot be queued (the function went, the queue is full or
+ * away) is a miss. With `config.overlap: "skip"` (the default), a tick while the previous run of
+ * the same schedule is still queued or running is skipped: counted, recorded (outcome `skipped`,
+ * status 0: it never ran) and told to `skipped`.
  */
 export function tickHandler(parts: {
   store: FunctionStore;
   queue: () => AsyncQueue;
   metrics: Metrics;
   logger: Logger;
+  records?: RecordLog;
+  skipped?: (tick: SkippedTick) => void;
 }): TickHandler {
   return async (entry, scheduledTime, tickId) => {
     try {
       const fn = await parts.store.get(entry.function);
+      const requestId = tickRequestId(tickId);
+      if ((fn.config.overlap ?? 'skip') === 'skip') {
+        const previous = await unfinishedRun(parts.queue(), fn.name, entry.schedule);
+        // The same tick told twice (another replica queued it) is not its own predecessor.
+        if (previous && previous.requestId !== requestId) {
+          parts.metrics.scheduleSkip(fn.name);
+          const message =
+            `schedule tick skipped: the previous run ${previous.requestId} is still ` +
+            `${previous.status} (config.overlap "skip")`;
+          parts.records?.add({
+            requestId,
+            function: fn.name,
+            version: fn.version,
+            start: scheduledTime.toISOString(),
+            status: 0,
+            outcome: 'skipped',
+            durationMs: { total: 0 },
+            logs: [`info\t${message}`],
+          });
+          parts.logger.info('schedule tick skipped', {
+            fn: fn.name,
+            schedule: entry.schedule,
+            scheduledTime: scheduledTime.toISOString(),
+            previous: previous.requestId,
+          });
+          parts.skipped?.({ entry, scheduledTime, requestId, previous });
+          return;
+        }
+      }
       const event = {
         source: 'schedule',
         schedule: entry.schedule,
@@ -227,7 +285,7 @@ export function tickHandler(parts: {
         path: `/${entry.function}`,
       };
       const { created } = await parts.queue().enqueue({
-        id: tickRequestId(tickId),
+        id: requestId,
         fn: fn.name,
         eventJson: JSON.stringify(event),
         source: 'schedule',

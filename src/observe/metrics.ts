@@ -41,6 +41,7 @@ export class Metrics {
   private readonly callbacks: Counter<'outcome'>;
   private readonly ticks: Counter<'function'>;
   private readonly misses: Counter<'function'>;
+  private readonly skips: Counter<'function'>;
   /** Async invocations queued or running (the queue's count); unset until the queue opens. */
   asyncDepth?: () => Promise<number>;
 
@@ -155,6 +156,14 @@ export class Metrics {
       labelNames: ['function'],
       registers,
     });
+    this.skips = new Counter({
+      name: 'faas_schedule_skips_total',
+      help:
+        'Schedule ticks skipped because the previous run of the schedule was still queued or ' +
+        'running (config.overlap "skip"), by function.',
+      labelNames: ['function'],
+      registers,
+    });
     const asyncDepth = () => this.asyncDepth;
     new Gauge({
       name: 'faas_async_queue_depth',
@@ -252,6 +261,10 @@ export class Metrics {
 
   scheduleMiss(fn: string): void {
     this.misses.inc({ function: fn });
+  }
+
+  scheduleSkip(fn: string): void {
+    this.skips.inc({ function: fn });
   }
 
   workerRestarted(reason: string): void {

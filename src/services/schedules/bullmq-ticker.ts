@@ -6,6 +6,10 @@
  * busy queue never delays the ticks themselves. Next times come from croner (`repeatStrategy`),
  * so both tickers read an expression alike.
  *
+ * Redis may lose the schedulers (FLUSHALL, a failover to an empty node): every replica checks
+ * them against the schedules it knows every few seconds and puts back the missing ones
+ * (reconcile), so the ticks go on.
+ *
  * A tick taken after its next tick's time has passed (by more than LATE_MS: every replica was
  * down, or Redis was) is a miss: counted, not run, so a server that comes back does not replay
  * what it missed.
@@ -92,12 +96,32 @@ export class BullTicker implements Ticker {
     for (const [id, entry] of wanted) {
       // Already there (another replica, or before a restart): its next tick stays as it is.
       if (existing.has(id)) continue;
-      await this.#queue.upsertJobScheduler(
-        id,
-        { pattern: entry.schedule, tz: entry.timezone },
-        { name: 'tick', data: entry, opts: { removeOnComplete: true, removeOnFail: true } },
-      );
+      await this.#upsert(id, entry);
     }
+  }
+
+  /**
+   * Adds the job scheduler of every entry Redis no longer holds (FLUSHALL, a failover to an empty
+   * node); returns how many. A scheduler that exists keeps its next tick.
+   */
+  async reconcile(entries: ScheduleEntry[]): Promise<number> {
+    const existing = await this.#existing();
+    let restored = 0;
+    for (const entry of entries) {
+      const id = idOf(entry);
+      if (existing.has(id)) continue;
+      await this.#upsert(id, entry);
+      restored++;
+    }
+    return restored;
+  }
+
+  #upsert(id: string, entry: ScheduleEntry): Promise<unknown> {
+    return this.#queue.upsertJobScheduler(
+      id,
+      { pattern: entry.schedule, tz: entry.timezone },
+      { name: 'tick', data: entry, opts: { removeOnComplete: true, removeOnFail: true } },
+    );
   }
 
   async prune(keep: ReadonlySet<string>): Promise<void> {

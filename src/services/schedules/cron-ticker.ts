@@ -33,6 +33,11 @@ export class CronTicker implements Ticker {
     return Promise.resolve();
   }
 
+  /** Its timers live in this process: nothing to put back. */
+  reconcile(): Promise<number> {
+    return Promise.resolve(0);
+  }
+
   /** Nothing is shared: nothing to prune. */
   prune(): Promise<void> {
     return Promise.resolve();

@@ -21,12 +21,18 @@ export interface ScheduleEntry {
   schedule: string;
   /** IANA zone, `UTC` by default. */
   timezone: string;
+  /** `config.overlap` (docs/spec.md §9); `skip` when absent. */
+  overlap?: 'skip' | 'allow';
 }
 
 /** What `GET /_/schedules` lists. */
 export interface ScheduleListing extends ScheduleEntry {
+  overlap: 'skip' | 'allow';
   /** The next tick, ISO; absent when the expression never fires again. */
   next?: string;
+  /** Ticks this server skipped since it started (overlap `skip`), and the last one's time. */
+  skipped: number;
+  lastSkipped?: string;
 }
 
 /**
@@ -45,6 +51,12 @@ export interface Ticker {
   set(fn: string, entries: ScheduleEntry[]): Promise<void>;
   /** Removes the schedules of every function not in `keep` (shared tickers, at start). */
   prune(keep: ReadonlySet<string>): Promise<void>;
+  /**
+   * Puts back whatever of `entries` the ticker's store lost (a shared ticker whose Redis was
+   * flushed or failed over to an empty node); returns how many it put back. Local tickers lose
+   * nothing.
+   */
+  reconcile(entries: ScheduleEntry[]): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -64,6 +76,8 @@ const SETTLE_MS = 50;
 const RETRY_MS = 1000;
 /** A full look, in case a change went unreported (file systems that do not tell). */
 const RESCAN_MS = 30_000;
+/** How often the ticker's store is checked against the schedules this server knows (ms). */
+export const RECONCILE_MS = 10_000;
 /** How long a stop waits for a scan in flight (ms). */
 const CLOSE_WAIT_MS = 2_000;
 
@@ -76,6 +90,10 @@ export class Schedules {
   readonly #pending = new Set<string | undefined>();
   #timer?: NodeJS.Timeout;
   #rescan?: NodeJS.Timeout;
+  #reconciler?: NodeJS.Timeout;
+  readonly #reconcileMs: number;
+  /** Skipped ticks by `<function>|<schedule>`: how many, and the last one's time. */
+  readonly #skips = new Map<string, { count: number; last: string }>();
   #unsubscribe?: () => void;
   /** One look at a time, in order. */
   #chain: Promise<void> = Promise.resolve();
@@ -83,10 +101,38 @@ export class Schedules {
   /** Names whose load failed, to look at again soon. */
   readonly #retrying = new Set<string>();
 
-  constructor(source: ScheduleSource, ticker: Ticker, logger: Logger) {
+  constructor(
+    source: ScheduleSource,
+    ticker: Ticker,
+    logger: Logger,
+    options: { reconcileMs?: number } = {},
+  ) {
     this.#source = source;
     this.#ticker = ticker;
     this.#logger = logger;
+    this.#reconcileMs = options.reconcileMs ?? RECONCILE_MS;
+  }
+
+  /** Counts a tick skipped by `config.overlap: "skip"`, for the listing. */
+  noteSkipped(entry: ScheduleEntry, scheduledTime: Date): void {
+    const key = `${entry.function}|${entry.schedule}`;
+    const count = (this.#skips.get(key)?.count ?? 0) + 1;
+    this.#skips.set(key, { count, last: scheduledTime.toISOString() });
+  }
+
+  /**
+   * Puts back what the ticker's store lost of the schedules this server knows (docs/spec.md §9:
+   * the server knows its schedules). Runs every RECONCILE_MS, in turn with every other change.
+   */
+  reconcile(): Promise<void> {
+    return this.#run(async () => {
+      const all = [...this.#entries.values()].flat();
+      if (all.length === 0) return;
+      const restored = await this.#ticker.reconcile(all);
+      if (restored > 0) {
+        this.#logger.warn('schedules: the ticker had lost some; put back', { restored });
+      }
+    });
   }
 
   /** Finds every schedule, sets them, removes stale shared ones, then follows the store. */
@@ -99,6 +145,8 @@ export class Schedules {
     if (this.#closed) return;
     this.#rescan = setInterval(() => this.#changed(undefined), RESCAN_MS);
     this.#rescan.unref();
+    this.#reconciler = setInterval(() => void this.reconcile(), this.#reconcileMs);
+    this.#reconciler.unref();
   }
 
   /** Every schedule with its next tick, by function. */
@@ -108,7 +156,14 @@ export class Schedules {
       for (const entry of this.#entries.get(name) ?? []) {
         const cron = cronOf(entry.schedule, entry.timezone);
         const next = cron.nextRun();
-        out.push({ ...entry, ...(next ? { next: next.toISOString() } : {}) });
+        const skips = this.#skips.get(`${entry.function}|${entry.schedule}`);
+        out.push({
+          ...entry,
+          overlap: entry.overlap ?? 'skip',
+          ...(next ? { next: next.toISOString() } : {}),
+          skipped: skips?.count ?? 0,
+          ...(skips ? { lastSkipped: skips.last } : {}),
+        });
       }
     }
     return out;
@@ -176,10 +231,12 @@ export class Schedules {
         const fn = await this.#source.get(name);
         if (!fn.compileError) {
           const timezone = fn.config.timezone ?? 'UTC';
+          const overlap = fn.config.overlap ?? 'skip';
           entries = (fn.config.schedule ?? []).map((schedule) => ({
             function: name,
             schedule,
             timezone,
+            overlap,
           }));
         }
       }
@@ -213,7 +270,10 @@ export class Schedules {
     const same =
       before.length === entries.length &&
       before.every(
-        (e, i) => e.schedule === entries[i].schedule && e.timezone === entries[i].timezone,
+        (e, i) =>
+          e.schedule === entries[i].schedule &&
+          e.timezone === entries[i].timezone &&
+          e.overlap === entries[i].overlap,
       );
     if (same) return;
     await this.#ticker.set(name, entries);
@@ -231,6 +291,7 @@ export class Schedules {
     this.#closed = true;
     clearTimeout(this.#timer);
     clearInterval(this.#rescan);
+    clearInterval(this.#reconciler);
     this.#unsubscribe?.();
     // A scan in flight waits for Redis while it is away (BullMQ waits for its connection): give
     // it a moment, never the whole stop.
