@@ -100,7 +100,7 @@ export async function invokeVersion(parts: InvokeParts, invocation: Invocation):
         const mapped = inUserFile(fn.compiled, err);
         if (secretValues.length > 0 && mapped instanceof FunctionError) {
           throw new FunctionError(
-            mapped.type,
+            maskSecrets(mapped.type, secretValues),
             maskSecrets(mapped.message, secretValues),
             mapped.functionStack && maskSecrets(mapped.functionStack, secretValues),
           );

@@ -8,7 +8,7 @@
  * | as is | `p"w⏎1` | `console.log(pw)`, `throw new Error(pw)` |
  * | JSON-escaped, once and twice | `p\"w\n1`, `p\\\"w\\n1` | `console.log({ pw })`, `JSON.stringify` of a JSON string |
  * | percent-encoded | `p%22w%0A1` (and `+` for spaces) | a URL or a form body built with it |
- * | base64 / base64url, at each of the 3 byte alignments | the characters that depend on the value's bytes alone | `btoa('user:' + pw)`, a Basic auth header |
+ * | base64 / base64url of its UTF-8 (and Latin-1) bytes, at each of the 3 byte alignments | the characters that depend on the value's bytes alone | `btoa('user:' + pw)`, a Basic auth header |
  * | hex | `7022770a31` | a key printed as hex |
  * | each line of a multi-line value, of 12 characters or more (and its base64 and hex) | a PEM key's lines | a key logged in part |
  *
@@ -52,12 +52,18 @@ export function secretForms(value: string): readonly string[] {
   add(percent);
   add(percent.replace(/%20/g, '+'));
   const binary = (text: string) => {
-    const bytes = Buffer.from(text, 'utf8');
-    add(bytes.toString('hex'), MIN_FORM);
-    for (let k = 0; k < 3; k++) {
-      const core = base64Core(bytes, k);
-      add(core, MIN_FORM);
-      add(core.replace(/\+/g, '-').replace(/\//g, '_'), MIN_FORM);
+    const encodings = [Buffer.from(text, 'utf8')];
+    // btoa() encodes a string's characters as single bytes (Latin-1), not as UTF-8.
+    if (/[\x80-\xff]/.test(text) && [...text].every((c) => c.charCodeAt(0) <= 0xff)) {
+      encodings.push(Buffer.from(text, 'latin1'));
+    }
+    for (const bytes of encodings) {
+      add(bytes.toString('hex'), MIN_FORM);
+      for (let k = 0; k < 3; k++) {
+        const core = base64Core(bytes, k);
+        add(core, MIN_FORM);
+        add(core.replace(/\+/g, '-').replace(/\//g, '_'), MIN_FORM);
+      }
     }
   };
   binary(value);

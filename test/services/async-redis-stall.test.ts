@@ -93,7 +93,7 @@ describe('async invocations while Redis stalls', { skip: REDIS_MISSING }, () => 
       queue = new BullAsyncQueue({
         redisUrl: redis.url,
         maxQueued: 100,
-        repairAfterMs: 1500,
+        repairAfterMs: 8000,
         sweepIntervalMs: 250,
       });
       await queue.ready();
@@ -131,7 +131,7 @@ describe('async invocations while Redis stalls', { skip: REDIS_MISSING }, () => 
 
     test('re-adds the job of a record queued without one (nobody retried): it runs once', async () => {
       await enqueueIntoStall('orphan-1');
-      await eventually(async () => (await queue.get('orphan-1'))?.status === 'succeeded', 15_000);
+      await eventually(async () => (await queue.get('orphan-1'))?.status === 'succeeded', 25_000);
       assert.equal(ran.filter((j) => j.id === 'orphan-1').length, 1);
       assert.equal(await client.exists('kf:{async}:job:orphan-1'), 0, 'job data dropped');
     });
@@ -143,7 +143,7 @@ describe('async invocations while Redis stalls', { skip: REDIS_MISSING }, () => 
       await eventually(async () => {
         state = await queue.get('orphan-2');
         return state?.status === 'failed';
-      }, 15_000);
+      }, 25_000);
       assert.equal(state?.error?.code, 'KV_UNAVAILABLE');
       assert.match(String(state?.error?.message), /never reached the queue/);
       assert.equal(ran.filter((j) => j.id === 'orphan-2').length, 0);

@@ -28,6 +28,7 @@ describe('secretForms / maskSecrets (pure)', () => {
     ['base64 after 2 bytes (Basic auth)', (v) => Buffer.from(`ab:${v}`).toString('base64')],
     ['base64url', (v) => Buffer.from(`u:${v}`).toString('base64url')],
     ['hex', (v) => Buffer.from(v).toString('hex')],
+    ['base64 of Latin-1 bytes (btoa)', (v) => Buffer.from(`x${v}`, 'latin1').toString('base64')],
   ];
   for (const [name, encode] of encodings) {
     test(`${name}: masked`, () => {
@@ -63,6 +64,7 @@ describe('secret masking through the server', () => {
             if (how === 'log-base64') console.log('auth', btoa('user:' + pw));
             if (how === 'log-url') console.log('https://api.example/?k=' + encodeURIComponent(pw));
             if (how === 'throw-json') throw new Error(JSON.stringify({ pw }));
+            if (how === 'throw-name') { const err = new Error('x'); err.name = pw; throw err; }
             if (how === 'tojson') return { statusCode: 200, body: { toJSON() { throw new Error('no ' + JSON.stringify(pw)); } } };
             return 'done';
           };`,
@@ -76,12 +78,12 @@ describe('secret masking through the server', () => {
   const escapes = [PEM, JSON.stringify(PEM).slice(1, -1), encodeURIComponent(PEM)];
   const leaks = (text: string) => escapes.some((form) => text.includes(form));
 
-  for (const how of ['log-object', 'log-base64', 'log-url', 'throw-json', 'tojson']) {
+  for (const how of ['log-object', 'log-base64', 'log-url', 'throw-json', 'throw-name', 'tojson']) {
     test(`${how}: not in the answer, the record or the server log`, async () => {
       const id = `mask-${how}`;
       const r = await t.request.get(`/leak?how=${how}`).set('X-Request-Id', id);
       assert.ok(!leaks(r.text), `answer: ${r.text}`);
-      if (how === 'throw-json' || how === 'tojson') {
+      if (how.startsWith('throw') || how === 'tojson') {
         assert.equal(r.status, 500);
         assert.match(r.text, /\[secret\]/);
       }
