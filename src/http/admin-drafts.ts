@@ -128,7 +128,7 @@ function readDraft(raw: unknown): { source: string; language: 'js' | 'ts'; reque
 }
 
 /** The event the function gets (SPEC §2), as runFaaS's eventJsonFor builds it from a request. */
-function draftEvent(name: string, request: DraftRequest, rawBody: boolean): string {
+async function draftEvent(name: string, request: DraftRequest, rawBody: boolean): Promise<string> {
   const path = `/${name}${request.subpath}`;
   const headers = { ...request.headers };
   const event: Record<string, unknown> = {
@@ -141,7 +141,7 @@ function draftEvent(name: string, request: DraftRequest, rawBody: boolean): stri
   };
   if (request.body && request.body.length > 0) {
     headers['content-length'] = String(request.body.length);
-    const parsed = parseBody(request.body, headers['content-type'] ?? '');
+    const parsed = await parseBody(request.body, headers['content-type'] ?? '');
     event.body = parsed.body;
     if (parsed.isBase64) event.isBase64Encoded = true;
     if (rawBody) event.rawBody = request.body.toString('base64');
@@ -236,7 +236,7 @@ export function draftRoutes(router: Router, parts: DraftParts, auth: Middleware)
       throw answer;
     }
 
-    const eventJson = draftEvent(name, request, fn.config.rawBody === true);
+    const eventJson = await draftEvent(name, request, fn.config.rawBody === true);
     let answer: { status: number; headers: Record<string, string | string[]>; body?: unknown };
     let logs: string[] = [];
     let timing: { queue?: number; exec?: number; cold?: boolean } = {};

@@ -1,29 +1,35 @@
 /**
- * The body reader (SPEC §2 "What a function receives"): reads the bytes once, bounded, undoes
- * the Content-Encoding, keeps those exact bytes for webhook signatures, decodes the charset and
- * parses by media type.
+ * The request body (docs/spec.md §2 "What a function receives"). koa-bodyparser parses the
+ * common bodies, JSON and text, as it exists to; in front of it, small and ours, what it cannot
+ * do: it reads the request stream itself and keeps only the text it decoded, while a webhook
+ * signature needs the exact bytes; it decodes bodies as UTF-8 whatever their charset; its
+ * inflation counts only decompressed bytes and lets zlib's errors out as 500s; its qs nests
+ * `a[b]` and turns more than 20 repeated form keys into an object. So:
  *
- * | Content-Type                                              | ctx.request.body                |
- * |-----------------------------------------------------------|---------------------------------|
- * | application/json, application/*+json, application/csp-report | the JSON value              |
- * | application/x-www-form-urlencoded                          | object, repeated keys → arrays  |
- * | text/*                                                     | string                          |
- * | anything else, or none                                     | base64 text, bodyIsBase64       |
- * | no body, or an empty one (any framing, any type)          | undefined                       |
+ * 1. read the bytes once, bounded (413 at once, with the lingering close of linger.ts);
+ * 2. undo the Content-Encoding, bounded by the same limit (a zip bomb is a 413);
+ * 3. keep those exact bytes (`rawBody`, webhook signatures);
+ * 4. parse by media type:
  *
- * Why not koa-bodyparser (co-body, raw-body, inflation) any more: it reads the request stream
- * itself and keeps only the text it decoded, so the exact bytes a webhook signature covers are
- * gone, and a stream can be read once; it decodes every body as UTF-8 whatever its charset; its
- * inflation counts only decompressed bytes (an endless compressed stream that inflates to
- * nothing is read to the end) and lets zlib's errors out as 500s; its qs turns more than 20
- * repeated form keys into an object and nests `a[b]` and `a.b` keys, which the query (Koa's
- * node:querystring) keeps flat. What was left for it (JSON.parse, a media type test) is a line.
+ * | Content-Type                                                  | ctx.request.body                | by              |
+ * |---------------------------------------------------------------|---------------------------------|-----------------|
+ * | application/json, application/*+json, application/csp-report | the JSON value                  | koa-bodyparser  |
+ * | text/*                                                        | string                          | koa-bodyparser  |
+ * | application/x-www-form-urlencoded                             | object, repeated keys → arrays  | ours (flat keys, any charset) |
+ * | anything else, or none                                        | base64 text, bodyIsBase64       | ours            |
+ * | no body, or an empty one (any framing, any type)              | undefined                       |                 |
+ *
+ * koa-bodyparser reads a stream of the decoded bytes (never the socket), always UTF-8: a body in
+ * another charset is transcoded first, and JSON nested too deeply for the event is refused
+ * before it is parsed.
  */
 import querystring from 'node:querystring';
+import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import iconv from 'iconv-lite';
 import type { Context, Middleware, Next } from 'koa';
+import bodyParser from 'koa-bodyparser';
 import { FaasError, InvalidBodyError, UnsupportedMediaTypeError } from '../errors';
 import { tooLarge } from './error-handler';
 
@@ -37,6 +43,7 @@ type Kind = 'json' | 'form' | 'text' | 'binary';
 const JSON_TYPE = /^application\/(?:json|csp-report|[\w!#$&^.+-]+\+json)$/;
 const TEXT_TYPE = /^text\/[\w!#$&^.+-]+$/;
 const CHARSET = /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i;
+const UTF8 = /^utf-?8$/i;
 // iconv-lite knows these as "encodings", but they are Node's byte-to-text notations, not charsets.
 const NOT_CHARSETS = new Set(['base64', 'hex']);
 // A form is split on these bytes, so its charset must write them as ASCII does (not UTF-16).
@@ -160,14 +167,16 @@ function charsetOf(contentType: string): string {
 }
 
 /**
- * Refuses JSON nested deeper than MAX_JSON_DEPTH, in one pass without recursion, before it is
- * parsed: the event is built with JSON.stringify, which overflows the stack near 5000 levels.
+ * Refuses JSON nested deeper than MAX_JSON_DEPTH, in one pass over its UTF-8 bytes without
+ * recursion, before it is parsed: the event is built with JSON.stringify, which overflows the
+ * stack near 5000 levels. (Quotes, backslashes and brackets are single bytes in UTF-8, never part
+ * of a multi-byte character.)
  */
-function checkDepth(text: string): void {
+function checkDepth(bytes: Buffer): void {
   let depth = 0;
   let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i];
     if (inString) {
       // A backslash escapes the next character, a quote included.
       if (c === 0x5c) i++;
@@ -184,14 +193,44 @@ function checkDepth(text: string): void {
   }
 }
 
-function parseJson(text: string): unknown {
-  checkDepth(text);
-  try {
-    // JSON.parse makes `__proto__` an own key: plain data, no prototype is touched.
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new InvalidBodyError(`request body is not valid JSON: ${(err as Error).message}`);
-  }
+/** The media type koa-bodyparser is shown for each kind it parses. */
+const PARSE_AS = { json: 'application/json', text: 'text/plain' } as const;
+
+/**
+ * koa-bodyparser for JSON (any JSON value, not only objects: `strict` off; `__proto__` is a key
+ * like any other, as JSON.parse makes it) and text. The limit was applied to the bytes already.
+ */
+const parser = bodyParser({
+  enableTypes: ['json', 'text'],
+  strict: false,
+  // co-body's option (@hapi/bourne), missing from the types: `__proto__` is data, not an error.
+  ...({ onProtoPoisoning: 'ignore' } as object),
+  // MAX_BODY was applied to the bytes, before and after decompression: none again here.
+  jsonLimit: '1024gb',
+  textLimit: '1024gb',
+  onerror: (err: Error) => {
+    if (err instanceof SyntaxError) {
+      throw new InvalidBodyError(`request body is not valid JSON: ${err.message}`);
+    }
+    throw new InvalidBodyError(`the request body could not be read: ${err.message}`);
+  },
+});
+
+/**
+ * Runs koa-bodyparser over UTF-8 bytes already read and decoded: it gets a context of its own,
+ * whose request stream replays those bytes typed as `kind`, and leaves the value in its body.
+ */
+async function koaParse(bytes: Buffer, kind: 'json' | 'text'): Promise<unknown> {
+  const type = PARSE_AS[kind];
+  const headers = { 'content-type': `${type}; charset=utf-8`, 'content-length': `${bytes.length}` };
+  const req = Object.assign(Readable.from([bytes]), { headers });
+  const request = {
+    body: undefined as unknown,
+    get: (name: string) => headers[name.toLowerCase() as keyof typeof headers] ?? '',
+    is: (types: string | string[]) => ([] as string[]).concat(types).includes(type) && type,
+  };
+  await parser({ req, request } as unknown as Context, () => Promise.resolve());
+  return request.body;
 }
 
 /**
@@ -240,7 +279,7 @@ async function read(ctx: Context, next: Next, limit: number): Promise<void> {
   // Empty is no body, whatever the framing (chunked, Content-Length, a gzipped nothing).
   if (bytes.length === 0) return next();
   state.rawBody = bytes;
-  const parsed = parseBody(bytes, ctx.get('content-type'));
+  const parsed = await parseBody(bytes, ctx.get('content-type'));
   request.body = parsed.body;
   if (parsed.isBase64) state.bodyIsBase64 = true;
   await next();
@@ -251,13 +290,16 @@ async function read(ctx: Context, next: Next, limit: number): Promise<void> {
  * console (admin-drafts.ts) parse theirs with it too.
  * @throws InvalidBodyError, UnsupportedMediaTypeError as `body` answers them.
  */
-export function parseBody(
+export async function parseBody(
   bytes: Buffer,
   contentType: string,
-): { body: unknown; isBase64: boolean } {
+): Promise<{ body: unknown; isBase64: boolean }> {
   const kind = kindOf(contentType.split(';')[0].trim().toLowerCase());
   if (kind === 'binary') return { body: bytes.toString('base64'), isBase64: true };
-  if (kind === 'form') return { body: parseForm(bytes, charsetOf(contentType)), isBase64: false };
-  const text = iconv.decode(bytes, charsetOf(contentType));
-  return { body: kind === 'json' ? parseJson(text) : text, isBase64: false };
+  const charset = charsetOf(contentType);
+  if (kind === 'form') return { body: parseForm(bytes, charset), isBase64: false };
+  // koa-bodyparser reads UTF-8: another charset is transcoded first (iconv-lite).
+  const utf8 = UTF8.test(charset) ? bytes : Buffer.from(iconv.decode(bytes, charset), 'utf8');
+  if (kind === 'json') checkDepth(utf8);
+  return { body: await koaParse(utf8, kind), isBase64: false };
 }

@@ -254,7 +254,9 @@ describe('what a run answers', () => {
   test('a draft that breaks its worker answers 502/504 and leaves no quarantine behind', async () => {
     const cases: [string, number, string][] = [
       [
-        'module.exports = () => { const a = []; for (;;) a.push(new Array(1e6).fill(1)); };',
+        // Time enough to reach the heap limit on a loaded machine (the default 1 s is not).
+        'module.exports = () => { const a = []; for (;;) a.push(new Array(1e6).fill(1)); };\n' +
+          'module.exports.config = { timeoutMs: 20000 };',
         502,
         'WORKER_CRASHED',
       ],
