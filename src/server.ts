@@ -46,6 +46,7 @@ import { Schedules } from './services/schedules/schedules';
 import type { HostCall, HostReply } from './pool/sandbox-pool';
 import { body } from './http/body';
 import { cors } from './http/cors';
+import { isAdminPath, sandboxFunctionAnswer } from './http/function-sandbox';
 import type { Logger } from './observe/logger';
 import { resolveTarget, runFaaS } from './http/run-faas';
 import { toResponse } from './http/response';
@@ -218,6 +219,8 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   let inFlight = 0;
   app.use(async (ctx, next) => {
     if (ctx.path === '/_' || ctx.path.startsWith('/_/')) return next();
+    // Every answer for a function path is sandboxed, the server's own ones included.
+    sandboxFunctionAnswer(ctx.res);
     if (closing) throw new ShuttingDownError('the server is shutting down');
     inFlight++;
     try {
@@ -304,6 +307,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     const { status, body } = toErrorBody(err, requestId);
     const text = JSON.stringify(body);
     lingerAfter(req, res, lingered);
+    if (!isAdminPath((req.url ?? '/').split('?')[0])) sandboxFunctionAnswer(res);
     res.writeHead(status, {
       'Content-Type': 'application/json; charset=utf-8',
       'Content-Length': Buffer.byteLength(text),

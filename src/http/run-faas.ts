@@ -10,6 +10,7 @@ import type { FunctionStore, Resolved } from '../functions/function-store';
 import { factsOf } from '../pool/sandbox-pool';
 import type { SandboxPool } from '../pool/sandbox-pool';
 import type { BodyState } from './body';
+import { sandboxFunctionAnswer, withSandbox } from './function-sandbox';
 import type { RequestState } from './error-handler';
 import { invokeVersion, logConsole } from './invoke';
 import type { SecretValues } from './invoke';
@@ -112,6 +113,8 @@ export function runFaaS({
 }): Middleware {
   return async (ctx: Context) => {
     const state = ctx.state as RequestState;
+    // The server sets it first (server.ts), for its own answers too; again here for runFaaS alone.
+    sandboxFunctionAnswer(ctx.res);
     let target: Resolved;
     try {
       const resolved = resolveTarget(ctx, store);
@@ -161,6 +164,12 @@ export function runFaaS({
     ctx.status = response.status;
     // Names and values were checked by toResponse (response.ts): set without Koa's wrapper.
     for (const name in response.headers) ctx.res.setHeader(name, response.headers[name]);
+    // The sandbox stays (function-sandbox.ts): a function's own policy is sent beside it.
+    const csp = response.headers['content-security-policy'];
+    if (csp !== undefined) ctx.res.setHeader('Content-Security-Policy', withSandbox(csp));
+    if (response.headers['x-content-type-options'] !== undefined) {
+      ctx.res.setHeader('X-Content-Type-Options', 'nosniff');
+    }
     if (response.body !== undefined) {
       ctx.body = response.body;
     } else if (response.status !== 204) {

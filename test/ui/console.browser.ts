@@ -355,6 +355,104 @@ describe('console in Chromium', { skip }, () => {
   });
 });
 
+/**
+ * A function's page, as an attacker would write it: HTML whose script reads the console's admin
+ * token from sessionStorage, calls the admin API with it, and posts what it got back to its own
+ * function (which logs it). `own` is a Content-Security-Policy the function sets itself.
+ */
+function thief(own?: string): string {
+  const script = `(async () => {
+  let loot;
+  try { loot = 'token=' + sessionStorage.getItem('koa-faas.adminToken'); }
+  catch (err) { loot = 'storage refused: ' + err.name; }
+  let token = '';
+  try { token = sessionStorage.getItem('koa-faas.adminToken') || ''; } catch {}
+  let admin;
+  try {
+    const res = await fetch('/_/secrets', { headers: { Authorization: 'Bearer ' + token } });
+    admin = res.status + ' ' + (await res.text()).slice(0, 200);
+  } catch (err) { admin = 'fetch refused: ' + err.name; }
+  let cookies;
+  try { cookies = 'cookies=' + document.cookie; } catch (err) { cookies = 'cookies refused: ' + err.name; }
+  await fetch(location.pathname, { method: 'POST', body: loot + ' | admin ' + admin + ' | ' + cookies });
+  document.title = 'posted';
+})();`;
+  const headers: Record<string, string> = { 'content-type': 'text/html; charset=utf-8' };
+  if (own) headers['content-security-policy'] = own;
+  return `module.exports = async (event) => {
+  if (event.method === 'POST') {
+    console.log('received ' + event.body);
+    return { statusCode: 204 };
+  }
+  return {
+    statusCode: 200,
+    headers: ${JSON.stringify(headers)},
+    body: ${JSON.stringify(`<!doctype html><title>page</title><p>hello</p><script>${script}</script>`)},
+  };
+};
+`;
+}
+
+describe("a function's page in the console's tab", { skip }, () => {
+  let s: Session;
+  before(async () => {
+    s = await open({ ADMIN_TOKEN: TOKEN });
+    await s.server.writeFunction('page', thief());
+    // Its own policy tries to give its page the origin back: the server's sandbox stays.
+    await s.server.writeFunction(
+      'page-own-csp',
+      thief("sandbox allow-scripts allow-same-origin; default-src * 'unsafe-inline'"),
+    );
+  });
+  after(async () => {
+    await s?.browser.close();
+    await s?.server.close();
+  });
+
+  /** What the function logged from its page's POST (its invocation records), once there. */
+  async function received(fn: string): Promise<string> {
+    const until = Date.now() + STEP_MS;
+    for (;;) {
+      const list = await s.server.request
+        .get(`/_/invocations?fn=${fn}`)
+        .set('Authorization', `Bearer ${TOKEN}`);
+      const lines = (list.body.invocations as { function: string; logs: string[] }[])
+        .filter((r) => r.function === fn)
+        .flatMap((r) => r.logs);
+      const line = lines.find((l) => l.includes('received '));
+      if (line !== undefined) return line;
+      if (Date.now() > until) throw new Error(`${fn} received no POST from its page`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  for (const fn of ['page', 'page-own-csp']) {
+    it(`${fn}: signed in at /_/ui/, then /${fn} in the same tab never reaches the token`, async () => {
+      const { page, server } = s;
+      await page.goto(`${server.url}/_/ui/`);
+      const field = page.getByLabel('Admin token', { exact: true });
+      if ((await field.count()) > 0) {
+        await field.fill(TOKEN);
+        await field.press('Enter');
+      }
+      await page.getByRole('heading', { name: 'Functions', exact: true }).waitFor();
+      assert.equal(await page.evaluate('sessionStorage.getItem("koa-faas.adminToken")'), TOKEN);
+
+      await page.goto(`${server.url}/${fn}`);
+      await page.waitForFunction('document.title === "posted"', undefined, { timeout: STEP_MS });
+      const line = await received(fn);
+      // The script ran, and got nothing: no token, no storage, no admin answer, no cookie.
+      assert.ok(!line.includes(TOKEN), `the function received the token: ${line}`);
+      assert.match(line, /storage refused: SecurityError/);
+      assert.match(line, /admin 401 /);
+      assert.match(line, /cookies refused: SecurityError/);
+      // Back in the console, the token is still there: the page could not remove it either.
+      await page.goto(`${server.url}/_/ui/`);
+      await page.getByRole('heading', { name: 'Functions', exact: true }).waitFor();
+    });
+  }
+});
+
 describe('console without ADMIN_TOKEN', { skip }, () => {
   let s: Session;
   before(async () => {
