@@ -16,6 +16,11 @@
  * preflight) carry it too, and a function's own Content-Security-Policy is sent beside it, never
  * instead of it: every policy a response carries is enforced, so a function may narrow what its
  * page may do, never widen it. There is no opt-out: function code is untrusted.
+ *
+ * The admin API's answers (/_/…, JSON that may quote a function's output: records, KV values,
+ * sources, draft runs) get `nosniff` and a policy that lets nothing run or load
+ * (`default-src 'none'; frame-ancestors 'none'; sandbox`), so that no browser ever renders one as
+ * a page of the console's origin; the console's own assets (/_/ui/) replace it with theirs.
  */
 import type { ServerResponse } from 'node:http';
 
@@ -26,6 +31,18 @@ export const FUNCTION_CSP =
 /** Whether a path is the server's own (/_ and /_/…: the admin API and the console). */
 export function isAdminPath(path: string): boolean {
   return path === '/_' || path.startsWith('/_/');
+}
+
+/** The policy of every admin answer: nothing may run, load or frame it (an opaque origin). */
+export const ADMIN_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox";
+
+/**
+ * Puts the admin API's headers on an answer for /_ or /_/… (console.ts sets the console's own
+ * over them).
+ */
+export function lockAdminAnswer(res: ServerResponse): void {
+  res.setHeader('Content-Security-Policy', ADMIN_CSP);
+  res.setHeader('X-Content-Type-Options', 'nosniff');
 }
 
 /**

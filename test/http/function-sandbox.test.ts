@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { CONTENT_SECURITY_POLICY } from '../../src/http/console';
-import { FUNCTION_CSP, withSandbox } from '../../src/http/function-sandbox';
+import { ADMIN_CSP, FUNCTION_CSP, withSandbox } from '../../src/http/function-sandbox';
 import type { Response } from 'supertest';
 import { startServer } from '../helpers';
 import type { TestServer } from '../helpers';
@@ -169,9 +169,37 @@ describe('every answer for a function path is sandboxed', () => {
   });
 });
 
-describe('the console keeps its own headers', () => {
+describe('the admin API and the console keep their own headers', () => {
   test('the console page: its own strict policy, not the sandbox', async () => {
     const res = await t.request.get('/_/ui/');
     assert.equal(res.headers['content-security-policy'], CONTENT_SECURITY_POLICY);
+    assert.equal(res.headers['x-content-type-options'], 'nosniff');
   });
+
+  // Admin answers quote function output (a record, a draft's body): never a page of the origin.
+  const admin: [string, () => PromiseLike<Response>, number][] = [
+    ['a draft run answering HTML', () => draft(), 200],
+    [
+      'a source',
+      () => t.request.get('/_/functions/html').set('Authorization', `Bearer ${TOKEN}`),
+      200,
+    ],
+    ['401 without the token', () => t.request.get('/_/secrets'), 401],
+    ['open /_/health', () => t.request.get('/_/health'), 200],
+    ['404 under /_/ui/', () => t.request.get('/_/ui/nothing.html'), 404],
+  ];
+  function draft() {
+    return t.request
+      .post('/_/drafts/html')
+      .set('Authorization', `Bearer ${TOKEN}`)
+      .send({ source: FUNCTIONS.html });
+  }
+  for (const [name, send, status] of admin) {
+    test(`admin: ${name}`, async () => {
+      const res = await send();
+      assert.equal(res.status, status);
+      assert.equal(res.headers['content-security-policy'], ADMIN_CSP);
+      assert.equal(res.headers['x-content-type-options'], 'nosniff');
+    });
+  }
 });
