@@ -46,8 +46,9 @@ import { Schedules } from './services/schedules/schedules';
 import type { HostCall, HostReply } from './pool/sandbox-pool';
 import { body } from './http/body';
 import { cors } from './http/cors';
+import { isAdminPath, lockAdminAnswer, sandboxFunctionAnswer } from './http/function-sandbox';
 import type { Logger } from './observe/logger';
-import { resolveTarget, runFaaS, sandboxAnswer } from './http/run-faas';
+import { resolveTarget, runFaaS } from './http/run-faas';
 import { toResponse } from './http/response';
 import { SandboxPool } from './pool/sandbox-pool';
 import { setupIsolation, workerReadPaths } from './pool/isolation';
@@ -217,8 +218,13 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   // on a worker, from CORS on, before it reaches the pool); new ones are refused while draining.
   let inFlight = 0;
   app.use(async (ctx, next) => {
-    if (ctx.path === '/_' || ctx.path.startsWith('/_/')) return next();
-    sandboxAnswer(ctx);
+    if (isAdminPath(ctx.path)) {
+      // JSON that may quote a function's output: never a page (function-sandbox.ts).
+      lockAdminAnswer(ctx.res);
+      return next();
+    }
+    // Every answer for a function path is sandboxed, the server's own ones included.
+    sandboxFunctionAnswer(ctx.res);
     if (closing) throw new ShuttingDownError('the server is shutting down');
     inFlight++;
     try {
@@ -305,6 +311,8 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     const { status, body } = toErrorBody(err, requestId);
     const text = JSON.stringify(body);
     lingerAfter(req, res, lingered);
+    if (isAdminPath((req.url ?? '/').split('?')[0])) lockAdminAnswer(res);
+    else sandboxFunctionAnswer(res);
     res.writeHead(status, {
       'Content-Type': 'application/json; charset=utf-8',
       'Content-Length': Buffer.byteLength(text),

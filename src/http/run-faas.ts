@@ -10,6 +10,7 @@ import type { FunctionStore, Resolved } from '../functions/function-store';
 import { factsOf } from '../pool/sandbox-pool';
 import type { SandboxPool } from '../pool/sandbox-pool';
 import type { BodyState } from './body';
+import { sandboxFunctionAnswer, withSandbox } from './function-sandbox';
 import type { RequestState } from './error-handler';
 import { invokeVersion, logConsole } from './invoke';
 import type { SecretValues } from './invoke';
@@ -33,25 +34,6 @@ export function eventJsonFor(ctx: Context, subpath: string, config: FunctionConf
   if (state.bodyIsBase64) event.isBase64Encoded = true;
   if (config.rawBody && state.rawBody) event.rawBody = state.rawBody.toString('base64');
   return JSON.stringify(event);
-}
-
-/**
- * The policy on every answer of a function path (docs/spec.md §4): a sandboxed document in an
- * opaque origin (no `allow-same-origin`). Its scripts, forms, popups and downloads work, but it
- * cannot read the storage of the server's origin (the console's admin token) nor send requests
- * as that origin. Function code is untrusted, so there is no opt-out; a function's own
- * Content-Security-Policy is sent beside this one (browsers enforce every policy they get).
- */
-export const FUNCTION_CSP =
-  'sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads';
-
-/**
- * Marks an answer of a function path as a sandboxed document, before anything else runs, so
- * that every answer of the path has it: the function's, its errors, a 202, a 404.
- */
-export function sandboxAnswer(ctx: Context): void {
-  ctx.res.setHeader('Content-Security-Policy', FUNCTION_CSP);
-  ctx.res.setHeader('X-Content-Type-Options', 'nosniff');
 }
 
 const TARGET = Symbol('target');
@@ -131,6 +113,8 @@ export function runFaaS({
 }): Middleware {
   return async (ctx: Context) => {
     const state = ctx.state as RequestState;
+    // The server sets it first (server.ts), for its own answers too; again here for runFaaS alone.
+    sandboxFunctionAnswer(ctx.res);
     let target: Resolved;
     try {
       const resolved = resolveTarget(ctx, store);
@@ -179,14 +163,12 @@ export function runFaaS({
     const response = ran.response();
     ctx.status = response.status;
     // Names and values were checked by toResponse (response.ts): set without Koa's wrapper.
-    // The sandbox policy stays (docs/spec.md §4): a function's own policy goes beside it, and
-    // `nosniff` is the only value X-Content-Type-Options has.
-    for (const name in response.headers) {
-      if (name === 'content-security-policy') {
-        ctx.res.setHeader(name, [FUNCTION_CSP].concat(response.headers[name]));
-      } else if (name !== 'x-content-type-options') {
-        ctx.res.setHeader(name, response.headers[name]);
-      }
+    for (const name in response.headers) ctx.res.setHeader(name, response.headers[name]);
+    // The sandbox stays (function-sandbox.ts): a function's own policy is sent beside it.
+    const csp = response.headers['content-security-policy'];
+    if (csp !== undefined) ctx.res.setHeader('Content-Security-Policy', withSandbox(csp));
+    if (response.headers['x-content-type-options'] !== undefined) {
+      ctx.res.setHeader('X-Content-Type-Options', 'nosniff');
     }
     if (response.body !== undefined) {
       ctx.body = response.body;

@@ -7,6 +7,7 @@
  * Screenshots of every view go to a fresh folder the test prints (CONSOLE_SCREENSHOTS sets it).
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +26,17 @@ if (skip) process.stderr.write(`console browser tests SKIPPED: ${skip}\n`);
 // Browser globals used inside page.evaluate (this file compiles without the DOM library).
 declare const DataTransfer: new () => { setData(type: string, value: string): void };
 declare const ClipboardEvent: new (type: string, init: object) => object;
+type AddEventListener = (
+  type: string,
+  listener: (event: unknown) => void,
+  capture: boolean,
+) => void;
+interface ViolationEvent {
+  effectiveDirective: string;
+  blockedURI: string;
+  sourceFile: string;
+  composedPath(): { nodeType: number }[];
+}
 
 const TOKEN = 'console-test-token-0123456789';
 // Generous: CI shares two cores with the server, its workers and Chromium.
@@ -48,6 +60,14 @@ const GOOD = `module.exports = async (event, context) => {
 };
 `;
 
+/** Answers with what it received: the Content-Type and the body as the event had them. */
+const SHAPE = `module.exports = async (event) => ({
+  type: event.headers['content-type'] ?? null,
+  body: event.body ?? null,
+  base64: event.isBase64Encoded ?? false,
+});
+`;
+
 const DRAFT = `module.exports = async (event, context) => {
   console.log('draft line', event.subpath);
   await context.kv.put('draft-key', 1);
@@ -64,6 +84,8 @@ interface Session {
   requests: string[];
   /** Console errors, page errors and CSP violations. */
   problems: string[];
+  /** The CSP violations alone (securitypolicyviolation events and the browser's messages). */
+  violations: string[];
   shots: string;
 }
 
@@ -75,17 +97,68 @@ async function open(env: Record<string, string>): Promise<Session> {
   page.setDefaultTimeout(STEP_MS);
   const requests: string[] = [];
   const problems: string[] = [];
+  const violations: string[] = [];
   page.on('request', (request) => requests.push(request.url()));
+  // Every CSP violation, wherever it happens (a shadow root's too: the event is composed), is
+  // reported by the page itself, before any script of its own runs; and the browser's console
+  // message for it, whatever its level, counts as one too.
+  await context.exposeBinding('reportViolation', (_source, text: string) => {
+    violations.push(text);
+    problems.push(`CSP violation: ${text}`);
+  });
+  await context.addInitScript(() => {
+    const report = (globalThis as unknown as { reportViolation(text: string): void })
+      .reportViolation;
+    (globalThis as unknown as { addEventListener: AddEventListener }).addEventListener(
+      'securitypolicyviolation',
+      (event) => {
+        const e = event as unknown as ViolationEvent;
+        const where = e.composedPath().find((node) => node.nodeType === 1) as
+          { nodeName: string; className: string } | undefined;
+        report(
+          `${e.effectiveDirective} blocked ${e.blockedURI || 'inline'} at ` +
+            `${where ? `${where.nodeName}.${where.className}` : e.sourceFile}`,
+        );
+      },
+      true,
+    );
+  });
   page.on('console', (message) => {
-    if (message.type() === 'error' && !/status of 4\d\d/.test(message.text())) {
-      problems.push(`console: ${message.text()}`);
+    const text = message.text();
+    if (/Content.Security.Policy/i.test(text)) violations.push(`console: ${text}`);
+    if (
+      (message.type() === 'error' || /Content.Security.Policy/i.test(text)) &&
+      !/status of 4\d\d/.test(text)
+    ) {
+      problems.push(`console: ${text}`);
     }
   });
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   const shots =
     process.env.CONSOLE_SCREENSHOTS ?? fs.mkdtempSync(path.join(os.tmpdir(), 'koa-faas-console-'));
   fs.mkdirSync(shots, { recursive: true });
-  return { server, browser, context, page, requests, problems, shots };
+  return { server, browser, context, page, requests, problems, violations, shots };
+}
+
+/** Resolves once `check` holds (polled), or fails saying `what` after STEP_MS. */
+async function until(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
+  const end = Date.now() + STEP_MS;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Lets the page finish what it queued (a violation report is a task of its own). */
+async function settle(page: Page): Promise<void> {
+  await page.evaluate(
+    () =>
+      new Promise((resolve) => {
+        (
+          globalThis as unknown as { requestAnimationFrame(f: () => void): void }
+        ).requestAnimationFrame(() => setTimeout(resolve, 50));
+      }),
+  );
 }
 
 /** A field's value once it is not empty (it is filled by a fetch), within STEP_MS. */
@@ -103,14 +176,15 @@ async function shoot(s: Session, name: string): Promise<void> {
 }
 
 /**
- * Replaces the editor's whole text as a person pasting it would (a paste event: typed text would
- * be auto-indented on the way, and Chromium's insertText turns leading spaces into U+00A0).
+ * Replaces the editor's whole text as a person would: selects it all, types the first character
+ * over the selection (with the keyboard), and pastes the rest (a paste event: typed text would be
+ * auto-indented on the way, and Chromium's insertText turns leading spaces into U+00A0).
  */
 async function typeSource(page: Page, source: string): Promise<void> {
   const editor = page.getByRole('textbox', { name: 'Source', exact: true });
   await editor.click();
   await page.keyboard.press('ControlOrMeta+a');
-  await page.keyboard.press('Delete');
+  await page.keyboard.type(source[0]);
   await editor.evaluate((element, text) => {
     const data = new DataTransfer();
     data.setData('text/plain', text);
@@ -120,7 +194,29 @@ async function typeSource(page: Page, source: string): Promise<void> {
       cancelable: true,
     });
     (element as unknown as { dispatchEvent(event: object): boolean }).dispatchEvent(paste);
-  }, source);
+  }, source.slice(1));
+  // The editor holds the source, whole.
+  const until = Date.now() + STEP_MS;
+  while ((await editorText(page)) !== source) {
+    if (Date.now() > until) assert.equal(await editorText(page), source);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The text of the editor (its lines joined). */
+async function editorText(page: Page): Promise<string> {
+  // By id, not role: the editor may be on a hidden tab panel.
+  const lines = await page.locator('#source .cm-line').allTextContents();
+  return lines.join('\n');
+}
+
+/** Runs a command line (Copy as curl's) in bash and resolves with its output. */
+function shell(line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('bash', ['-c', line], { timeout: STEP_MS }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${line}: ${err.message} ${stderr}`)) : resolve(stdout),
+    );
+  });
 }
 
 describe('console in Chromium', { skip }, () => {
@@ -166,6 +262,19 @@ describe('console in Chromium', { skip }, () => {
     assert.equal((await marked.textContent())?.trim(), 'return { hello: name ;');
     await page.getByRole('alert').filter({ hasText: 'line 3' }).waitFor();
     await shoot(s, '02-compile-error');
+  });
+
+  it("replaces the editor's text by typing over a selection, without a CSP violation", async () => {
+    const { page } = s;
+    // Over the whole text (its first token a highlighted keyword), then over one word.
+    await typeSource(page, GOOD);
+    await page.locator('#source .cm-line').first().click();
+    await page.keyboard.press('Home');
+    await page.keyboard.press('Shift+End');
+    await page.keyboard.type('module.exports = async (event, context) => {');
+    assert.equal(await editorText(page), GOOD);
+    await settle(page);
+    assert.deepEqual(s.violations, []);
   });
 
   it('deploys the fixed source', async () => {
@@ -290,6 +399,139 @@ describe('console in Chromium', { skip }, () => {
     await shoot(s, '07-kv');
   });
 
+  it('asks before leaving a function whose edits are not deployed', async () => {
+    const { page } = s;
+    // The editor still holds the draft (not deployed): leaving would lose it.
+    let asked = '';
+    page.once('dialog', (dialog) => {
+      asked = `${dialog.type()}: ${dialog.message()}`;
+      void dialog.dismiss();
+    });
+    await page.getByRole('link', { name: 'Health', exact: true }).click();
+    await until('the question', () => asked !== '');
+    assert.match(asked, /^confirm: .*not deployed/);
+    assert.match(page.url(), /#\/functions\/greet$/);
+    await page.getByRole('heading', { name: 'greet', exact: true }).waitFor();
+    assert.equal(await editorText(page), DRAFT);
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('link', { name: 'Health', exact: true }).click();
+    await page.getByRole('heading', { name: 'Workers', exact: true }).waitFor();
+  });
+
+  it('sends a JSON body the same way from Invoke, Run draft and Copy as curl', async () => {
+    const { page, server } = s;
+    await server.writeFunction('shape', SHAPE);
+    await page.goto(`${server.url}/_/ui/#/functions/shape`);
+    await page.getByRole('heading', { name: 'shape', exact: true }).waitFor();
+    await page.getByLabel('Method', { exact: true }).selectOption('POST');
+    await page.getByLabel(/^Headers/).fill('');
+    await page.getByLabel('Request body', { exact: true }).fill('{"n":5}');
+    await page.getByText('Sends Content-Type: application/json').waitFor();
+    const response = page.getByRole('region', { name: 'Response', exact: true });
+    const bodyShown = async () =>
+      JSON.parse((await response.getByTestId('response-body').textContent()) ?? '') as unknown;
+
+    await page.getByRole('button', { name: 'Invoke', exact: true }).click();
+    await response.getByText('200 OK').waitFor();
+    const invoked = await bodyShown();
+
+    await page.getByRole('button', { name: 'Run draft', exact: true }).click();
+    await response.getByText('draft run, not deployed').waitFor();
+    const drafted = await bodyShown();
+
+    await page.getByRole('button', { name: 'Copy as curl', exact: true }).click();
+    const line = await filledValue(page.getByLabel('curl command', { exact: true }));
+    assert.match(line, /-H 'Content-Type: application\/json'/);
+    const out = await shell(line);
+    const curled = JSON.parse(out.slice(out.indexOf('\r\n\r\n') + 4)) as unknown;
+
+    const expected = { type: 'application/json', body: { n: 5 }, base64: false };
+    assert.deepEqual(invoked, expected, 'Invoke');
+    assert.deepEqual(drafted, expected, 'Run draft');
+    assert.deepEqual(curled, expected, 'Copy as curl');
+
+    // A Content-Type typed in the Headers box is the one all three send.
+    await page.getByLabel(/^Headers/).fill('Content-Type: text/plain');
+    await page.getByRole('button', { name: 'Copy as curl', exact: true }).click();
+    await until('the new curl line', async () =>
+      (await page.getByLabel('curl command', { exact: true }).inputValue()).includes('text/plain'),
+    );
+    const typed = await page.getByLabel('curl command', { exact: true }).inputValue();
+    assert.equal(typed.match(/Content-Type/gi)?.length, 1, typed);
+    await page.getByRole('button', { name: 'Invoke', exact: true }).click();
+    await until('the text answer', async () =>
+      ((await response.getByTestId('response-body').textContent()) ?? '').includes('text/plain'),
+    );
+    assert.deepEqual(await bodyShown(), { type: 'text/plain', body: '{"n":5}', base64: false });
+    await page.getByLabel(/^Headers/).fill('');
+  });
+
+  it('shows the new version in the header after a redeploy', async () => {
+    const { page, server } = s;
+    const header = page.locator('header.view-head');
+    const before = await server.request
+      .get('/_/functions/shape')
+      .set('Authorization', `Bearer ${TOKEN}`);
+    await header.getByText(before.body.version as string).waitFor();
+    const next = `${SHAPE}// v2\n`;
+    await typeSource(page, next);
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click();
+    await page.getByText(/^Deployed shape, version /).waitFor();
+    const after = await server.request
+      .get('/_/functions/shape')
+      .set('Authorization', `Bearer ${TOKEN}`);
+    assert.equal(after.body.source, next);
+    assert.notEqual(after.body.version, before.body.version);
+    await header.getByText(after.body.version as string).waitFor();
+    assert.equal(await header.getByText(before.body.version as string).count(), 0);
+  });
+
+  it('clears an error message once the next action succeeds', async () => {
+    const { page } = s;
+    const sourceError = page.locator('.source-panel .notice-error');
+    const invokeError = page.locator('.invoke-panel .notice-error');
+    const fixed = `${SHAPE}// v3\n`;
+    // A deploy that fails, then a draft run that works: the deploy's error goes.
+    await typeSource(page, BROKEN);
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click();
+    await sourceError.filter({ hasText: 'Not deployed' }).waitFor();
+    await typeSource(page, fixed);
+    await page.getByRole('button', { name: 'Run draft', exact: true }).click();
+    await page.getByText(/^Draft ran/).waitFor();
+    await until('the deploy error to go', async () => (await sourceError.textContent()) === '');
+    // A refused header line, then a deploy that works: the Invoke panel's error goes too.
+    await page.getByLabel(/^Headers/).fill('not a header');
+    await page.getByRole('button', { name: 'Invoke', exact: true }).click();
+    await invokeError.filter({ hasText: 'headers line 1' }).waitFor();
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click();
+    await page.getByText(/^Deployed shape, version /).waitFor();
+    await until('the header error to go', async () => (await invokeError.textContent()) === '');
+    // An error, then another tab: gone when the code tab shows again.
+    await page.getByRole('button', { name: 'Invoke', exact: true }).click();
+    await invokeError.filter({ hasText: 'headers line 1' }).waitFor();
+    await page.getByRole('tab', { name: 'KV', exact: true }).click();
+    await page.getByRole('tab', { name: 'Code and invoke', exact: true }).click();
+    assert.equal(await invokeError.textContent(), '');
+    await page.getByLabel(/^Headers/).fill('');
+  });
+
+  it('asks the browser before a reload loses edits that are not deployed', async () => {
+    const { page } = s;
+    await typeSource(page, `${SHAPE}// not deployed\n`);
+    let kind = '';
+    page.once('dialog', (dialog) => {
+      kind = dialog.type();
+      void dialog.accept();
+    });
+    await page.reload();
+    await page.getByRole('heading', { name: 'shape', exact: true }).waitFor();
+    assert.equal(kind, 'beforeunload');
+    const removed = await s.server.request
+      .delete('/_/functions/shape')
+      .set('Authorization', `Bearer ${TOKEN}`);
+    assert.equal(removed.status, 204);
+  });
+
   it('shows health with workers, isolation and the traffic chart', async () => {
     const { page } = s;
     await page.getByRole('link', { name: 'Health', exact: true }).click();
@@ -353,6 +595,104 @@ describe('console in Chromium', { skip }, () => {
     assert.deepEqual(elsewhere, []);
     assert.deepEqual(s.problems, []);
   });
+});
+
+/**
+ * A function's page, as an attacker would write it: HTML whose script reads the console's admin
+ * token from sessionStorage, calls the admin API with it, and posts what it got back to its own
+ * function (which logs it). `own` is a Content-Security-Policy the function sets itself.
+ */
+function thief(own?: string): string {
+  const script = `(async () => {
+  let loot;
+  try { loot = 'token=' + sessionStorage.getItem('koa-faas.adminToken'); }
+  catch (err) { loot = 'storage refused: ' + err.name; }
+  let token = '';
+  try { token = sessionStorage.getItem('koa-faas.adminToken') || ''; } catch {}
+  let admin;
+  try {
+    const res = await fetch('/_/secrets', { headers: { Authorization: 'Bearer ' + token } });
+    admin = res.status + ' ' + (await res.text()).slice(0, 200);
+  } catch (err) { admin = 'fetch refused: ' + err.name; }
+  let cookies;
+  try { cookies = 'cookies=' + document.cookie; } catch (err) { cookies = 'cookies refused: ' + err.name; }
+  await fetch(location.pathname, { method: 'POST', body: loot + ' | admin ' + admin + ' | ' + cookies });
+  document.title = 'posted';
+})();`;
+  const headers: Record<string, string> = { 'content-type': 'text/html; charset=utf-8' };
+  if (own) headers['content-security-policy'] = own;
+  return `module.exports = async (event) => {
+  if (event.method === 'POST') {
+    console.log('received ' + event.body);
+    return { statusCode: 204 };
+  }
+  return {
+    statusCode: 200,
+    headers: ${JSON.stringify(headers)},
+    body: ${JSON.stringify(`<!doctype html><title>page</title><p>hello</p><script>${script}</script>`)},
+  };
+};
+`;
+}
+
+describe("a function's page in the console's tab", { skip }, () => {
+  let s: Session;
+  before(async () => {
+    s = await open({ ADMIN_TOKEN: TOKEN });
+    await s.server.writeFunction('page', thief());
+    // Its own policy tries to give its page the origin back: the server's sandbox stays.
+    await s.server.writeFunction(
+      'page-own-csp',
+      thief("sandbox allow-scripts allow-same-origin; default-src * 'unsafe-inline'"),
+    );
+  });
+  after(async () => {
+    await s?.browser.close();
+    await s?.server.close();
+  });
+
+  /** What the function logged from its page's POST (its invocation records), once there. */
+  async function received(fn: string): Promise<string> {
+    const until = Date.now() + STEP_MS;
+    for (;;) {
+      const list = await s.server.request
+        .get(`/_/invocations?fn=${fn}`)
+        .set('Authorization', `Bearer ${TOKEN}`);
+      const lines = (list.body.invocations as { function: string; logs: string[] }[])
+        .filter((r) => r.function === fn)
+        .flatMap((r) => r.logs);
+      const line = lines.find((l) => l.includes('received '));
+      if (line !== undefined) return line;
+      if (Date.now() > until) throw new Error(`${fn} received no POST from its page`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  for (const fn of ['page', 'page-own-csp']) {
+    it(`${fn}: signed in at /_/ui/, then /${fn} in the same tab never reaches the token`, async () => {
+      const { page, server } = s;
+      await page.goto(`${server.url}/_/ui/`);
+      const field = page.getByLabel('Admin token', { exact: true });
+      if ((await field.count()) > 0) {
+        await field.fill(TOKEN);
+        await field.press('Enter');
+      }
+      await page.getByRole('heading', { name: 'Functions', exact: true }).waitFor();
+      assert.equal(await page.evaluate('sessionStorage.getItem("koa-faas.adminToken")'), TOKEN);
+
+      await page.goto(`${server.url}/${fn}`);
+      await page.waitForFunction('document.title === "posted"', undefined, { timeout: STEP_MS });
+      const line = await received(fn);
+      // The script ran, and got nothing: no token, no storage, no admin answer, no cookie.
+      assert.ok(!line.includes(TOKEN), `the function received the token: ${line}`);
+      assert.match(line, /storage refused: SecurityError/);
+      assert.match(line, /admin 401 /);
+      assert.match(line, /cookies refused: SecurityError/);
+      // Back in the console, the token is still there: the page could not remove it either.
+      await page.goto(`${server.url}/_/ui/`);
+      await page.getByRole('heading', { name: 'Functions', exact: true }).waitFor();
+    });
+  }
 });
 
 describe('console without ADMIN_TOKEN', { skip }, () => {

@@ -8,6 +8,10 @@
  * in a document, which the console's CSP (style-src 'self', no inline style) blocks; in a shadow
  * root they go into a constructed stylesheet (adoptedStyleSheets), which the CSP allows. So its
  * look is set here (a theme), with the page's CSS variables, which inherit into the shadow root.
+ *
+ * Typing over a selection is done by CodeMirror, not by the browser (typeOverSelection): left to
+ * contenteditable, Chromium keeps the look of the text it deletes, a highlighted token's colour,
+ * by writing it into a `style` attribute on the line, which the CSP refuses (style-src-attr).
  */
 import { defaultKeymap, history, historyKeymap, indentWithTab } from '@codemirror/commands';
 import { javascript } from '@codemirror/lang-javascript';
@@ -65,6 +69,25 @@ const errorLineField = StateField.define<DecorationSet>({
 
 const language = (ts: boolean) => javascript({ typescript: ts });
 
+/**
+ * Text typed while something is selected replaces the selection through a transaction, as
+ * CodeMirror's own commands do, instead of the browser's editing (which would carry the deleted
+ * text's colour over in an inline style). Composition (IME, dead keys) is left to the browser:
+ * its events cannot be cancelled, and it starts with the selection already removed.
+ */
+const typeOverSelection = EditorView.domEventHandlers({
+  beforeinput(event, view) {
+    if (event.inputType !== 'insertText' || event.isComposing || event.data === null) return false;
+    if (view.composing || view.state.selection.ranges.every((range) => range.empty)) return false;
+    event.preventDefault();
+    view.dispatch(view.state.replaceSelection(event.data), {
+      scrollIntoView: true,
+      userEvent: 'input.type',
+    });
+    return true;
+  },
+});
+
 const theme = EditorView.theme({
   '&': { color: 'var(--text)', backgroundColor: 'var(--panel)', fontSize: '13px' },
   '&.cm-focused': { outline: '3px solid var(--focus)' },
@@ -113,6 +136,7 @@ export function Editor(props: {
       keymap.of([...defaultKeymap, ...historyKeymap, indentWithTab]),
       lintGutter(),
       errorLineField,
+      typeOverSelection,
       theme,
       EditorView.contentAttributes.of({
         'aria-label': 'Source',

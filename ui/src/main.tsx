@@ -7,19 +7,23 @@
  * CodeMirror 6 for the editor; the chart is SVG drawn by hand.
  */
 import { render } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { admin, ApiError, storeToken, storedToken } from './api';
 import type { ConsoleStats, FunctionInfo } from './api';
 import './styles.css';
 import { parseRoute } from './util';
 import { describe } from './views/common';
 import { FunctionView } from './views/function';
+import type { UnsavedGuard } from './views/function';
 import { FunctionsView } from './views/functions';
 import { HealthView } from './views/health';
 import { InvocationDetail, InvocationsView } from './views/invocations';
 import { SecretsView } from './views/secrets';
 
 type Access = 'checking' | 'disabled' | 'signed-out' | 'signed-in' | 'unreachable';
+
+/** Asked before the console leaves a view whose editor holds edits not deployed. */
+const UNSAVED_MESSAGE = 'The editor has changes that are not deployed. Leave and lose them?';
 
 /** Whether the stored token works, and whether admin routes are enabled at all. */
 async function checkAccess(token: string | null): Promise<{ access: Access; message?: string }> {
@@ -109,6 +113,11 @@ function App() {
   const [functions, setFunctions] = useState<FunctionInfo[]>();
   const [stats, setStats] = useState<ConsoleStats>();
   const [listError, setListError] = useState<string>();
+  // The open view's check for edits not deployed (a function's editor sets it).
+  const unsaved = useRef<(() => boolean) | undefined>(undefined);
+  const guard: UnsavedGuard = unsaved;
+  /** Whether the console may leave the current view: no unsaved edits, or the person says so. */
+  const mayLeave = () => !unsaved.current?.() || confirm(UNSAVED_MESSAGE);
 
   const verify = async () => {
     const checked = await checkAccess(storedToken());
@@ -139,9 +148,30 @@ function App() {
 
   useEffect(() => {
     void verify();
-    const onHash = () => setHash(location.hash);
+    // The hash is the route: a new one leaves the view, unless it holds edits the person keeps
+    // (then the address goes back to the view's, which stays as it is).
+    let shown = location.hash;
+    const onHash = () => {
+      if (location.hash === shown) return;
+      if (!mayLeave()) {
+        history.replaceState(history.state, '', shown || location.pathname);
+        return;
+      }
+      shown = location.hash;
+      setHash(location.hash);
+    };
+    // Closing the tab, reloading, or leaving for another page asks the browser's own question.
+    const onUnload = (e: BeforeUnloadEvent) => {
+      if (!unsaved.current?.()) return;
+      e.preventDefault();
+      e.returnValue = '';
+    };
     addEventListener('hashchange', onHash);
-    return () => removeEventListener('hashchange', onHash);
+    addEventListener('beforeunload', onUnload);
+    return () => {
+      removeEventListener('hashchange', onHash);
+      removeEventListener('beforeunload', onUnload);
+    };
   }, []);
 
   const route = parseRoute(hash);
@@ -167,9 +197,9 @@ function App() {
     view = <p role="alert">The server did not answer: {message}</p>;
   else if (access === 'signed-out')
     view = <SignIn message={message} onSignedIn={() => setAccess('signed-in')} />;
-  else if (route.view === 'new') view = <FunctionView onChanged={refresh} />;
+  else if (route.view === 'new') view = <FunctionView onChanged={refresh} unsaved={guard} />;
   else if (route.view === 'functions' && route.rest)
-    view = <FunctionView key={route.rest} name={route.rest} onChanged={refresh} />;
+    view = <FunctionView key={route.rest} name={route.rest} onChanged={refresh} unsaved={guard} />;
   else if (route.view === 'invocations' && route.rest) view = <InvocationDetail id={route.rest} />;
   else if (route.view === 'invocations')
     view = (
@@ -221,6 +251,8 @@ function App() {
             type="button"
             class="sign-out"
             onClick={() => {
+              if (!mayLeave()) return;
+              unsaved.current = undefined;
               storeToken(null);
               setAccess('signed-out');
               setMessage(undefined);

@@ -85,22 +85,53 @@ export function invokePath(name: string, input: Pick<InvokeInput, 'subpath' | 'q
   return `/${name}${sub}${query ? `?${query}` : ''}`;
 }
 
-/** The headers an invocation sends: the typed ones, plus Prefer: respond-async when async. */
-export function requestHeaders(input: InvokeInput): Record<string, string> {
+/** Whether an invocation sends its body (GET and HEAD send none, nor does an empty body). */
+export function sendsBody(input: Pick<InvokeInput, 'method' | 'body'>): boolean {
+  return input.body !== '' && !BODYLESS.has(input.method);
+}
+
+/**
+ * The Content-Type a body is sent with when the Headers box names none: `application/json` for
+ * a body that looks like JSON (an object or an array: it starts with `{` or `[`), else
+ * `text/plain; charset=utf-8`. Undefined when no body is sent, or a Content-Type line is typed.
+ */
+export function defaultContentType(input: InvokeInput): string | undefined {
+  if (!sendsBody(input)) return undefined;
   const { headers } = parseHeaders(input.headers);
+  if (Object.keys(headers).some((name) => name.toLowerCase() === 'content-type')) return undefined;
+  return /^\s*[[{]/.test(input.body) ? 'application/json' : 'text/plain; charset=utf-8';
+}
+
+/**
+ * The request headers of an invocation, the same for Invoke, Run draft and Copy as curl: the
+ * typed ones, and the Content-Type of the body when none is typed (defaultContentType).
+ */
+export function invokeHeaders(input: InvokeInput): Record<string, string> {
+  const { headers } = parseHeaders(input.headers);
+  const type = defaultContentType(input);
+  if (type !== undefined) headers['Content-Type'] = type;
+  return headers;
+}
+
+/** The headers a real invocation sends: invokeHeaders, plus Prefer: respond-async when async. */
+export function requestHeaders(input: InvokeInput): Record<string, string> {
+  const headers = invokeHeaders(input);
   if (input.async) headers.Prefer = 'respond-async';
   return headers;
 }
 
-/** The same request as a curl command line (the admin token is never in it: it is not sent). */
+/**
+ * The same request as a curl command line, every header given with -H (so curl adds no
+ * Content-Type of its own); the admin token is never in it: it is not sent.
+ */
 export function curlLine(origin: string, name: string, input: InvokeInput): string {
-  const parts = ['curl', '-i'];
-  if (input.method !== 'GET') parts.push('-X', input.method);
+  // HEAD with -X would wait for a body that never comes: --head asks for the headers only.
+  const parts = input.method === 'HEAD' ? ['curl', '--head'] : ['curl', '-i'];
+  if (input.method !== 'GET' && input.method !== 'HEAD') parts.push('-X', input.method);
   for (const [key, value] of Object.entries(requestHeaders(input))) {
     parts.push('-H', shellQuote(`${key}: ${value}`));
   }
-  if (input.body !== '' && !BODYLESS.has(input.method))
-    parts.push('--data-raw', shellQuote(input.body));
+  if (sendsBody(input)) parts.push('--data-raw', shellQuote(input.body));
   parts.push(shellQuote(origin + invokePath(name, input)));
   return parts.join(' ');
 }

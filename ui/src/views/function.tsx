@@ -2,6 +2,9 @@
  * One function: its source in the editor (Deploy, Delete), the Invoke panel (method, sub-path,
  * query, headers, body, async; saved inputs; copy as curl; Run draft = try the editor's text
  * without deploying it), the Response region, and the KV tab. With no name: a new function.
+ *
+ * Edits not deployed are guarded: `unsaved` tells the app (main.tsx) whether leaving the view
+ * would lose them. An error message stays until the next action that succeeds, or a tab change.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { admin, ApiError, fnPath } from '../api';
@@ -13,12 +16,14 @@ import {
   EMPTY_INPUT,
   SAVED_INPUTS_MAX,
   TEMPLATE,
-  TEMPLATE_TS,
   curlLine,
+  defaultContentType,
+  invokeHeaders,
   invokePath,
   parseHeaders,
   requestHeaders,
   savedInputs,
+  sendsBody,
   storeInputs,
 } from '../util';
 import type { InvokeInput, SavedInput } from '../util';
@@ -31,11 +36,22 @@ import type { Shown } from './response';
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}(\/[A-Za-z0-9][A-Za-z0-9_-]{0,63}){0,7}$/;
 
-export function FunctionView(props: { name?: string; onChanged(): void }) {
+/** Asks whether the open view has edits that leaving it would lose (set by the view). */
+export interface UnsavedGuard {
+  current?: () => boolean;
+}
+
+export function FunctionView(props: { name?: string; onChanged(): void; unsaved: UnsavedGuard }) {
   const isNew = props.name === undefined;
   const [detail, setDetail] = useState<FunctionDetail>();
   const [loadError, setLoadError] = useState<string>();
   const [tab, setTab] = useState<'code' | 'kv'>('code');
+  // Bumped on a tab change: the panels clear their error messages.
+  const [calm, setCalm] = useState(0);
+  const selectTab = (next: 'code' | 'kv') => {
+    if (next !== tab) setCalm((n) => n + 1);
+    setTab(next);
+  };
 
   useEffect(() => {
     setDetail(undefined);
@@ -82,8 +98,8 @@ export function FunctionView(props: { name?: string; onChanged(): void }) {
       </header>
       {!isNew && (
         <div role="tablist" aria-label="Function views" class="tabs">
-          <TabButton id="code" current={tab} onSelect={setTab} label="Code and invoke" />
-          <TabButton id="kv" current={tab} onSelect={setTab} label="KV" />
+          <TabButton id="code" current={tab} onSelect={selectTab} label="Code and invoke" />
+          <TabButton id="kv" current={tab} onSelect={selectTab} label="KV" />
         </div>
       )}
       <div
@@ -92,7 +108,14 @@ export function FunctionView(props: { name?: string; onChanged(): void }) {
         aria-labelledby="tab-code"
         hidden={tab !== 'code'}
       >
-        <CodeAndInvoke key={name ?? '(new)'} detail={detail} onChanged={props.onChanged} />
+        <CodeAndInvoke
+          key={name ?? '(new)'}
+          detail={detail}
+          onChanged={props.onChanged}
+          onDeployed={setDetail}
+          unsaved={props.unsaved}
+          calm={calm}
+        />
       </div>
       {!isNew && tab === 'kv' && (
         <div role="tabpanel" id="panel-kv" aria-labelledby="tab-kv">
@@ -139,11 +162,34 @@ export function StatusBadge({ detail }: { detail: { status: string; quarantined?
   return <span class="badge badge-ok">ok</span>;
 }
 
-function CodeAndInvoke({ detail, onChanged }: { detail?: FunctionDetail; onChanged(): void }) {
+/** Clears an error message, keeps any other (a state updater). */
+const withoutError = (notice: NoticeState): NoticeState =>
+  notice?.kind === 'error' ? undefined : notice;
+
+function CodeAndInvoke(props: {
+  detail?: FunctionDetail;
+  onChanged(): void;
+  /** The function as deployed now (after a Deploy): the view's header shows its version. */
+  onDeployed(detail: FunctionDetail): void;
+  unsaved: UnsavedGuard;
+  /** Changes when the errors on screen are stale (another tab was chosen). */
+  calm: number;
+}) {
+  const { detail, onChanged } = props;
   const isNew = detail === undefined;
   const [name, setName] = useState(detail?.name ?? '');
   const [typescript, setTypescript] = useState(detail ? detail.file.endsWith('.ts') : false);
-  const source = useRef(detail?.source ?? TEMPLATE);
+  const initial = detail?.source ?? TEMPLATE;
+  const source = useRef(initial);
+  // The text as last deployed (or as the editor opened): edits past it are unsaved.
+  const saved = useRef(initial);
+  useEffect(() => {
+    const guard = () => source.current !== saved.current;
+    props.unsaved.current = guard;
+    return () => {
+      if (props.unsaved.current === guard) props.unsaved.current = undefined;
+    };
+  }, []);
   const [error, setError] = useState<MarkedError | undefined>(
     detail?.status === 'compile_error' && detail.line
       ? { line: detail.line, column: detail.column, message: detail.error ?? 'compile error' }
@@ -157,6 +203,15 @@ function CodeAndInvoke({ detail, onChanged }: { detail?: FunctionDetail; onChang
   const [deploying, setDeploying] = useState(false);
   const [confirming, setConfirming] = useState(false);
   const [deployed, setDeployed] = useState(detail);
+  // Bumped when an action succeeds: the Invoke panel clears its error message too.
+  const [calm, setCalm] = useState(0);
+  const succeeded = () => {
+    setNotice(withoutError);
+    setCalm((n) => n + 1);
+  };
+  useEffect(() => {
+    if (props.calm > 0) setNotice(withoutError);
+  }, [props.calm]);
 
   const deploy = async () => {
     const target = name.trim();
@@ -171,17 +226,22 @@ function CodeAndInvoke({ detail, onChanged }: { detail?: FunctionDetail; onChang
     setDeploying(true);
     setNotice({ kind: 'ok', text: `Deploying ${target}…` });
     try {
+      const text = source.current;
       const answer = await admin<{ version: string; name: string }>(`functions/${fnPath(target)}`, {
         method: 'PUT',
-        body: { source: source.current, language: typescript ? 'ts' : 'js' },
+        body: { source: text, language: typescript ? 'ts' : 'js' },
       });
+      saved.current = text;
       setError(undefined);
+      succeeded();
       setNotice({ kind: 'ok', text: `Deployed ${answer.name}, version ${answer.version}.` });
       onChanged();
       if (isNew) {
         location.hash = `#/functions/${target}`;
       } else {
-        setDeployed(await admin<FunctionDetail>(`functions/${fnPath(target)}`));
+        const now = await admin<FunctionDetail>(`functions/${fnPath(target)}`);
+        setDeployed(now);
+        props.onDeployed(now);
       }
     } catch (err) {
       if (err instanceof ApiError && err.status === 422) {
@@ -202,6 +262,8 @@ function CodeAndInvoke({ detail, onChanged }: { detail?: FunctionDetail; onChang
     setConfirming(false);
     try {
       await admin(`functions/${fnPath(name)}`, { method: 'DELETE' });
+      // Deleted on purpose, after a confirmation: its edits go with it, without a second one.
+      saved.current = source.current;
       onChanged();
       location.hash = '#/functions';
     } catch (err) {
@@ -245,7 +307,7 @@ function CodeAndInvoke({ detail, onChanged }: { detail?: FunctionDetail; onChang
         </div>
         <Editor
           id="source"
-          initial={detail?.source ?? (typescript ? TEMPLATE_TS : TEMPLATE)}
+          initial={initial}
           typescript={typescript}
           error={error}
           onChange={(text) => {
@@ -287,6 +349,8 @@ function CodeAndInvoke({ detail, onChanged }: { detail?: FunctionDetail; onChang
           source={source}
           typescript={typescript}
           onDraftError={setError}
+          onSucceeded={succeeded}
+          calm={calm + props.calm}
         />
       )}
     </div>
@@ -298,6 +362,10 @@ function Invoke(props: {
   source: { current: string };
   typescript: boolean;
   onDraftError(error: MarkedError | undefined): void;
+  /** An action here succeeded: the source panel clears its error message. */
+  onSucceeded(): void;
+  /** Changes when the errors on screen are stale (an action elsewhere succeeded, a tab change). */
+  calm: number;
 }) {
   const { name } = props;
   const [input, setInput] = useState<InvokeInput>(() => savedInputs(name)[0] ?? EMPTY_INPUT);
@@ -307,20 +375,16 @@ function Invoke(props: {
   const [busy, setBusy] = useState(false);
   const [notice, setNotice] = useState<NoticeState>();
   const [curl, setCurl] = useState<string>();
-  const lastImage = useRef<string | undefined>(undefined);
+  useEffect(() => {
+    if (props.calm > 0) setNotice(withoutError);
+  }, [props.calm]);
 
   const set = (patch: Partial<InvokeInput>) => setInput((old) => ({ ...old, ...patch }));
   const show = (next: Shown) => {
-    if (lastImage.current) URL.revokeObjectURL(lastImage.current);
-    lastImage.current = next.body.type === 'image' ? next.body.url : undefined;
     setShown(next);
+    props.onSucceeded();
   };
-  useEffect(
-    () => () => {
-      if (lastImage.current) URL.revokeObjectURL(lastImage.current);
-    },
-    [],
-  );
+  const contentType = defaultContentType(input);
 
   const checkHeaders = () => {
     const { error } = parseHeaders(input.headers);
@@ -338,7 +402,7 @@ function Invoke(props: {
       const res = await fetch(invokePath(name, input), {
         method: input.method,
         headers: requestHeaders(input),
-        body: BODYLESS.has(input.method) || input.body === '' ? undefined : input.body,
+        body: sendsBody(input) ? input.body : undefined,
         cache: 'no-store',
         credentials: 'omit',
         redirect: 'manual',
@@ -369,8 +433,8 @@ function Invoke(props: {
                 ? input.subpath.trim()
                 : `/${input.subpath.trim()}`,
             query: input.query,
-            headers: parseHeaders(input.headers).headers,
-            body: BODYLESS.has(input.method) || input.body === '' ? undefined : input.body,
+            headers: invokeHeaders(input),
+            body: sendsBody(input) ? input.body : undefined,
           },
         },
       });
@@ -399,6 +463,7 @@ function Invoke(props: {
     storeInputs(name, next);
     setSaved(next);
     setLabel('');
+    props.onSucceeded();
     setNotice({
       kind: 'ok',
       text: `Saved test input "${text}" (${next.length} of ${SAVED_INPUTS_MAX}).`,
@@ -406,8 +471,10 @@ function Invoke(props: {
   };
 
   const copyCurl = async () => {
+    if (!checkHeaders()) return;
     const line = curlLine(location.origin, name, input);
     setCurl(line);
+    props.onSucceeded();
     try {
       await navigator.clipboard.writeText(line);
       setNotice({ kind: 'ok', text: 'Copied the curl command.' });
@@ -474,9 +541,16 @@ function Invoke(props: {
               rows={3}
               value={input.headers}
               spellcheck={false}
-              placeholder="Content-Type: application/json"
+              aria-describedby="headers-hint"
               onInput={(e) => set({ headers: e.currentTarget.value })}
             />
+            <p id="headers-hint" class="hint" data-testid="content-type-hint">
+              {contentType
+                ? `Sends Content-Type: ${contentType} (${contentType === 'application/json' ? 'the body starts with { or [' : 'the body is not JSON'}); a Content-Type line here sends another.`
+                : sendsBody(input)
+                  ? 'Sends the Content-Type typed here.'
+                  : 'A body goes as application/json when it starts with { or [, else as text/plain, unless a Content-Type line says otherwise.'}
+            </p>
           </div>
           <div class="field">
             <label for="f-request-body">Request body</label>
