@@ -127,9 +127,13 @@ function oneOf<T extends string>(env: Env, name: string, values: readonly T[], f
 
 /**
  * Reads, validates and freezes the configuration. The only module that reads the environment.
+ * @param terminal whether stdout is a terminal: LOG_FORMAT's default is `text` there, else `json`.
  * @throws ConfigError naming the variable when a value is out of range or malformed.
  */
-export function loadConfig(env: Env = process.env): Readonly<Config> {
+export function loadConfig(
+  env: Env = process.env,
+  terminal: boolean = process.stdout.isTTY === true,
+): Readonly<Config> {
   const host = read(env, 'HOST') ?? '0.0.0.0';
   if (/\s/.test(host)) throw new ConfigError(`HOST must be an address, got "${host}"`);
   const adminToken = read(env, 'ADMIN_TOKEN');
@@ -219,6 +223,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       ['debug', 'info', 'warn', 'error', 'silent'] as const,
       'info',
     ),
-    logFormat: oneOf(env, 'LOG_FORMAT', ['json', 'text'] as const, 'json'),
+    // A person at a terminal reads lines (and koa-logger's access log); a collector reads JSON.
+    logFormat: oneOf(env, 'LOG_FORMAT', ['json', 'text'] as const, terminal ? 'text' : 'json'),
   });
 }

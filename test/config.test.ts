@@ -10,7 +10,7 @@ import { loadConfig } from '../src/config';
 import { ConfigError } from '../src/errors';
 
 void test('defaults', () => {
-  const config = loadConfig({});
+  const config = loadConfig({}, false);
   assert.equal(config.port, 3000);
   assert.equal(config.host, '0.0.0.0');
   assert.equal(config.functionsDir, path.resolve('./functions'));
@@ -182,4 +182,11 @@ void test('the result is frozen', () => {
     (config as { port: number }).port = 1;
   }, TypeError);
   assert.equal(config.port, 3000);
+});
+
+void test('LOG_FORMAT: text by default at a terminal, JSON elsewhere; the variable wins', () => {
+  assert.equal(loadConfig({}, true).logFormat, 'text');
+  assert.equal(loadConfig({}, false).logFormat, 'json');
+  assert.equal(loadConfig({ LOG_FORMAT: 'json' }, true).logFormat, 'json');
+  assert.equal(loadConfig({ LOG_FORMAT: 'text' }, false).logFormat, 'text');
 });
