@@ -47,7 +47,7 @@ export function lockAdminAnswer(res: ServerResponse): void {
 
 /**
  * Puts the sandbox headers on a function path's answer. Call it before anything else writes a
- * header: what runs after (a function's headers, an error answer) adds to it (mergeFunctionCsp).
+ * header: what runs after (a function's headers, an error answer) adds to it (withSandbox).
  */
 export function sandboxFunctionAnswer(res: ServerResponse): void {
   res.setHeader('Content-Security-Policy', FUNCTION_CSP);
