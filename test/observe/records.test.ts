@@ -123,7 +123,10 @@ const SOURCES: Record<string, string> = {
   quiet: "() => 'quiet';\n",
   throws: "() => { throw new TypeError('boom'); };\n",
   loop: '() => { while (1) {} };\n',
-  bomb: '() => { const a = []; for (;;) a.push(new Array(1e6).fill(1)); };\n',
+  // Time enough to reach the heap limit on a loaded machine (the suite's 1 s is not).
+  bomb:
+    'module.exports = () => { const a = []; for (;;) a.push(new Array(1e6).fill(1)); };\n' +
+    'module.exports.config = { timeoutMs: 20000 };\n',
   flaky: "(event) => { if (event.query.fail) throw new Error('asked to'); return 'fine'; };\n",
   broken: '(event) => {\n  return 1 +;\n};\n',
 };
