@@ -8,7 +8,7 @@
  * A 2xx answer delivers; anything else (a network error, a refusal, a non-2xx status, no answer
  * in CALLBACK_TIMEOUT_MS) is tried again after a random delay of up to 1 s, 5 s and 25 s ("full
  * jitter": a burst of failed callbacks does not come back as a burst), and each try is recorded
- * on the invocation (`callback`). At most CALLBACK_CONCURRENCY tries are in flight to one receiver
+ * on the invocation (`callback`). At most CALLBACK_PER_ORIGIN tries are in flight to one receiver
  * (URL origin) at once; the others wait their turn in order, up to CALLBACK_WAITING per receiver
  * (past it a try fails at once, recorded, and is retried like any failed try). Tries still
  * waiting when the server stops are dropped (the record says `pending`): callbacks are best
@@ -27,7 +27,7 @@ export const CALLBACK_DELAYS_MS = [1000, 5000, 25_000];
 /** One try's limit: connection, request and answer (not counting its wait for a turn). */
 export const CALLBACK_TIMEOUT_MS = 10_000;
 /** Tries in flight at once to one receiver (URL origin), by default. */
-export const CALLBACK_CONCURRENCY = 8;
+export const CALLBACK_PER_ORIGIN = 8;
 /** Tries that may wait for a turn at one receiver, by default; past it a try fails at once. */
 export const CALLBACK_WAITING = 1000;
 
@@ -106,7 +106,7 @@ export interface CallbackParts {
   /** The longest delay before each retry, ms (default CALLBACK_DELAYS_MS). */
   delaysMs?: number[];
   timeoutMs?: number;
-  /** Tries in flight at once to one receiver (URL origin) (default CALLBACK_CONCURRENCY). */
+  /** Tries in flight at once to one receiver (URL origin) (default CALLBACK_PER_ORIGIN). */
   perOrigin?: number;
   /** Tries that may wait for a turn at one receiver (default CALLBACK_WAITING). */
   waiting?: number;
@@ -193,7 +193,7 @@ export class CallbackSender {
       lane = { running: 0, waiting: [] };
       this.#lanes.set(receiver, lane);
     }
-    if (lane.running < (this.#parts.perOrigin ?? CALLBACK_CONCURRENCY)) {
+    if (lane.running < (this.#parts.perOrigin ?? CALLBACK_PER_ORIGIN)) {
       lane.running++;
       void this.#try(state, before, receiver);
       return;

@@ -5,11 +5,9 @@
  * flight; the rest wait their turn, none dropped silently; retry delays have full jitter.
  */
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
-  CALLBACK_CONCURRENCY,
+  CALLBACK_PER_ORIGIN,
   CALLBACK_DELAYS_MS,
   CallbackSender,
   jitteredDelayMs,
@@ -19,6 +17,8 @@ import { createEgressPolicy, parseEgressAllow } from '../../src/services/egress'
 import type { CallbackState, InvocationState } from '../../src/services/queue/async-queue';
 import { createLogger } from '../../src/observe/logger';
 import { eventually } from '../helpers';
+import { startReceiver, stopReceiver } from './callback-receiver';
+import type { Receiver } from './callback-receiver';
 
 describe('jitteredDelayMs (full jitter)', () => {
   test('stays in [0, ceiling) for the extremes of random', () => {
@@ -58,80 +58,6 @@ describe('jitteredDelayMs (full jitter)', () => {
     }
   });
 });
-
-interface Receiver {
-  server: http.Server;
-  url: string;
-  /** Connections open and not yet answered, now and at most. */
-  open: number;
-  maxOpen: number;
-  /** Request ids answered 2xx. */
-  delivered: Set<string>;
-  /** When each request id's tries arrived, ms. */
-  arrivals: Map<string, number[]>;
-  /** Requests being held. */
-  holds: Set<NodeJS.Timeout>;
-}
-
-/**
- * A receiver on 127.0.0.1 that holds each request `holdMs`, answers `status(id, try)` (1-based
- * try), and counts its connections: one is open from its `connection` event until its response
- * is sent or it closes, whichever is first (the sender's fetch gives each try its own connection).
- */
-async function startReceiver(
-  holdMs: number,
-  status: (id: string, attempt: number) => number = () => 200,
-): Promise<Receiver> {
-  const r = {
-    open: 0,
-    maxOpen: 0,
-    delivered: new Set(),
-    arrivals: new Map(),
-    holds: new Set(),
-  } as Receiver;
-  /** Per connection: marks it done (once). */
-  const live = new WeakMap<Socket, () => void>();
-  r.server = http.createServer((req, res) => {
-    const id = String(req.headers['x-request-id']);
-    const times = r.arrivals.get(id) ?? [];
-    times.push(Date.now());
-    r.arrivals.set(id, times);
-    // The response is sent: this connection's work for the sender is over.
-    res.on('finish', () => live.get(req.socket)?.());
-    req.resume();
-    req.on('end', () => {
-      const timer = setTimeout(() => {
-        r.holds.delete(timer);
-        const code = status(id, times.length);
-        if (code >= 200 && code < 300) r.delivered.add(id);
-        res.writeHead(code).end();
-      }, holdMs);
-      r.holds.add(timer);
-    });
-  });
-  r.server.on('connection', (socket: Socket) => {
-    let counted = true;
-    r.open++;
-    r.maxOpen = Math.max(r.maxOpen, r.open);
-    const done = () => {
-      if (!counted) return;
-      counted = false;
-      r.open--;
-    };
-    live.set(socket, done);
-    socket.on('close', done);
-  });
-  await new Promise<void>((resolve) => r.server.listen(0, '127.0.0.1', resolve));
-  r.url = `http://127.0.0.1:${(r.server.address() as AddressInfo).port}/hook`;
-  return r;
-}
-
-async function stopReceiver(r: Receiver | undefined): Promise<void> {
-  if (!r) return;
-  for (const timer of r.holds) clearTimeout(timer);
-  r.server.closeAllConnections();
-  await new Promise((resolve) => r.server.close(resolve));
-}
 
 /** A finished invocation whose callback goes to `url`. */
 function finished(id: string, url: string): InvocationState {
@@ -186,7 +112,7 @@ describe('CallbackSender: per-receiver limit', () => {
     await stopReceiver(b);
   });
 
-  test(`100 callbacks to one receiver: at most ${CALLBACK_CONCURRENCY} connections at once, all delivered`, async () => {
+  test(`100 callbacks to one receiver: at most ${CALLBACK_PER_ORIGIN} connections at once, all delivered`, async () => {
     assert.ok(a);
     const records = new Map<string, CallbackState>();
     const s = sender(records, { timeoutMs: 60_000 });
@@ -200,7 +126,7 @@ describe('CallbackSender: per-receiver limit', () => {
       assert.equal(records.get(id)?.status, 'delivered', id);
       assert.equal(records.get(id)?.attempts, 1, `${id}: delivered on its first try`);
     }
-    assert.ok(a.maxOpen <= CALLBACK_CONCURRENCY, `${a.maxOpen} connections at once`);
+    assert.ok(a.maxOpen <= CALLBACK_PER_ORIGIN, `${a.maxOpen} connections at once`);
     assert.ok(a.maxOpen > 1, `tries ran side by side (${a.maxOpen} at most)`);
   });
 
