@@ -64,6 +64,8 @@ export interface Config {
   readonly maxAsyncQueue: number;
   /** Async invocations running at once on this server; always fewer than the workers. */
   readonly asyncConcurrency: number;
+  /** Callbacks (`X-Callback-Url`) in flight at once to one receiver (URL origin); more wait. */
+  readonly callbacksPerOrigin: number;
   readonly logLevel: Level;
   /** `json`: one JSON object per line; `text`: readable lines and koa-logger's access log. */
   readonly logFormat: LogFormat;
@@ -217,6 +219,7 @@ export function loadConfig(
     fetchMaxBytes: parseSize('FETCH_MAX_BYTES', read(env, 'FETCH_MAX_BYTES') ?? '6mb'),
     maxAsyncQueue: integer(env, 'MAX_ASYNC_QUEUE', 10_000, 1, 10_000_000),
     asyncConcurrency,
+    callbacksPerOrigin: integer(env, 'CALLBACK_PER_ORIGIN', 8, 1, 1000),
     logLevel: oneOf(
       env,
       'LOG_LEVEL',

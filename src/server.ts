@@ -358,6 +358,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       logger,
       record: (id, callback) => opened.setCallback(id, callback),
       observe: (outcome) => metrics.callback(outcome),
+      perOrigin: config.callbacksPerOrigin,
     });
     opened.start(
       asyncWorker({

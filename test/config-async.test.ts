@@ -62,3 +62,23 @@ void test('bad values stop the server, naming the variable', () => {
     );
   }
 });
+
+void test('CALLBACK_PER_ORIGIN: 8 by default, 1–1000, else the server stops naming it', () => {
+  assert.equal(loadConfig({}).callbacksPerOrigin, 8);
+  assert.equal(loadConfig({ CALLBACK_PER_ORIGIN: '1' }).callbacksPerOrigin, 1);
+  assert.equal(loadConfig({ CALLBACK_PER_ORIGIN: '1000' }).callbacksPerOrigin, 1000);
+  for (const [value, message] of [
+    ['0', /^CALLBACK_PER_ORIGIN must be between 1 and 1000, got 0$/],
+    ['1001', /^CALLBACK_PER_ORIGIN must be between 1 and 1000, got 1001$/],
+    ['many', /^CALLBACK_PER_ORIGIN must be a whole number, got "many"$/],
+  ] as const) {
+    assert.throws(
+      () => loadConfig({ CALLBACK_PER_ORIGIN: value }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError, String(err));
+        assert.match(err.message, message);
+        return true;
+      },
+    );
+  }
+});

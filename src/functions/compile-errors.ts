@@ -90,13 +90,27 @@ function importShown(message: Message): string {
   return line.length > 80 ? `${line.slice(0, 79)}…` : line;
 }
 
-function isImportError(message: Message): boolean {
+/** Whether an esbuild message is transform.ts's refusal of an import, require or import(). */
+export function isImportError(message: Message): boolean {
   return (
     message.pluginName === IMPORT_PLUGIN ||
     message.id === 'unsupported-dynamic-import' ||
     message.id === 'unsupported-require-call'
   );
 }
+
+/** Whether an import refusal is about `require(…)` / `require.resolve(…)` rather than an import. */
+function isRequire(message: Message): boolean {
+  const kind = (message.detail as { kind?: string } | undefined)?.kind;
+  return (
+    kind === 'require-call' ||
+    kind === 'require-resolve' ||
+    message.id === 'unsupported-require-call'
+  );
+}
+
+/** What to do instead of an import, after the refusal. */
+const ONE_FILE = 'a function is one file without packages: put the code it needs in it';
 
 /** The first of esbuild's errors (by position) as a compile error that says what to do. */
 function fromEsbuild(errors: Message[], file: string): EsbuildError {
@@ -113,8 +127,10 @@ function fromEsbuild(errors: Message[], file: string): EsbuildError {
   if (isImportError(first)) {
     const more = sorted.filter(isImportError).length - 1;
     text =
-      `imports are not available in functions: \`${importShown(first)}\`${where}` +
-      (more > 0 ? `, and ${more} more` : '');
+      `${isRequire(first) ? 'require is' : 'imports are'} not available in functions: ` +
+      `\`${importShown(first)}\`${where}` +
+      (more > 0 ? `, and ${more} more` : '') +
+      `; ${ONE_FILE}`;
   } else if (first.text.startsWith('Top-level await')) {
     text = `top-level await is not available in functions (a function file runs as a script): await inside the function${where}`;
   } else if (first.id === 'empty-import-meta') {

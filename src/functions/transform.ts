@@ -9,13 +9,21 @@
  * `handler`, `config`, through esbuild's `__toCommonJS` getters), syntax Node lacks lowered, and a
  * source map kept so that compile errors and stacks point into the user's file. Imports of any
  * kind are refused at compile time: a function is one file, and the bundler must never read
- * another one (it would read the server's own disk).
+ * another one (it would read the server's own disk). A script that runs untouched is still read
+ * by esbuild once when it mentions `require` or `import`, so that a call to the sandbox's missing
+ * `require` (or an `import()`) is a compile error naming its line, not a failure of every call.
  */
 import { SourceMap } from 'node:module';
 import type { SourceMapPayload, SourceMapping } from 'node:module';
 import { build, stop } from 'esbuild';
 import type { BuildFailure, BuildOptions, Loader, Plugin } from 'esbuild';
-import { IMPORT_PLUGIN, compileError, syntaxError, v8SyntaxError } from './compile-errors';
+import {
+  IMPORT_PLUGIN,
+  compileError,
+  isImportError,
+  syntaxError,
+  v8SyntaxError,
+} from './compile-errors';
 
 /** What a worker runs for one function file, and how to map positions back to the user's file. */
 export interface CompiledFunction {
@@ -97,6 +105,26 @@ export async function stopCompiler(): Promise<void> {
   await stop();
 }
 
+/**
+ * Refuses a call of the free `require` (and an `import()`) in a `.js` script, which runs
+ * untouched: esbuild's bundler reports each one through the import plugin with its location,
+ * and only where `require` is the global one (a `require` the file declares, a parameter named
+ * `require`, a string or a comment are not calls of it). Skipped for a file that mentions neither
+ * word nor a `\u` escape (which could spell one). Whatever else esbuild dislikes in a file V8
+ * compiles is not this check's business: the script runs as written.
+ * @throws FunctionCompileError naming the first call and its line and column.
+ */
+async function refuseScriptImports(source: string, file: string): Promise<void> {
+  if (!/require|import|\\u/.test(source)) return;
+  try {
+    await runEsbuild({ ...buildOptions(source, file, 'js'), sourcemap: false, metafile: false });
+  } catch (err) {
+    if (!isBuildFailure(err)) throw err;
+    const imports = err.errors.filter(isImportError);
+    if (imports.length > 0) throw compileError(imports, file);
+  }
+}
+
 /** Inserts an empty line before line `index` (0-based) of a source map's generated code. */
 function insertLine(map: SourceMapPayload, index: number): void {
   const lines = map.mappings.split(';');
@@ -108,8 +136,8 @@ function insertLine(map: SourceMapPayload, index: number): void {
  * Turns a function file's source into what the sandbox runs. Runs esbuild only for files that
  * need it: every `.ts` file, and a `.js` file that V8 cannot compile as a script.
  * @throws FunctionCompileError (compile-errors.ts) with the message and the 1-based line/column in the user's file:
- * a syntax error, an import of any kind, top-level await, import.meta, ES module and CommonJS
- * exports mixed in one file.
+ * a syntax error, an import of any kind (a call of the free `require` in every form, scripts
+ * included), top-level await, import.meta, ES module and CommonJS exports mixed in one file.
  */
 export async function compileFunction(source: string, file: string): Promise<CompiledFunction> {
   const extension = file.slice(file.lastIndexOf('.'));
@@ -120,7 +148,10 @@ export async function compileFunction(source: string, file: string): Promise<Com
   let v8Error: ReturnType<typeof v8SyntaxError>;
   if (loader === 'js') {
     v8Error = v8SyntaxError(source, file);
-    if (!v8Error) return { code: source, filename: file };
+    if (!v8Error) {
+      await refuseScriptImports(source, file);
+      return { code: source, filename: file };
+    }
   }
   let result: Awaited<ReturnType<typeof build>>;
   try {

@@ -6,9 +6,13 @@
  *
  * Delivery never holds the queue up: it runs beside it, after the invocation is recorded as done.
  * A 2xx answer delivers; anything else (a network error, a refusal, a non-2xx status, no answer
- * in CALLBACK_TIMEOUT_MS) is tried again after 1 s, 5 s and 25 s, and each try is recorded on the
- * invocation (`callback`). Tries still waiting when the server stops are dropped (the record says
- * `pending`): callbacks are best effort, a few tries, never replayed after a restart.
+ * in CALLBACK_TIMEOUT_MS) is tried again after a random delay of up to 1 s, 5 s and 25 s ("full
+ * jitter": a burst of failed callbacks does not come back as a burst), and each try is recorded
+ * on the invocation (`callback`). At most CALLBACK_PER_ORIGIN tries are in flight to one receiver
+ * (URL origin) at once; the others wait their turn in order, up to CALLBACK_WAITING per receiver
+ * (past it a try fails at once, recorded, and is retried like any failed try). Tries still
+ * waiting when the server stops are dropped (the record says `pending`): callbacks are best
+ * effort, a few tries, never replayed after a restart.
  */
 import dns from 'node:dns/promises';
 import net from 'node:net';
@@ -18,10 +22,23 @@ import type { EgressPolicy } from './egress';
 import { performFetch } from './egress';
 import type { CallbackState, InvocationState } from './queue/async-queue';
 
-/** The delays before the second, third and fourth tries. */
+/** The longest delays before the second, third and fourth tries (each is random below it). */
 export const CALLBACK_DELAYS_MS = [1000, 5000, 25_000];
-/** One try's limit: connection, request and answer. */
+/** One try's limit: connection, request and answer (not counting its wait for a turn). */
 export const CALLBACK_TIMEOUT_MS = 10_000;
+/** Tries in flight at once to one receiver (URL origin), by default. */
+export const CALLBACK_PER_ORIGIN = 8;
+/** Tries that may wait for a turn at one receiver, by default; past it a try fails at once. */
+export const CALLBACK_WAITING = 1000;
+
+/**
+ * A retry delay with full jitter: uniform in [0, ceilingMs), whole milliseconds.
+ * @param ceilingMs the longest delay, ms (≥ 0).
+ * @param random a uniform number in [0, 1) (Math.random by default; tests pass their own).
+ */
+export function jitteredDelayMs(ceilingMs: number, random: () => number = Math.random): number {
+  return Math.min(Math.floor(random() * ceilingMs), Math.max(0, ceilingMs - 1));
+}
 const MAX_URL = 2048;
 const LOOKUP_MS = 2000;
 
@@ -86,8 +103,21 @@ export interface CallbackParts {
   record(id: string, state: CallbackState): Promise<void>;
   /** Counts each try: `delivered`, `retried` or `failed` (the last try failed). */
   observe?(outcome: 'delivered' | 'retried' | 'failed'): void;
+  /** The longest delay before each retry, ms (default CALLBACK_DELAYS_MS). */
   delaysMs?: number[];
   timeoutMs?: number;
+  /** Tries in flight at once to one receiver (URL origin) (default CALLBACK_PER_ORIGIN). */
+  perOrigin?: number;
+  /** Tries that may wait for a turn at one receiver (default CALLBACK_WAITING). */
+  waiting?: number;
+  /** The jitter's source of randomness, uniform in [0, 1) (default Math.random). */
+  random?: () => number;
+}
+
+/** One receiver's tries: how many are in flight, and the ones waiting for a turn, in order. */
+interface Lane {
+  running: number;
+  waiting: (() => void)[];
 }
 
 /** The request a finished invocation's callback sends: its response, or its error answer. */
@@ -126,10 +156,23 @@ export function callbackRequest(state: InvocationState): {
   return { status, headers, body };
 }
 
-/** Sends the callbacks of finished invocations, with retries (see the module comment). */
+/** The receiver a callback URL names, for its turn: its origin (the URL itself if unparsable). */
+function receiverOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
+  }
+}
+
+/**
+ * Sends the callbacks of finished invocations, with retries, at most `perOrigin` at once to one
+ * receiver (see the module comment).
+ */
 export class CallbackSender {
   readonly #parts: CallbackParts;
   readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #lanes = new Map<string, Lane>();
   #closed = false;
 
   constructor(parts: CallbackParts) {
@@ -139,12 +182,51 @@ export class CallbackSender {
   /** Starts delivering `state`'s callback, if it has one; returns at once. */
   deliver(state: InvocationState): void {
     if (!state.callback || this.#closed) return;
-    void this.#try(state, { ...state.callback, status: 'pending' });
+    this.#enter(state, { ...state.callback, status: 'pending' });
   }
 
-  async #try(state: InvocationState, before: CallbackState): Promise<void> {
-    const { policy, maxBytes, logger } = this.#parts;
-    const delays = this.#parts.delaysMs ?? CALLBACK_DELAYS_MS;
+  /** Tries now if the receiver has a free turn, else waits in its lane (or fails: lane full). */
+  #enter(state: InvocationState, before: CallbackState): void {
+    const receiver = receiverOf(before.url);
+    let lane = this.#lanes.get(receiver);
+    if (!lane) {
+      lane = { running: 0, waiting: [] };
+      this.#lanes.set(receiver, lane);
+    }
+    if (lane.running < (this.#parts.perOrigin ?? CALLBACK_PER_ORIGIN)) {
+      lane.running++;
+      void this.#try(state, before, receiver);
+      return;
+    }
+    const most = this.#parts.waiting ?? CALLBACK_WAITING;
+    if (lane.waiting.length < most) {
+      lane.waiting.push(() => void this.#try(state, before, receiver));
+      return;
+    }
+    void this.#settle(state, {
+      url: before.url,
+      status: 'pending',
+      attempts: before.attempts + 1,
+      lastError: `not sent: ${most} callbacks to ${receiver} were already waiting for a turn`,
+    });
+  }
+
+  /** A try ended: its turn goes to the next one waiting for this receiver. */
+  #leave(receiver: string): void {
+    const lane = this.#lanes.get(receiver);
+    if (!lane) return;
+    const next = this.#closed ? undefined : lane.waiting.shift();
+    if (next) {
+      next();
+      return;
+    }
+    lane.running--;
+    if (lane.running <= 0 && lane.waiting.length === 0) this.#lanes.delete(receiver);
+  }
+
+  /** One try, holding one of the receiver's turns until the answer is in. */
+  async #try(state: InvocationState, before: CallbackState, receiver: string): Promise<void> {
+    const { policy, maxBytes } = this.#parts;
     const request = callbackRequest(state);
     const attempts = before.attempts + 1;
     let answer: CallbackState;
@@ -186,7 +268,17 @@ export class CallbackSender {
         attempts,
         lastError: err instanceof Error ? err.message : String(err),
       };
+    } finally {
+      this.#leave(receiver);
     }
+    await this.#settle(state, answer);
+  }
+
+  /** Records a try's outcome, and schedules the next try (after a jittered delay) if one is due. */
+  async #settle(state: InvocationState, answer: CallbackState): Promise<void> {
+    const { logger } = this.#parts;
+    const delays = this.#parts.delaysMs ?? CALLBACK_DELAYS_MS;
+    const attempts = answer.attempts;
     const more = answer.status === 'pending' && attempts <= delays.length && !this.#closed;
     // A stopping server drops its tries: what it could not finish stays `pending`.
     if (answer.status === 'pending' && !more && !this.#closed) answer.status = 'failed';
@@ -211,18 +303,19 @@ export class CallbackSender {
     const timer = setTimeout(
       () => {
         this.#timers.delete(timer);
-        void this.#try(state, answer);
+        if (!this.#closed) this.#enter(state, answer);
       },
-      delays[attempts - 1],
+      jitteredDelayMs(delays[attempts - 1], this.#parts.random),
     );
     timer.unref();
     this.#timers.add(timer);
   }
 
-  /** Drops the tries still waiting (a stopping server). */
+  /** Drops the tries still waiting, for a retry or for a turn (a stopping server). */
   close(): void {
     this.#closed = true;
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
+    for (const lane of this.#lanes.values()) lane.waiting.length = 0;
   }
 }

@@ -141,12 +141,16 @@ export function createEgressPolicy(options: EgressPolicyOptions): EgressPolicy {
               : inRange(literal, r.range) || inRange(ip, r.range)),
       );
       const self = ownAddress(ip, target.port) ?? ownAddress(literal, target.port);
+      const entry = entryFor(host, ip, target.port);
       if (self !== undefined && rule?.port === undefined) {
+        const origin = `http://${entry}`;
         return {
           allowed: false,
           reason:
             `${shown} port ${target.port} is this server's own listening address ` +
-            `(${self}:${target.port}); only an EGRESS_ALLOW entry with that port opens it`,
+            `(${self}:${target.port}); only an EGRESS_ALLOW entry with that port opens it: ` +
+            `set EGRESS_ALLOW=${entry} (to call another function of this server from a ` +
+            `function: fetch('${origin}/<function name>'), which holds a worker while it waits)`,
         };
       }
       if (rule) return { allowed: true, rule: rule.text };
@@ -154,12 +158,24 @@ export function createEgressPolicy(options: EgressPolicyOptions): EgressPolicy {
       if (special) {
         return {
           allowed: false,
-          reason: `${shown} is in ${special.range}, ${special.kind}; EGRESS_ALLOW does not list it`,
+          reason:
+            `${shown} is in ${special.range}, ${special.kind}; EGRESS_ALLOW does not list it ` +
+            `(EGRESS_ALLOW=${entry} would open it)`,
         };
       }
       return { allowed: true };
     },
   };
+}
+
+/**
+ * The EGRESS_ALLOW entry that opens exactly one refused destination, for a refusal to name: the
+ * host name as the URL wrote it, else the address (an IPv4 address written as IPv6 as that IPv4
+ * address, IPv6 in brackets), with the port. E.g. `localhost:3000`, `127.0.0.1:3000`, `[::1]:80`.
+ */
+function entryFor(host: string | undefined, ip: IpAddress, port: number): string {
+  if (host !== undefined && parseIp(host) === undefined) return `${host}:${port}`;
+  return ip.family === 6 ? `[${formatIp(ip)}]:${port}` : `${formatIp(ip)}:${port}`;
 }
 
 function interfaceAddresses(): string[] {

@@ -310,9 +310,10 @@ void test('compileFunction: a .js script is returned untouched, with identity po
   const sources = [
     "(event) => {\n  throw new Error('x');\n};\n",
     '#!/usr/bin/env node\nmodule.exports = () => 1;\n',
-    "'use strict';\nexports.handler = () => import('x');\n",
-    'const x = require("fs");\nmodule.exports = () => x;\n',
     '// export default 1\nconst s = "export default 2";\n(e) => s;\n',
+    // Mentions of require that are no call of the sandbox's missing one: read, then untouched.
+    "// require('lodash')\nconst s = \"require('x')\";\n(e) => s + typeof require;\n",
+    "function require(n) {\n  return n;\n}\nmodule.exports = () => require('own');\n",
   ];
   for (const source of sources) {
     const compiled = await compileFunction(source, 'plain.js');
@@ -321,6 +322,25 @@ void test('compileFunction: a .js script is returned untouched, with identity po
     assert.deepEqual(originalPosition(compiled, 7, 3), { line: 7, column: 3 });
     const stack = 'Error: x\n    at <anonymous> (plain.js:2:9)';
     assert.equal(remapStack(compiled, stack), stack);
+  }
+});
+
+void test('compileFunction: a function that defines its own require runs it (script, ESM, TypeScript)', async () => {
+  const sources: [string, string][] = [
+    [
+      'own.js',
+      "function require(n) {\n  return 'own ' + n;\n}\nmodule.exports = () => require('x');\n",
+    ],
+    ['own-seed.js', "(event, require = (n) => 'own ' + n) => require('x');\n"],
+    ['own-esm.js', "const require = (n) => 'own ' + n;\nexport default () => require('x');\n"],
+    [
+      'own-ts.ts',
+      "const require = (n: string): string => 'own ' + n;\nexport default () => require('x');\n",
+    ],
+  ];
+  for (const [file, source] of sources) {
+    const loaded = loadInSandbox(await compileFunction(source, file));
+    assert.equal(await handlerOf(loaded)({}), 'own x', file);
   }
 });
 
@@ -470,15 +490,82 @@ const IMPORTS: Refusal[] = [
   },
 ];
 
-for (const row of IMPORTS) {
-  void test(`compileFunction: ${row.what} → imports are not available, with its position`, async () => {
+/** A .js script runs untouched, yet a call of the free `require` in it is refused all the same. */
+const SCRIPT_REQUIRES: Refusal[] = [
+  {
+    what: 'require in a CommonJS script',
+    file: 's1.js',
+    source:
+      "// uses lodash\n\nconst _ = require('lodash');\nmodule.exports = () => _.chunk([1], 1);\n",
+    shown: "require('lodash')",
+    at: "'lodash'",
+  },
+  {
+    what: 'require inside a seed-form function, after a string and a comment that mention it',
+    file: 's2.js',
+    source:
+      "(event) => {\n  // require('no')\n  const s = \"require('no')\";\n  return require('fs').readFileSync(s);\n};\n",
+    shown: "require('fs')",
+    at: "'fs'",
+  },
+  {
+    what: 'require in one function while another shadows it',
+    file: 's3.js',
+    source:
+      "exports.a = () => {\n  const require = (n) => n;\n  return require('own');\n};\nexports.handler = () => require('other');\n",
+    shown: "require('other')",
+    at: "'other'",
+  },
+  {
+    what: 'require with a computed name inside try, in a script',
+    file: 's4.js',
+    source:
+      'module.exports = (n) => {\n  try { return require(n); } catch (e) { return null; }\n};\n',
+    shown: 'require(…)',
+    at: 'require(n)',
+  },
+  {
+    what: 'require spelt with a unicode escape',
+    file: 's5.js',
+    source: "module.exports = () => requ\\u0069re('x');\n",
+    shown: "require('x')",
+    at: "'x'",
+  },
+  {
+    what: 'require.resolve in a script',
+    file: 's6.js',
+    source: "module.exports = () => require.resolve('q');\n",
+    shown: "require.resolve('q')",
+    at: "'q'",
+  },
+  {
+    what: 'import() in a script',
+    file: 's7.js',
+    source: "'use strict';\nexports.handler = () => import('x');\n",
+    shown: "import('x')",
+    at: "'x'",
+  },
+  {
+    what: 'several requires in a script: the first, and how many more',
+    file: 's8.js',
+    source: "const a = require('a');\nconst b = require('b');\nmodule.exports = () => a + b;\n",
+    shown: "require('a')",
+    at: "'a'",
+    more: 1,
+  },
+];
+
+for (const row of [...IMPORTS, ...SCRIPT_REQUIRES]) {
+  void test(`compileFunction: ${row.what} → not available, with its position`, async () => {
     const err = await compileError(row.source, row.file);
     const position = where(row.source, row.at);
     const more = row.more ? `, and ${row.more} more` : '';
+    const what = row.shown.startsWith('require') ? 'require is' : 'imports are';
     assert.equal(
       err.message,
-      `${row.file}: imports are not available in functions: \`${row.shown}\` ` +
-        `(line ${position.line}, column ${position.column})${more}`,
+      `${row.file}: ${what} not available in functions: \`${row.shown}\` ` +
+        `(line ${position.line}, column ${position.column})${more}; ` +
+        'a function is one file without packages: put the code it needs in it',
     );
     assert.equal(err.line, position.line);
     assert.equal(err.column, position.column);

@@ -231,6 +231,31 @@ describe('with ADMIN_TOKEN set', () => {
       await assertOldServes();
     });
 
+    void test('a require in a CommonJS file is 422 at deploy, naming the call and its line', async () => {
+      const source =
+        "// the seed said require('nothing') in a comment\n" +
+        "const _ = require('lodash');\nmodule.exports = () => _.chunk([1, 2], 1);\n";
+      const res = await put('keeper', source);
+      assertError(res, 422, 'FUNCTION_COMPILE_ERROR');
+      assert.equal(
+        res.body.error.message,
+        "keeper.js: require is not available in functions: `require('lodash')` (line 2, column 19); " +
+          'a function is one file without packages: put the code it needs in it',
+      );
+      assert.equal(res.body.error.line, 2, res.text);
+      assert.equal(res.body.error.column, 19, res.text);
+      await assertOldServes();
+    });
+
+    void test('a file that defines its own require deploys and runs it', async () => {
+      const source = "function require(n) {\n  return 'own ' + n;\n}\n(event) => require('x');\n";
+      const res = await put('own-require', source);
+      assert.equal(res.status, 201, res.text);
+      const run = await t.request.get('/own-require');
+      assert.equal(run.status, 200, run.text);
+      assert.equal(run.text, 'own x');
+    });
+
     const noFunction = [
       { what: 'a declaration (const x = 1)', source: 'const x = 1;\n' },
       { what: 'a number', source: '42;\n' },
@@ -260,6 +285,17 @@ describe('with ADMIN_TOKEN set', () => {
       const res = await t.request.get('/throws-at-load');
       assertError(res, 500, 'FUNCTION_COMPILE_ERROR');
       assert.match(res.body.error.message, /at load/);
+    });
+
+    void test('a file on disk that calls require answers 500 FUNCTION_COMPILE_ERROR naming it', async () => {
+      await t.writeFunction('requires-on-disk', "(event) => {\n  return require('fs');\n};\n");
+      const res = await t.request.get('/requires-on-disk');
+      assertError(res, 500, 'FUNCTION_COMPILE_ERROR');
+      assert.match(
+        res.body.error.message,
+        /require is not available in functions: `require\('fs'\)` \(line 2, column 18\)/,
+      );
+      assert.equal(res.body.error.line, 2);
     });
 
     void test('a broken deploy of a new name writes no file', async () => {

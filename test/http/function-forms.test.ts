@@ -86,7 +86,10 @@ void describe('function forms', () => {
     assert.equal(res.body.error.line, 3);
     const req = await t.request.get('/requires');
     assert.equal(req.status, 500);
-    assert.match(req.body.error.message, /imports are not available/);
+    assert.match(
+      req.body.error.message,
+      /require is not available in functions: `require\('fs'\)`/,
+    );
   });
 
   void test('syntax errors in ESM and TS files point at the line in the file', async () => {

@@ -148,6 +148,36 @@ describe('EgressPolicy.decide', () => {
     });
   }
 
+  /** The setting a refusal names, as `EGRESS_ALLOW=<entry>`. */
+  const namedEntry = (reason: string): string => {
+    const named = /EGRESS_ALLOW=(\S+?)[,;)\s]/.exec(`${reason} `);
+    assert.ok(named, `names no EGRESS_ALLOW=entry: ${reason}`);
+    return named[1];
+  };
+
+  /** [host as the URL wrote it, address, port, the entry the refusal must name] */
+  const suggested: [string | undefined, string, number, string][] = [
+    [undefined, '127.0.0.1', 6379, '127.0.0.1:6379'],
+    [undefined, '::1', 8080, '[::1]:8080'],
+    [undefined, '::ffff:10.0.0.1', 80, '10.0.0.1:80'],
+    [undefined, '64:ff9b::a9fe:a9fe', 80, '169.254.169.254:80'],
+    ['db.internal', '10.1.2.3', 5432, 'db.internal:5432'],
+    ['Metadata.Example.', '169.254.169.254', 80, 'metadata.example:80'],
+  ];
+  for (const [host, address, port, entry] of suggested) {
+    test(`a refusal of ${host ?? address}:${port} names EGRESS_ALLOW=${entry}, which opens it`, () => {
+      const decision = policy().decide({ host, address, port });
+      assert.equal(decision.allowed, false);
+      const reason = decision.allowed ? '' : decision.reason;
+      assert.equal(namedEntry(reason), entry, reason);
+      assert.match(
+        reason,
+        new RegExp(`\\(EGRESS_ALLOW=${entry.replace(/[.[\]]/g, '\\$&')} would open it\\)$`),
+      );
+      assert.equal(policy([entry]).decide({ host, address, port }).allowed, true, entry);
+    });
+  }
+
   const allowed = [
     '93.184.216.34',
     '8.8.8.8',
@@ -268,6 +298,41 @@ describe('EgressPolicy.decide', () => {
       const decision = p.decide({ address, port });
       assert.equal(decision.allowed, expected, JSON.stringify(decision));
       if (!decision.allowed) assert.match(decision.reason, /this server's own listening address/);
+    });
+  }
+
+  /** [how the URL named this server, address it resolved to, the entry the refusal must name] */
+  const sibling: [string | undefined, string, string][] = [
+    [undefined, '127.0.0.1', '127.0.0.1:3000'],
+    ['localhost', '127.0.0.1', 'localhost:3000'],
+    [undefined, '::1', '[::1]:3000'],
+    [undefined, '::ffff:127.0.0.1', '127.0.0.1:3000'],
+    [undefined, '10.1.2.3', '10.1.2.3:3000'],
+  ];
+  for (const [host, address, entry] of sibling) {
+    test(`a fetch of this server at ${host ?? address}:3000 names EGRESS_ALLOW=${entry} and how to call a function`, () => {
+      const p = (allow: string[]) =>
+        policy(allow, {
+          ownAddresses: [{ address: '::', port: 3000 }],
+          localAddresses: ['10.1.2.3'],
+        });
+      // Refused by default and under a range without the port, with the same advice.
+      for (const allow of [[], ['127.0.0.0/8', '::1', '10.0.0.0/8', 'localhost']]) {
+        const decision = p(allow).decide({ host, address, port: 3000 });
+        assert.equal(decision.allowed, false, allow.join(','));
+        const reason = decision.allowed ? '' : decision.reason;
+        assert.ok(
+          reason.includes(
+            `this server's own listening address (:::3000); only an EGRESS_ALLOW entry with that ` +
+              `port opens it: set EGRESS_ALLOW=${entry} (to call another function of this ` +
+              `server from a function: fetch('http://${entry}/<function name>'), which holds a ` +
+              'worker while it waits)',
+          ),
+          reason,
+        );
+        assert.equal(namedEntry(reason), entry);
+      }
+      assert.equal(p([entry]).decide({ host, address, port: 3000 }).allowed, true, entry);
     });
   }
 });
