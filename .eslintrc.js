@@ -6,7 +6,7 @@ module.exports = {
   plugins: ['@typescript-eslint'],
   extends: ['eslint:recommended', 'plugin:@typescript-eslint/recommended'],
   env: { node: true, es2022: true },
-  ignorePatterns: ['dist/', 'node_modules/', 'functions/', 'test/fixtures/', '.eslintrc.js'],
+  ignorePatterns: ['/dist/', 'node_modules/', '/functions/', 'test/fixtures/', '.eslintrc.js'],
   rules: {
     '@typescript-eslint/no-floating-promises': [
       'error',

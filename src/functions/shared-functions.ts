@@ -136,7 +136,7 @@ export class SharedFunctions {
     this.#subscriber.on('ready', () => {
       this.#subscriber.subscribe(CHANNEL).catch(() => undefined);
       // Whatever was published while it was away.
-      this.refresh();
+      void this.refresh();
     });
   }
 
@@ -263,7 +263,7 @@ export class SharedFunctions {
    */
   #apply(name: string, fn: DeployedFunction | undefined, gen: number): void {
     if (gen <= this.#gen) {
-      this.refresh();
+      void this.refresh();
       return;
     }
     const before = this.#index.get(name);
@@ -272,7 +272,7 @@ export class SharedFunctions {
     this.#dropUnused(before);
     // Only this one name changed when the generation moved by one; else read it all.
     if (gen === this.#gen + 1) this.#gen = gen;
-    else this.refresh();
+    else void this.refresh();
     this.#notify(name);
   }
 
@@ -297,9 +297,12 @@ export class SharedFunctions {
         this.#again = false;
         await this.#read();
       } while (this.#again && !this.#closed);
-    })().finally(() => {
-      this.#refreshing = undefined;
-    });
+    })()
+      // Never rejects: callers fire it and forget (a reconnect, a message, a generation gap).
+      .catch((err: unknown) => this.#logger.warn('shared functions: cannot refresh', { err }))
+      .finally(() => {
+        this.#refreshing = undefined;
+      });
     return this.#refreshing;
   }
 
