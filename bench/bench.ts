@@ -321,7 +321,7 @@ interface ColdResult {
 }
 
 // ---------------------------------------------------------------------------------------------
-// KV through a function (SPEC §8): incr and get per second, on each backend
+// KV through a function (docs/spec.md §8): incr and get per second, on each backend
 
 interface KvFigure {
   backend: string;
@@ -427,7 +427,7 @@ async function measureKv(dir: string, opts: Options): Promise<KvFigure[]> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Async invocations (SPEC §9): how fast `Prefer: respond-async` requests are accepted, and how
+// Async invocations (docs/spec.md §9): how fast `Prefer: respond-async` requests are accepted, and how
 // fast the queue they fill is worked off, on each backend
 
 interface AsyncFigure {

@@ -1,6 +1,6 @@
 /**
  * `npm run bench:replicas`: GET /hello on one koa-faas server directly, and through HAProxy in
- * front of 1, 2 and 3 replicas (SPEC §10), side by side in one run, with the CPU each part spent
+ * front of 1, 2 and 3 replicas (docs/spec.md §10), side by side in one run, with the CPU each part spent
  * per request. The cluster is the replica tests' (test/replicas/cluster.ts): a real redis-server,
  * three `node dist/src/main.js` with REDIS_URL (WORKERS=2 each) and HAProxy running the shipped
  * configuration (deploy/haproxy/haproxy.cfg) on its own ports; one HAProxy per row, each with the

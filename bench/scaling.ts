@@ -1,5 +1,5 @@
 /**
- * The scaling sweep of `npm run bench` (issue 14): koa-faas alone, req/s and p99 against the
+ * The scaling sweep of `npm run bench`: koa-faas alone, req/s and p99 against the
  * number of distinct functions called round-robin, against the body size of a POST echo, and
  * against the number of connections; server + workers RSS after the 1,000- and 5,000-function
  * points. Each sweep runs in a fresh instance (so one sweep's warm contexts do not help the next).

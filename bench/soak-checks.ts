@@ -1,7 +1,7 @@
 /**
  * The soak's bar: from the facts of one run (every call's answer, the soak's kills, the worker
  * exits the server logged, the `eff:*` keys in KV, the pool after the traffic, the shutdown),
- * the figures per kind and per healthy group, and one check per rule of issue 10's bar. The run
+ * the figures per kind and per healthy group, and one check per rule of the blast-radius bar (docs/spec.md §3). The run
  * passes when every check does.
  */
 import type { Answer, KeyRead, PoolFigures } from './soak-http';
@@ -20,7 +20,7 @@ const SERVER_RSS_GROWTH_LIMIT = 128 * MB;
 const WORKER_RSS_HEADROOM = 160 * MB;
 /** Exits a hostile call causes; any other exit the soak did not cause is unexplained. */
 const HOSTILE_REASONS = ['memory', 'timeout', 'unresponsive'];
-/** Metrics, /_/functions fields, pool fields and log lines about issue 10's machinery. */
+/** Metrics, /_/functions fields, pool fields and log lines about the blast-radius machinery (docs/spec.md §3). */
 export const ISSUE10_WORDS = /re-?run|r[au]n again|attempt|quarantin|solo|suspect/i;
 
 export interface RunFacts {
@@ -517,7 +517,7 @@ function effectCheck(
   const crashedBefore = crashed.length - crashedAfterEffect;
   const detail =
     `${f.kv.values.size} keys, max ${maxValue || '—'}; 502s: ${crashedAfterEffect} after the effect, ` +
-    `${crashedBefore} before it (made none: SPEC §3 runs those again)` +
+    `${crashedBefore} before it (made none: docs/spec.md §3 runs those again)` +
     (problems.length ? `; ${problems.join('; ')}` : '');
   return {
     problems,

@@ -2,7 +2,7 @@
  * How the soak judges one call: its answer's class (`200`, `504 FUNCTION_TIMEOUT`, `200
  * WRONG_BODY`, `no answer (EPIPE)`, …) and its verdict against what its kind must get.
  *
- * Since issue 10 a healthy call has no collateral allowance: a worker the soak killed, or a
+ * Under the blast-radius rules (docs/spec.md §3) a healthy call has no collateral allowance: a worker the soak killed, or a
  * neighbour's bomb or loop, must not cost it its answer (the server runs it again). The blame
  * the soak can still name (its own kill, a hostile neighbour's worker death or blocked loop) is
  * kept as a diagnosis of each failure, and `--lenient` accepts it again (the bar before).
@@ -82,7 +82,7 @@ export function classOf(
   if (answer.requestId !== rid) cls += ' WRONG_REQUEST_ID';
   // "exceeded its 1000 ms timeout" before 1000 ms have passed since the request was even sent.
   if (code === 'FUNCTION_TIMEOUT' && elapsedMs < timeoutMs * 0.9) cls += ' EARLY';
-  // SPEC §3: both come with Retry-After.
+  // docs/spec.md §3: both come with Retry-After.
   if ((code === 'TOO_MANY_REQUESTS' || code === 'OVERLOADED') && !answer.retryAfter)
     cls += ' NO_RETRY_AFTER';
   return { status, code, message, cls, attempt };

@@ -38,7 +38,7 @@ export interface WorkerDeath {
 export interface WorkerProc extends ProcInfo {
   /** Runs src/worker/runner.js (the server has no other children today; esbuild would be one). */
   runner: boolean;
-  /** Its argv JSON says `"lane":"solo"`: a quarantine's worker (issue 10), never killed. */
+  /** Its argv JSON says `"lane":"solo"`: a quarantine's worker, never killed. */
   solo: boolean;
 }
 

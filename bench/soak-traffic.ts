@@ -44,7 +44,7 @@ export const FUNCTIONS: Record<string, string> = {
     `  await new Promise((resolve) => setTimeout(resolve, ms));\n` +
     `  return { ok: true, n: event.query.n, ms, attempt: context.attempt };\n` +
     `};\n`,
-  // One key per request: a run after the first would make it 2 (SPEC §3: never twice). The
+  // One key per request: a run after the first would make it 2 (docs/spec.md §3: never twice). The
   // waits before and after put the soak's kills on both sides of the effect.
   'effect.js':
     `async (event, context) => {\n` +
@@ -72,7 +72,7 @@ export const FUNCTIONS: Record<string, string> = {
     `(event) => event.query.k === '1'\n` +
     `  ? Array.from({ length: 160000 }, (_, i) => ({ i, pad: 'abcdefghijklmnopqrstuvwxyz0123' }))\n` +
     `  : 'x'.repeat(7 * 1024 * 1024);\n`,
-  // What JSON cannot carry (SPEC §2): a BigInt, a cycle, a function, a symbol.
+  // What JSON cannot carry (docs/spec.md §2): a BigInt, a cycle, a function, a symbol.
   'unserialisable.js':
     `(event) => {\n` +
     `  switch (event.query.k) {\n` +
@@ -132,7 +132,7 @@ type KindSpec = Omit<Kind, 'blocks' | 'mayOverrun'> & Partial<Pick<Kind, 'blocks
 
 function kind(spec: KindSpec): Kind {
   const expected = [...spec.expected];
-  // A hostile function may be quarantined (SPEC §3): its own bounded queue answers 429.
+  // A hostile function may be quarantined (docs/spec.md §3): its own bounded queue answers 429.
   if (spec.group === 'hostile' && spec.invokes) expected.push('429 TOO_MANY_REQUESTS');
   return { blocks: false, mayOverrun: false, ...spec, expected };
 }
@@ -160,7 +160,7 @@ const BAD_NAMES = [
   '/.env',
   '/%2e%2e/%2e%2e/etc/passwd',
   '/hello.js',
-  // Past a valid first segment the rest is a sub-path (SPEC §2), so only first segments here.
+  // Past a valid first segment the rest is a sub-path (docs/spec.md §2), so only first segments here.
   '/../hello',
   '/foo%00bar',
   '//hello',
@@ -239,7 +239,7 @@ export const KINDS: Kind[] = [
     group: 'effect',
     invokes: true,
     weight: 12,
-    // Made an effect, then lost with its worker: never run twice, so 502 (SPEC §3); or starved
+    // Made an effect, then lost with its worker: never run twice, so 502 (docs/spec.md §3); or starved
     // twice by a neighbour's blocked loop: never run twice either, so 504 naming that neighbour.
     expected: ['200', '502 WORKER_CRASHED', '504 BLOCKED_BY_NEIGHBOUR'],
     request: (n) => {

@@ -1,6 +1,6 @@
 /**
  * `npm run soak`: the real server (`node dist/src/main.js`, WORKERS=2, FUNCTION_TIMEOUT_MS=1000,
- * 64 MB heaps, MAX_BODY=1mb, KV in a temporary DATA_DIR) under issue 10's mix for a while — about
+ * 64 MB heaps, MAX_BODY=1mb, KV in a temporary DATA_DIR) under the blast-radius mix for a while — about
  * 70 % healthy calls (sync, async, and effectful through `context.kv`) and 30 % hostile ones
  * (throws, sync loops, endless microtasks, never-settling promises, memory bombs, giant and
  * unserialisable results, bad names, unknown functions, 5 MB uploads) — while one of the shared
@@ -16,7 +16,7 @@
  * reads; every worker exit explained; /_/health up throughout; the pool back at full strength
  * after; SIGTERM → exit 0 with no worker left; memory within bounds. Exits 0 only when all hold.
  * `--lenient` accepts healthy failures the soak can blame on its own kill or a hostile
- * neighbour (the bar before issue 10).
+ * neighbour (the bar before the blast-radius rules).
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';

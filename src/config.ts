@@ -16,7 +16,7 @@ export interface Config {
   readonly functionsDir: string;
   /** Wall-clock limit of one invocation, sync and async alike. */
   readonly timeoutMs: number;
-  /** The largest `config.timeoutMs` a function may ask for (SPEC §7). */
+  /** The largest `config.timeoutMs` a function may ask for (docs/spec.md §7). */
   readonly maxTimeoutMs: number;
   /** Worker processes in the pool. */
   readonly workers: number;
@@ -48,19 +48,19 @@ export interface Config {
   readonly recordsMax: number;
   /** Where the embedded store (SQLite: KV, secrets) lives; created at start when missing. */
   readonly dataDir: string;
-  /** Redis for everything shared (SPEC §10); undefined = the embedded store. */
+  /** Redis for everything shared (docs/spec.md §10); undefined = the embedded store. */
   readonly redisUrl: string | undefined;
-  /** Largest KV value, bytes of JSON (SPEC §8). */
+  /** Largest KV value, bytes of JSON (docs/spec.md §8). */
   readonly kvMaxValue: number;
   /** Largest KV namespace (one function's data), bytes. */
   readonly kvMaxBytes: number;
-  /** Outbound fetch: `on` (the policy of SPEC §8) or `off` (every request refused). */
+  /** Outbound fetch: `on` (the policy of docs/spec.md §8) or `off` (every request refused). */
   readonly egress: 'on' | 'off';
   /** Destinations allowed besides public addresses: host names, `*.suffix`, CIDRs, `:port`. */
   readonly egressAllow: readonly string[];
   /** Largest response body one fetch may read, bytes. */
   readonly fetchMaxBytes: number;
-  /** Async invocations queued or running at once (SPEC §9); past it, 503 OVERLOADED. */
+  /** Async invocations queued or running at once (docs/spec.md §9); past it, 503 OVERLOADED. */
   readonly maxAsyncQueue: number;
   /** Async invocations running at once on this server; always fewer than the workers. */
   readonly asyncConcurrency: number;
@@ -176,7 +176,7 @@ export function loadConfig(
   parseEgressAllow(egressAllow);
   // safeify silently raises fewer than 2 workers to 2; refuse instead, so the logged config runs.
   const workers = integer(env, 'WORKERS', Math.max(2, os.availableParallelism()), 2, 256);
-  // Async work never takes every worker: synchronous calls always find one (SPEC §9).
+  // Async work never takes every worker: synchronous calls always find one (docs/spec.md §9).
   const asyncConcurrency = integer(
     env,
     'ASYNC_CONCURRENCY',

@@ -56,7 +56,7 @@ export class PayloadTooLargeError extends FaasError {
   readonly statusCode = 413;
 }
 
-/** A charset or content encoding the server cannot decode (SPEC §2). */
+/** A charset or content encoding the server cannot decode (docs/spec.md §2). */
 export class UnsupportedMediaTypeError extends FaasError {
   readonly code = 'UNSUPPORTED_MEDIA_TYPE';
   readonly statusCode = 415;
@@ -114,7 +114,7 @@ export class RequestIdConflictError extends FaasError {
   readonly statusCode = 409;
 }
 
-/** With REDIS_URL, FUNCTIONS_DIR is each replica's read-only layer (SPEC §10). */
+/** With REDIS_URL, FUNCTIONS_DIR is each replica's read-only layer (docs/spec.md §10). */
 export class FunctionReadOnlyError extends FaasError {
   readonly code = 'FUNCTION_READ_ONLY';
   readonly statusCode = 409;
@@ -144,7 +144,7 @@ export class FunctionTimeoutError extends FaasError {
   readonly statusCode = 504;
 }
 
-/** A KV key that is empty, over 512 bytes of UTF-8, or not well-formed Unicode (SPEC §8). */
+/** A KV key that is empty, over 512 bytes of UTF-8, or not well-formed Unicode (docs/spec.md §8). */
 export class KvInvalidKeyError extends FaasError {
   readonly code = 'KV_INVALID_KEY';
   readonly statusCode = 400;
@@ -196,13 +196,13 @@ export class InvalidSecretError extends FaasError {
   readonly statusCode = 400;
 }
 
-/** An `X-Callback-Url` that is not an absolute http(s) URL without credentials (SPEC §9). */
+/** An `X-Callback-Url` that is not an absolute http(s) URL without credentials (docs/spec.md §9). */
 export class InvalidCallbackUrlError extends FaasError {
   readonly code = 'INVALID_CALLBACK_URL';
   readonly statusCode = 400;
 }
 
-/** An `X-Callback-Url` the egress policy refuses (SPEC §8, §9): checked when the request arrives. */
+/** An `X-Callback-Url` the egress policy refuses (docs/spec.md §8, §9): checked when the request arrives. */
 export class CallbackRefusedError extends FaasError {
   readonly code = 'CALLBACK_REFUSED';
   readonly statusCode = 400;
@@ -232,7 +232,7 @@ export interface ErrorBody {
 }
 
 /**
- * The JSON body of an error response (SPEC §3). Unknown errors are reported as 500 INTERNAL_ERROR
+ * The JSON body of an error response (docs/spec.md §3). Unknown errors are reported as 500 INTERNAL_ERROR
  * with the status text only: their messages may carry host details.
  */
 export function toErrorBody(err: unknown, requestId: string): { status: number; body: ErrorBody } {
@@ -251,7 +251,7 @@ export function toErrorBody(err: unknown, requestId: string): { status: number; 
   };
 }
 
-/** Why an outbound `fetch` failed (SPEC §8); also the outcome label for its metrics. */
+/** Why an outbound `fetch` failed (docs/spec.md §8); also the outcome label for its metrics. */
 export type EgressErrorCode =
   | 'EGRESS_REFUSED'
   | 'FETCH_INVALID_REQUEST'
@@ -263,7 +263,7 @@ export type EgressErrorCode =
   | 'FETCH_TOO_MANY_REDIRECTS';
 
 /**
- * An outbound `fetch` refused by the egress policy or failed (SPEC §8). Not a FaasError: it never
+ * An outbound `fetch` refused by the egress policy or failed (docs/spec.md §8). Not a FaasError: it never
  * becomes an HTTP response of its own; the sandbox rethrows its message as a `TypeError`, so the
  * message reads on its own ("fetch to https://x refused: …") and names no query string.
  */

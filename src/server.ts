@@ -92,7 +92,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     if (!stores) throw new KvUnavailableError('the store is not open yet');
     return stores;
   };
-  // The async queue, its callbacks and the schedules (SPEC §9), opened by listen() too.
+  // The async queue, its callbacks and the schedules (docs/spec.md §9), opened by listen() too.
   let queue: AsyncQueue | undefined;
   let egress: EgressPolicy | undefined;
   let callbacks: CallbackSender | undefined;
@@ -101,7 +101,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     if (!queue) throw new KvUnavailableError('the async queue is not open yet');
     return queue;
   };
-  // With REDIS_URL, API deploys are shared by every replica (SPEC §10).
+  // With REDIS_URL, API deploys are shared by every replica (docs/spec.md §10).
   const shared = config.redisUrl
     ? new SharedFunctions({ redisUrl: config.redisUrl, logger })
     : undefined;
@@ -136,7 +136,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     onWorkerExit: (reason) => metrics.workerRestarted(reason),
     onRerun: (reason) => metrics.rerun(reason),
     onQuarantine: (_entry, event) => metrics.quarantineEvent(event),
-    // Service calls of invocations (SPEC §8), served once the stores are open (listen).
+    // Service calls of invocations (docs/spec.md §8), served once the stores are open (listen).
     onCall: (call) => (serveCall ? serveCall(call) : Promise.resolve(NOT_READY)),
   });
   const records = new InvocationRecords(config.recordsMax);
@@ -300,7 +300,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   });
 
   /**
-   * Answers a request Koa never sees, in the JSON shape of SPEC §3 with the request id and CORS
+   * Answers a request Koa never sees, in the JSON shape of docs/spec.md §3 with the request id and CORS
    * headers of every response, logged like the error boundary logs; the connection closes, after
    * discarding (bounded) a body the client sends anyway, so that it reads this answer first
    * (linger.ts).
@@ -433,7 +433,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
         });
       });
       const address = server.address() as AddressInfo;
-      // The server's own address is refused to fetch, even when public (SPEC §8).
+      // The server's own address is refused to fetch, even when public (docs/spec.md §8).
       egress = createEgressPolicy({
         mode: config.egress,
         allow: parseEgressAllow(config.egressAllow),

@@ -1,5 +1,5 @@
 /**
- * Async invocations across a restart of the real entry (node dist/src/main.js), SPEC §9: queued
+ * Async invocations across a restart of the real entry (node dist/src/main.js), docs/spec.md §9: queued
  * invocations are persisted in DATA_DIR's SQLite file (or in a real redis-server); a SIGTERM
  * drains (the running attempt gets the grace period) and exits 0, leaving the rest queued; the
  * next process on the same DATA_DIR (or Redis) runs them all; an attempt cut short by the end of

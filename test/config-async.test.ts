@@ -1,5 +1,5 @@
 /**
- * loadConfig(), the async variables (SPEC §5, §9): MAX_ASYNC_QUEUE and ASYNC_CONCURRENCY, whose
+ * loadConfig(), the async variables (docs/spec.md §5, §9): MAX_ASYNC_QUEUE and ASYNC_CONCURRENCY, whose
  * default is half the workers (at least 1) and which must leave a worker to synchronous calls.
  */
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * loadConfig(): defaults (SPEC §5), parsing, a ConfigError naming the variable for every bad
+ * loadConfig(): defaults (docs/spec.md §5), parsing, a ConfigError naming the variable for every bad
  * value, and a frozen result.
  */
 import assert from 'node:assert/strict';
@@ -23,7 +23,7 @@ void test('defaults', () => {
   assert.equal(config.logFormat, 'json');
 });
 
-void test('defaults of the function limits and the services (SPEC §5)', () => {
+void test('defaults of the function limits and the services (docs/spec.md §5)', () => {
   const config = loadConfig({});
   assert.equal(config.maxTimeoutMs, 60_000);
   assert.equal(config.dataDir, path.resolve('./data'));

@@ -1,5 +1,5 @@
 /**
- * The error catalogue (src/errors.ts): unique codes, the statuses of SPEC §3, and toErrorBody's
+ * The error catalogue (src/errors.ts): unique codes, the statuses of docs/spec.md §3, and toErrorBody's
  * JSON shape, with unknown errors hidden behind 500 INTERNAL_ERROR.
  */
 import assert from 'node:assert/strict';
@@ -22,7 +22,7 @@ function make(cls: AnyErrorClass): FaasError {
   return cls === (FunctionError as unknown) ? new Ctor('TypeError', 'boom') : new Ctor('boom', '');
 }
 
-/** The SPEC §3 table: code → status. */
+/** The docs/spec.md §3 table: code → status. */
 const SPEC_CODES: Record<string, number[]> = {
   INVALID_FUNCTION_NAME: [400],
   INVALID_BODY: [400],
@@ -30,7 +30,7 @@ const SPEC_CODES: Record<string, number[]> = {
   FORBIDDEN: [403],
   FUNCTION_NOT_FOUND: [404],
   PAYLOAD_TOO_LARGE: [413],
-  // Not in SPEC §3: an `Expect` other than 100-continue (README errors table).
+  // Not in docs/spec.md §3: an `Expect` other than 100-continue (README errors table).
   EXPECTATION_FAILED: [417],
   FUNCTION_COMPILE_ERROR: [422, 500],
   FUNCTION_ERROR: [500],
@@ -39,7 +39,7 @@ const SPEC_CODES: Record<string, number[]> = {
   OVERLOADED: [503],
   SHUTTING_DOWN: [503],
   FUNCTION_TIMEOUT: [504],
-  // SPEC §8: the codes of a failed context.kv call, with their statuses on the admin routes.
+  // docs/spec.md §8: the codes of a failed context.kv call, with their statuses on the admin routes.
   KV_INVALID_KEY: [400],
   KV_INVALID_ARGUMENT: [400],
   KV_VALUE_TOO_LARGE: [413],

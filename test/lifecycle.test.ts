@@ -80,7 +80,7 @@ async function startListening(env: Record<string, string> = {}) {
   await eventually(async () => logged(proc, 'listening') !== undefined, 15_000);
   const port = Number(logged(proc, 'listening')?.port);
   assert.ok(port > 0);
-  // Two shared workers and the solo lane's spare (started just after the pool, SPEC §3).
+  // Two shared workers and the solo lane's spare (started just after the pool, docs/spec.md §3).
   await eventually(async () => childrenOf(proc.child.pid as number).length === 3, 10_000).catch(
     () => undefined,
   );

@@ -1,5 +1,5 @@
 /**
- * Stopping the server started the README's way, `npm start` (issue 15), as supervisors do: a
+ * Stopping the server started the README's way, `npm start`, as supervisors do: a
  * SIGTERM or SIGINT to the npm process only (supervisord, a container whose command is
  * `npm start`, `kill <pid>`), or to its whole process group (a terminal's Ctrl-C; systemd's
  * default stop likewise signals every process of the unit). Each run starts `npm start` in a process group of its own, with its `prestart`
@@ -142,7 +142,7 @@ async function startListening(env: Record<string, string> = {}) {
   const server = procs.filter((p) => p.ppid === run.pid);
   assert.equal(server.length, 1, describeGroup(procs));
   assert.match(server[0].cmdline, /^\S*node\S* dist\/src\/main\.js$/, describeGroup(procs));
-  // Two shared workers and the solo lane's spare (started just after the pool, SPEC §3).
+  // Two shared workers and the solo lane's spare (started just after the pool, docs/spec.md §3).
   const workersOf = () => procs.filter((p) => p.ppid === server[0].pid);
   await eventually(async () => {
     procs = group(run.pid);

@@ -1,5 +1,5 @@
 /**
- * What a function file's compile errors say (SPEC §2: "the error and its line"): V8's
+ * What a function file's compile errors say (docs/spec.md §2: "the error and its line"): V8's
  * SyntaxError, and esbuild's errors turned into messages that say what is not available in a
  * function, each as a FunctionCompileError with the 1-based line and column in the user's file.
  */

@@ -1,5 +1,5 @@
 /**
- * A function's own settings (SPEC §7): `export const config = {…}` or `module.exports.config`
+ * A function's own settings (docs/spec.md §7): `export const config = {…}` or `module.exports.config`
  * beside the handler. The worker that loads a version sends the config as JSON text; this module
  * validates it into a frozen FunctionConfig, or says which key is wrong. One row per key: later
  * settings add a row, nothing else.
@@ -23,11 +23,11 @@ export interface FunctionConfig {
   readonly cors?: 'server' | 'function';
   /** `context.env`: names to string values. */
   readonly env?: Readonly<Record<string, string>>;
-  /** Which secrets reach `context.secrets` (SPEC §8). */
+  /** Which secrets reach `context.secrets` (docs/spec.md §8). */
   readonly secrets?: readonly string[];
   /** Invocations of this function in the pool at once (running or waiting); past it, 429. */
   readonly maxConcurrency?: number;
-  /** Cron expressions (5 fields, or 6 with seconds first) it is invoked on (SPEC §9). */
+  /** Cron expressions (5 fields, or 6 with seconds first) it is invoked on (docs/spec.md §9). */
   readonly schedule?: readonly string[];
   /** The IANA zone `schedule` is read in; UTC when absent. */
   readonly timezone?: string;
@@ -36,11 +36,11 @@ export interface FunctionConfig {
    * (docs/spec.md §9): `skip` it (the default: counted and recorded), or `allow` it to run too.
    */
   readonly overlap?: 'skip' | 'allow';
-  /** The async invocation policy (SPEC §9); absent keys take ASYNC_DEFAULTS. */
+  /** The async invocation policy (docs/spec.md §9); absent keys take ASYNC_DEFAULTS. */
   readonly async?: Readonly<Partial<AsyncPolicy>>;
 }
 
-/** How an async invocation of a function is retried (`config.async`, SPEC §9). */
+/** How an async invocation of a function is retried (`config.async`, docs/spec.md §9). */
 export interface AsyncPolicy {
   /** Attempts after the first, when an attempt fails (0 … 10). */
   retries: number;

@@ -1,6 +1,6 @@
 /**
  * What a function file is, apart from where it is stored: the name a request path maps to
- * (SPEC §2) and its version (a content hash). What it compiles to is transform.ts.
+ * (docs/spec.md §2) and its version (a content hash). What it compiles to is transform.ts.
  */
 import { createHash } from 'node:crypto';
 import { InvalidFunctionNameError } from '../errors';
@@ -17,7 +17,7 @@ export interface Candidate {
 }
 
 /**
- * The function names a request path may name, longest first (SPEC §2): `/hello` → `hello`;
+ * The function names a request path may name, longest first (docs/spec.md §2): `/hello` → `hello`;
  * `/a/b/` → `a/b`, then `a` with sub-path `/b/`; `/` → `index`. Every leading segment that is a
  * valid name segment (at most MAX_SEGMENTS) gives a candidate; the rest of the path is data and
  * may hold anything. A trailing slash is ignored.

@@ -98,7 +98,7 @@ interface Entry {
   loaded?: boolean;
 }
 
-/** A request path resolved to a function (SPEC §2 sub-paths). */
+/** A request path resolved to a function (docs/spec.md §2 sub-paths). */
 export interface Resolved {
   fn: FunctionVersion;
   /** The part of the path after the function's name, `''` when none, e.g. `/users/42`. */
@@ -349,7 +349,7 @@ export class FunctionStore {
   }
 
   /**
-   * The function a request path names, and the rest of the path (SPEC §2 sub-paths): the longest
+   * The function a request path names, and the rest of the path (docs/spec.md §2 sub-paths): the longest
    * prefix of the path that names an existing function wins. Names the index rules out cost
    * nothing; the others cost what `get` costs (cached).
    * @throws InvalidFunctionNameError when the path's first segment is not a name;

@@ -1,6 +1,6 @@
 /**
  * Functions deployed through the admin API, shared by every replica through Redis (REDIS_URL,
- * SPEC §10). The file layer (FUNCTIONS_DIR) stays each replica's own and read-only; a deployed
+ * docs/spec.md §10). The file layer (FUNCTIONS_DIR) stays each replica's own and read-only; a deployed
  * function of the same name takes precedence, and deleting it uncovers the file again.
  *
  * | key | type | holds |
@@ -106,7 +106,7 @@ export interface SharedFunctionsOptions {
   checkMs?: number;
 }
 
-/** The deployed layer of SPEC §10 on Redis. */
+/** The deployed layer of docs/spec.md §10 on Redis. */
 export class SharedFunctions {
   readonly #logger: Logger;
   readonly #client: Redis;

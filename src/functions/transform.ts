@@ -1,5 +1,5 @@
 /**
- * What the sandbox runs for a function file (SPEC §2 "A file holds one function"), and how the
+ * What the sandbox runs for a function file (docs/spec.md §2 "A file holds one function"), and how the
  * positions of what it runs map back to the file.
  *
  * A `.js` file that V8 compiles as a script (the seed form, CommonJS) runs untouched: no

@@ -8,7 +8,7 @@
  *
  * - `functions`: per function name, from the invocation records this server keeps (RECORDS_MAX,
  *   the newest first): `{ count, errors, errorRate, p50, p99, last }`. `errors` counts records
- *   whose outcome is an error code of SPEC §3 (a status the function chose itself, even a 500,
+ *   whose outcome is an error code of docs/spec.md §3 (a status the function chose itself, even a 500,
  *   is not one);
  *   `p50`/`p99` are total durations in ms (nearest rank); `last` the newest record's start.
  * - `records`: `{ count, since? }`: how many records these figures come from, and the oldest's
@@ -19,7 +19,7 @@
  *   last bucket is the one still filling (`t` is each bucket's start, epoch ms).
  * - `asyncDepth`: async invocations queued or running, when the queue is open.
  *
- * Like the metrics, these are this replica's own (SPEC §10).
+ * Like the metrics, these are this replica's own (docs/spec.md §10).
  */
 import type Router from '@koa/router';
 import type { Middleware } from 'koa';
@@ -27,7 +27,7 @@ import type { Metrics } from '../observe/metrics';
 import type { InvocationRecord, RecordLog } from '../observe/records';
 
 /**
- * Whether an outcome is an error of the invocation: an error code of SPEC §3. `ok` and a status
+ * Whether an outcome is an error of the invocation: an error code of docs/spec.md §3. `ok` and a status
  * the function chose itself (the error boundary records `418` for a function's own 418) are not.
  */
 export function isError(outcome: string): boolean {

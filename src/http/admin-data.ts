@@ -1,5 +1,5 @@
 /**
- * The admin routes for a function's data (SPEC §8), all behind the bearer token:
+ * The admin routes for a function's data (docs/spec.md §8), all behind the bearer token:
  *
  * | route | answer |
  * |-------|--------|

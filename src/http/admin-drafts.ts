@@ -1,5 +1,5 @@
 /**
- * Draft runs, the console's "try before deploy" (SPEC §11), behind the bearer token:
+ * Draft runs, the console's "try before deploy" (docs/spec.md §11), behind the bearer token:
  *
  * | route | answer |
  * |-------|--------|
@@ -7,11 +7,11 @@
  *
  * `request` is `{ method?, subpath?, query?, headers?, body?, bodyBase64? }` (GET, no sub-path,
  * no query, no headers, no body by default): the event is built from it as runFaaS builds one
- * from a real request (SPEC §2), the body parsed by its `content-type` header as body.ts parses.
+ * from a real request (docs/spec.md §2), the body parsed by its `content-type` header as body.ts parses.
  * The answer is `{ status, headers, body, bodyEncoding, requestId, version, config, cold,
  * durationMs, logs, logsTruncated? }`: `body` is UTF-8 text, or base64 when `bodyEncoding` is
  * `base64` (bytes that are not UTF-8); a function error, timeout or crash is that response too
- * (its status and SPEC §3 body), not an error of this route.
+ * (its status and docs/spec.md §3 body), not an error of this route.
  *
  * A draft is compiled, loaded and run exactly as a deployed version is, with two differences
  * that keep it private and harmless:
@@ -127,7 +127,7 @@ function readDraft(raw: unknown): { source: string; language: 'js' | 'ts'; reque
   };
 }
 
-/** The event the function gets (SPEC §2), as runFaaS's eventJsonFor builds it from a request. */
+/** The event the function gets (docs/spec.md §2), as runFaaS's eventJsonFor builds it from a request. */
 async function draftEvent(name: string, request: DraftRequest, rawBody: boolean): Promise<string> {
   const path = `/${name}${request.subpath}`;
   const headers = { ...request.headers };

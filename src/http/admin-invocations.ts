@@ -1,5 +1,5 @@
 /**
- * The admin routes for invocations and schedules (SPEC §6, §9), all behind the bearer token:
+ * The admin routes for invocations and schedules (docs/spec.md §6, §9), all behind the bearer token:
  *
  * | route | answer |
  * |-------|--------|

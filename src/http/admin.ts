@@ -1,5 +1,5 @@
 /**
- * The admin API under /_/ (SPEC §6), registered before runFaaS. No function name can start with
+ * The admin API under /_/ (docs/spec.md §6), registered before runFaaS. No function name can start with
  * `_`, so these paths never shadow a function. Routes that write, or reveal source or records,
  * need `Authorization: Bearer <ADMIN_TOKEN>`; health, readiness and (unless METRICS_AUTH) metrics
  * are open.
@@ -166,7 +166,7 @@ export function adminRoutes(parts: AdminParts): Middleware {
   // Readiness: live workers and not draining; what an orchestrator routes traffic by. With
   // REDIS_URL it also says whether Redis answers a ping, but an outage does not fail it: every
   // replica shares that Redis, so failing them all would take the whole service down while the
-  // functions they hold can still answer (SPEC §10); the calls that need Redis fail fast instead.
+  // functions they hold can still answer (docs/spec.md §10); the calls that need Redis fail fast instead.
   router.get('/ready', async (ctx) => {
     const stats = pool.stats();
     if (closing() || stats.closing) throw new ShuttingDownError('the server is shutting down');
@@ -194,7 +194,7 @@ export function adminRoutes(parts: AdminParts): Middleware {
   if (parts.metricsAuth) router.get('/metrics', auth, metricsRoute);
   else router.get('/metrics', metricsRoute);
 
-  /** Whether this version is quarantined (SPEC §3), and why: it runs alone until it runs clean. */
+  /** Whether this version is quarantined (docs/spec.md §3), and why: it runs alone until it runs clean. */
   const quarantineOf = (name: string, version: string | undefined) => {
     const entry = pool.quarantineOf(name);
     if (entry === undefined || entry.version !== version) return { quarantined: false };
@@ -264,7 +264,7 @@ export function adminRoutes(parts: AdminParts): Middleware {
 
   dataRoutes(router, parts.data, auth);
 
-  // The web console (SPEC §11): its assets, its draft runs and its figures.
+  // The web console (docs/spec.md §11): its assets, its draft runs and its figures.
   consoleRoutes(router);
   draftRoutes(router, { pool, data: parts.data, configLimits }, auth);
   consoleDataRoutes(router, { records, metrics, traffic: parts.traffic }, auth);

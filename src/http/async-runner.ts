@@ -1,5 +1,5 @@
 /**
- * What runs queued invocations (SPEC §9): the async queue's counterpart of runFaaS. Each attempt
+ * What runs queued invocations (docs/spec.md §9): the async queue's counterpart of runFaaS. Each attempt
  * takes the function's current version from the store and runs through the same pool as a
  * request (invoke.ts: same timeout, quarantine and effect rules, secrets masked), with
  * `context.attempt` and the request's id; it leaves an invocation record and metrics as a request
@@ -17,7 +17,7 @@
  * is a failure); its status is in the response and in `X-Function-Status`.
  *
  * Schedule ticks come in here too (tickHandler): each becomes an async invocation with the event
- * of SPEC §9.
+ * of docs/spec.md §9.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -88,7 +88,7 @@ function stored(response: HttpResponse): StoredResponse {
   return out;
 }
 
-/** An error as the record keeps it (the shape of SPEC §3, with its status). */
+/** An error as the record keeps it (the shape of docs/spec.md §3, with its status). */
 function storedError(err: unknown): StoredError {
   if (err instanceof FaasError) {
     return {

@@ -1,5 +1,5 @@
 /**
- * The web console's assets at /_/ui/ (SPEC §11), open like /_/health: the page holds no data;
+ * The web console's assets at /_/ui/ (docs/spec.md §11), open like /_/health: the page holds no data;
  * everything it shows comes from the admin routes, with the token the person types in.
  *
  * | route | answer |

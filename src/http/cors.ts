@@ -1,5 +1,5 @@
 /**
- * CORS for every response (SPEC §4). It sits before the body parser so that 400 and 413 answers
+ * CORS for every response (docs/spec.md §4). It sits before the body parser so that 400 and 413 answers
  * carry the CORS headers too. A function whose `config.cors` is `"function"` answers CORS itself:
  * the server adds no CORS header to its responses and hands its preflights to it.
  */

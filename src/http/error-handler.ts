@@ -1,5 +1,5 @@
 /**
- * The error boundary and the request id: every error becomes the JSON shape of SPEC §3, every
+ * The error boundary and the request id: every error becomes the JSON shape of docs/spec.md §3, every
  * response carries X-Request-Id, and every request is logged once.
  */
 import { randomUUID } from 'node:crypto';
@@ -29,9 +29,9 @@ export interface RequestState {
   execMs?: number;
   /** The function's console lines. */
   logs?: string[];
-  /** Whether the invocation made an effect outside its sandbox (the effect ledger, SPEC §8). */
+  /** Whether the invocation made an effect outside its sandbox (the effect ledger, docs/spec.md §8). */
   effects?: boolean;
-  /** Times the pool ran it again (its worker died, or another invocation blocked it; SPEC §3). */
+  /** Times the pool ran it again (its worker died, or another invocation blocked it; docs/spec.md §3). */
   reruns?: number;
   /** Whether it ran alone on the solo lane (a suspect, or its function is quarantined). */
   solo?: boolean;
@@ -58,7 +58,7 @@ export function tooLarge(message: string): PayloadTooLargeError {
 /**
  * Request ids the server makes itself: a schedule's tick is queued under `tick-<hash of the tick>`
  * (async-runner.ts), a hash anyone can compute, and a queued id is never queued again. A caller's
- * `tick-…` id would take a future tick's place, and that tick would not run (SPEC §9: each tick
+ * `tick-…` id would take a future tick's place, and that tick would not run (docs/spec.md §9: each tick
  * fires once).
  */
 const RESERVED_ID = /^tick-/;
@@ -115,7 +115,7 @@ export function errorBoundary(
     state.startedAt = started;
     state.requestId ??= requestIdFor(ctx.req.headers['x-request-id']);
     state.log ??= logger.child({ reqId: state.requestId });
-    // The request id is on every response (SPEC §4): set here, so that the server needs no
+    // The request id is on every response (docs/spec.md §4): set here, so that the server needs no
     // middleware of its own for it.
     ctx.res.setHeader('X-Request-Id', state.requestId);
     let failure: unknown;

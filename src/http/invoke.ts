@@ -27,7 +27,7 @@ export interface Invocation {
   fn: FunctionVersion;
   eventJson: string;
   requestId: string;
-  /** `context.attempt` (SPEC §9); 1 when absent. */
+  /** `context.attempt` (docs/spec.md §9); 1 when absent. */
   attempt?: number;
 }
 
@@ -87,7 +87,7 @@ export async function invokeVersion(parts: InvokeParts, invocation: Invocation):
     attempt: invocation.attempt,
     maxConcurrency: config.maxConcurrency,
   });
-  // A secret's value never reaches a log line, a record or an error answer (SPEC §8).
+  // A secret's value never reaches a log line, a record or an error answer (docs/spec.md §8).
   const logs =
     secretValues.length === 0 ? result.logs : result.logs.map((l) => maskSecrets(l, secretValues));
   return {

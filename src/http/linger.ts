@@ -1,5 +1,5 @@
 /**
- * Lingering close (SPEC §3, 413: "the client receives this answer even while it is still
+ * Lingering close (docs/spec.md §3, 413: "the client receives this answer even while it is still
  * sending"), as nginx's lingering_close: after an answer sent before the request body was read
  * to its end, the server half-closes (its FIN follows the answer), then reads and discards what
  * the client still sends, within bounds, and only then closes.

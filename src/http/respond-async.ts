@@ -1,5 +1,5 @@
 /**
- * `Prefer: respond-async` (RFC 7240, SPEC §9): runFaaS has resolved the function (404, 400, 405
+ * `Prefer: respond-async` (RFC 7240, docs/spec.md §9): runFaaS has resolved the function (404, 400, 405
  * and compile errors are answered at once, as for a synchronous call) and built the event; this
  * queues it and answers
  *

@@ -1,5 +1,5 @@
 /**
- * What a function's outcome becomes over HTTP (SPEC §2). Pure: no Koa, no I/O.
+ * What a function's outcome becomes over HTTP (docs/spec.md §2). Pure: no Koa, no I/O.
  *
  * | the function returns (or resolves to)                 | response                              |
  * |-------------------------------------------------------|---------------------------------------|

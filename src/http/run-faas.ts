@@ -1,6 +1,6 @@
 /**
  * runFaaS: every request the admin router did not take. Path → function (longest existing
- * prefix, SPEC §2) → its config (methods) → the sandbox pool → the response.
+ * prefix, docs/spec.md §2) → its config (methods) → the sandbox pool → the response.
  */
 import type { Context, Middleware } from 'koa';
 import { FunctionNotFoundError, MethodNotAllowedError } from '../errors';
@@ -16,7 +16,7 @@ import { invokeVersion, logConsole } from './invoke';
 import type { SecretValues } from './invoke';
 
 /**
- * The event a function receives (SPEC §2), as JSON text. Headers are lower-cased by Node; a body
+ * The event a function receives (docs/spec.md §2), as JSON text. Headers are lower-cased by Node; a body
  * of a type other than JSON, form or text arrives base64-encoded, with `isBase64Encoded: true`;
  * no body (or an empty one) means no `body` key.
  */
@@ -95,7 +95,7 @@ export { maskSecrets } from './invoke';
 export type { SecretValues } from './invoke';
 
 /**
- * Answers a request with `Prefer: respond-async` (SPEC §9) for a function that exists and
+ * Answers a request with `Prefer: respond-async` (docs/spec.md §9) for a function that exists and
  * allows the method: queues it and answers 202 (respond-async.ts).
  */
 export type RespondAsync = (ctx: Context, target: Resolved, eventJson: string) => Promise<void>;

@@ -2,7 +2,7 @@
  * Prometheus metrics (prom-client) on a registry of our own, so two servers in one process (as in
  * the tests) never share counters. Label sets are fixed and bounded: `function` is the name of a
  * function that exists (names that do not exist share the value `_unknown`), `outcome` is `ok`
- * or an error code of SPEC §3 (of a lingering close: drained, closed, timeout, bytes), `reason`
+ * or an error code of docs/spec.md §3 (of a lingering close: drained, closed, timeout, bytes), `reason`
  * one of timeout, crash, memory, unresponsive.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -94,7 +94,7 @@ export class Metrics {
     });
     this.reruns = new Counter({
       name: 'faas_reruns_total',
-      help: 'Invocations run again because that could not matter (SPEC §3), by reason: suspect (alone, after its worker died) or blocked (another invocation held its worker).',
+      help: 'Invocations run again because that could not matter (docs/spec.md §3), by reason: suspect (alone, after its worker died) or blocked (another invocation held its worker).',
       labelNames: ['reason'],
       registers,
     });
@@ -202,7 +202,7 @@ export class Metrics {
 
   /**
    * The per-function children of the invocation metrics, made once per function and outcome:
-   * prom-client hashes a label object on every call otherwise (issue 14: ~2 % of a request).
+   * prom-client hashes a label object on every call otherwise (~2 % of a request).
    */
   private readonly perFunction = new Map<
     string,

@@ -11,16 +11,16 @@ export interface InvocationRecord {
   /** ISO time the request arrived. */
   start: string;
   status: number;
-  /** `ok`, or the error code of SPEC §3. */
+  /** `ok`, or the error code of docs/spec.md §3. */
   outcome: string;
   cold?: boolean;
   /** Whether it made an effect outside its sandbox: a KV write, a fetch other than GET/HEAD/OPTIONS. */
   effects?: boolean;
-  /** Times the server ran it again after its worker died or was blocked (SPEC §3); absent = 0. */
+  /** Times the server ran it again after its worker died or was blocked (docs/spec.md §3); absent = 0. */
   reruns?: number;
   /** It ran alone on the solo lane: a suspect, or its function was quarantined. */
   solo?: boolean;
-  /** An async invocation's attempt (SPEC §9): one record per attempt, under the same id. */
+  /** An async invocation's attempt (docs/spec.md §9): one record per attempt, under the same id. */
   attempt?: number;
   durationMs: { queue?: number; exec?: number; total: number };
   /** The function's console output, `level\tmessage` lines, capped. */
@@ -104,7 +104,7 @@ export class InvocationRecords implements RecordLog {
 /**
  * `new Date(ms).toISOString()`, for the `start` of every record: the text up to the second is
  * made once per second and reused, the milliseconds appended (~0.05 µs a call instead of ~0.7 µs
- * on the 2-core bench machine; issue 14). One per server (it remembers the last second).
+ * on the 2-core bench machine). One per server (it remembers the last second).
  */
 export class IsoTime {
   private second = NaN;

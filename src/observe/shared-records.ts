@@ -1,5 +1,5 @@
 /**
- * Invocation records shared by every replica through Redis (REDIS_URL, SPEC §10): the last
+ * Invocation records shared by every replica through Redis (REDIS_URL, docs/spec.md §10): the last
  * RECORDS_MAX invocations of the whole cluster, readable by id and by filter from any replica.
  *
  * A ring of RECORDS_MAX slots, written by one Lua script per batch, so it stays bounded however

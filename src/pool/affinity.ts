@@ -3,7 +3,7 @@
  * the file's top level) costs ~3–6 ms of a worker's CPU, a warm call ~20–60 µs; so when every
  * worker may get every function, each worker ends up holding every hot function and the pool
  * keeps only `WARM_CONTEXTS` functions warm, not `WORKERS × WARM_CONTEXTS`: past that, with many
- * functions called in turn, every call is cold (issue 14: 9,115 → 598 req/s at 1,000 functions).
+ * functions called in turn, every call is cold (9,115 → 598 req/s at 1,000 functions).
  *
  * So a version goes to the worker that holds it warm; a version no worker holds goes to its home,
  * chosen by rendezvous hashing (highest `rank(version, slot)`: stable while the pool keeps its

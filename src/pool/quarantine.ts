@@ -1,5 +1,5 @@
 /**
- * Quarantine (SPEC §3 "At most once, unless it cannot matter"): the function versions that broke
+ * Quarantine (docs/spec.md §3 "At most once, unless it cannot matter"): the function versions that broke
  * a worker — ran it out of memory, held its event loop past the timeout, or killed it while
  * running alone — and so run only alone (the pool's solo lane: one invocation at a time, on a
  * worker no other function shares) until they have run cleanly `cleanRunsNeeded` times in a row,

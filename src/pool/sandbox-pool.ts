@@ -11,7 +11,7 @@
  * - errors reduced to a message, `throw 'x'` a success → outcomes are tagged strings (wire.ts);
  * - replying to a dead worker crashes the host → every send is guarded, `error` is listened to.
  *
- * Blast radius (SPEC §3 "At most once, unless it cannot matter"). When a worker dies with
+ * Blast radius (docs/spec.md §3 "At most once, unless it cannot matter"). When a worker dies with
  * invocations on it, which one broke it is not known (memory, a blocked loop, a kill from
  * outside). Each started invocation that made no effect outside its sandbox (the ledger, §8) is a
  * suspect: it runs again, alone, on a solo worker (an extra process, one invocation at a time,
@@ -59,7 +59,7 @@ export interface PoolOptions {
   maxQueue?: number;
   /** Told when a worker dies outside a shutdown: timeout, unresponsive, memory or crash. */
   onWorkerExit?: (reason: WorkerExitReason) => void;
-  /** Serves the host calls of invocations (SPEC §8 services); without it every call fails. */
+  /** Serves the host calls of invocations (docs/spec.md §8 services); without it every call fails. */
   onCall?: (call: HostCall) => Promise<HostReply>;
   /** Solo workers (suspects and quarantined functions, one invocation each) at most at once. */
   soloWorkers?: number;
@@ -89,7 +89,7 @@ export function factsOf(err: unknown): InvocationFacts | undefined {
   return err instanceof Error ? FACTS.get(err) : undefined;
 }
 
-/** Why an invocation ran again (SPEC §3): see the file's comment. */
+/** Why an invocation ran again (docs/spec.md §3): see the file's comment. */
 export type RerunReason = 'suspect' | 'blocked';
 
 /**
@@ -107,7 +107,7 @@ export interface HostCall {
   deadline: number;
   /** What this invocation has called so far, by op (this call not counted). */
   counts: ReadonlyMap<string, number>;
-  /** Marks the invocation as having made an effect outside its sandbox (SPEC §3, §8). */
+  /** Marks the invocation as having made an effect outside its sandbox (docs/spec.md §3, §8). */
   markEffect(): void;
 }
 
@@ -140,7 +140,7 @@ export interface Invocation {
    */
   check?: boolean;
   keep?: boolean;
-  /** `context.attempt`: which delivery of an async invocation this is (SPEC §9); default 1. */
+  /** `context.attempt`: which delivery of an async invocation this is (docs/spec.md §9); default 1. */
   attempt?: number;
   /** `config.maxConcurrency`: this function's invocations in the pool at once; past it, 429. */
   maxConcurrency?: number;
@@ -207,7 +207,7 @@ interface Job extends Invocation {
   /** `shared`, or alone on the solo lane as a `suspect` or because it is `quarantined`. */
   lane: 'shared' | 'suspect' | 'quarantined';
   reruns: number;
-  /** The effect ledger (SPEC §8): set by a host call that writes outside the sandbox. */
+  /** The effect ledger (docs/spec.md §8): set by a host call that writes outside the sandbox. */
   effects: boolean;
   /** Host calls made so far, by op (made at the first call: most invocations make none). */
   calls?: Map<string, number>;
@@ -788,7 +788,7 @@ class FaasSafeify extends SafeifyBase {
   }
 
   /**
-   * Runs a started job again (SPEC §3: only one that made no effect): `suspect` alone on the solo
+   * Runs a started job again (docs/spec.md §3: only one that made no effect): `suspect` alone on the solo
    * lane, `blocked` on a shared worker, with a fresh timeout and a fresh allowance to wait.
    */
   private rerun(job: Job, reason: RerunReason): void {
@@ -929,7 +929,7 @@ class FaasSafeify extends SafeifyBase {
   /**
    * The answer of a job its worker's death ends. The culprit (it ran alone, so it broke the worker,
    * and is quarantined): 504 when it blocked the worker past its deadline, else 502. Any other
-   * (it made an effect, or ran again already): 502, the worker died under it (SPEC §3).
+   * (it made an effect, or ran again already): 502, the worker died under it (docs/spec.md §3).
    */
   private brokeWorker(job: Job, exit: WorkerExitReason, now: number, culprit: boolean): Error {
     const quarantined = '; it now runs alone (quarantined)';

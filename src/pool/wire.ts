@@ -31,7 +31,7 @@ export interface RunMessage {
   check?: boolean;
   /** With `check`: keep the loaded context as this worker's warm one (a first load). */
   keep?: boolean;
-  /** `context.attempt` (SPEC §9), when not 1. */
+  /** `context.attempt` (docs/spec.md §9), when not 1. */
   n?: number;
 }
 
@@ -98,7 +98,7 @@ export interface EvictedMessage {
 }
 
 /**
- * Worker → pool: invocation `id` calls a service of the server (SPEC §8: `kv.get`, `fetch`, …).
+ * Worker → pool: invocation `id` calls a service of the server (docs/spec.md §8: `kv.get`, `fetch`, …).
  * `c` numbers the call in this worker; `a` is its arguments as JSON text. The pool attributes the
  * call to the invocation, and so to its function, itself: nothing here names a function.
  */

@@ -1,6 +1,6 @@
 /**
- * `X-Callback-Url` (SPEC §9): when an async invocation is done, its response is POSTed to the
- * URL the request named, under the egress policy of SPEC §8 (the same check as a function's
+ * `X-Callback-Url` (docs/spec.md §9): when an async invocation is done, its response is POSTed to the
+ * URL the request named, under the egress policy of docs/spec.md §8 (the same check as a function's
  * fetch, on every connection), with `X-Request-Id` and `X-Function-Status`. The URL is checked
  * when the request arrives, so a refused one is a 400 at once, not a silent failure later.
  *

@@ -1,5 +1,5 @@
 /**
- * The connections of an outbound fetch, with the egress policy in front (SPEC §8): undici's own
+ * The connections of an outbound fetch, with the egress policy in front (docs/spec.md §8): undici's own
  * connector does TCP and TLS; before it, an IP literal is decided as is and a host name through a
  * DNS lookup that answers only with allowed addresses; after it, the connected socket's peer is
  * decided once more, before undici writes a byte. So a name that resolves elsewhere the second

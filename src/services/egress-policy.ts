@@ -1,5 +1,5 @@
 /**
- * The egress policy of SPEC §8: which connections an outbound `fetch` may open. Public addresses
+ * The egress policy of docs/spec.md §8: which connections an outbound `fetch` may open. Public addresses
  * are allowed; the special-purpose ranges of ip-ranges.ts (loopback, private, link-local, CGNAT,
  * multicast, unspecified, reserved…) and the server's own listening address are refused unless
  * EGRESS_ALLOW lists them. The decision is pure and is taken on the resolved address of every

@@ -1,5 +1,5 @@
 /**
- * Outbound `fetch` under the egress policy (SPEC §8): what the server's host-call path imports.
+ * Outbound `fetch` under the egress policy (docs/spec.md §8): what the server's host-call path imports.
  * egress-policy.ts decides where a connection may go (pure); outbound-fetch.ts performs the
  * request with undici and asks the policy about every connection and every redirect hop.
  */

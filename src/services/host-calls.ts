@@ -1,5 +1,5 @@
 /**
- * The server's end of host calls (SPEC §8): what a running invocation asks of the services,
+ * The server's end of host calls (docs/spec.md §8): what a running invocation asks of the services,
  * checked against that invocation — its function, taken from the pool's record, is the KV
  * namespace; its deadline bounds every call; its counts bound fetches — and answered as JSON.
  * Nothing a worker sends names a function or a namespace.
@@ -23,7 +23,7 @@ import type { EgressPolicy, OutboundRequest } from './egress';
 import { EgressError, performFetch } from './egress';
 import type { KvStore } from './kv/kv-store';
 
-/** At most this many fetches per invocation (SPEC §8). */
+/** At most this many fetches per invocation (docs/spec.md §8). */
 export const MAX_FETCHES = 50;
 
 /** What the services report per call, for metrics. */

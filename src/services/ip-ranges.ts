@@ -1,6 +1,6 @@
 /**
  * IP addresses as numbers, CIDR ranges, and the table of special-purpose ranges the egress policy
- * refuses by default (SPEC §8). Pure: no I/O. The table follows the IANA special-purpose address
+ * refuses by default (docs/spec.md §8). Pure: no I/O. The table follows the IANA special-purpose address
  * registries (https://www.iana.org/assignments/iana-ipv4-special-registry,
  * https://www.iana.org/assignments/iana-ipv6-special-registry); anything outside IPv6 global
  * unicast (2000::/3) is refused as reserved.

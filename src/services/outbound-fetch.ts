@@ -1,5 +1,5 @@
 /**
- * Outbound `fetch` for functions (SPEC §8), performed in the server process under the egress
+ * Outbound `fetch` for functions (docs/spec.md §8), performed in the server process under the egress
  * policy. undici does the HTTP; this module owns where it may connect and when it must stop:
  * - every connection is checked on its resolved address, before the socket opens (our DNS lookup
  *   drops refused addresses; an IP literal is checked as is) and again on the connected socket,

@@ -1,5 +1,5 @@
 /**
- * The secret store of SPEC §8: named values set through `PUT /_/secrets/<name>`, listed by name
+ * The secret store of docs/spec.md §8: named values set through `PUT /_/secrets/<name>`, listed by name
  * and update time only, and read by the server for the functions whose `config.secrets` names
  * them (`context.secrets`). It lives beside the KV store, in the same SQLite file or Redis
  * (secrets-sqlite.ts, secrets-redis.ts); kv/index.ts builds both on one connection.

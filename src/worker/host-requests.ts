@@ -1,5 +1,5 @@
 /**
- * The worker's end of host calls (SPEC §8 services): function code calls `kv.get`, `fetch`, …,
+ * The worker's end of host calls (docs/spec.md §8 services): function code calls `kv.get`, `fetch`, …,
  * the sandbox-side code hands the call to `hostRequest`, which sends it to the pool (tagged with
  * the invocation running now, found through the runner's AsyncLocalStorage token), and the reply
  * comes back as `deliver`. Only primitives cross: an op name, JSON text, and a sandbox callback

@@ -117,7 +117,7 @@ let nextTimerId = 1;
  * A stretch of time one invocation held this worker's event loop: a synchronous part longer than
  * BLOCK_MS (its start, or a timer callback), or a loop the watchdog stopped. A neighbour whose
  * deadline fell inside it did not get its time: its timeout names the blocker (`by`), and the
- * pool runs it again when that cannot matter (SPEC §3). The newest few are kept.
+ * pool runs it again when that cannot matter (docs/spec.md §3). The newest few are kept.
  */
 interface Block {
   id: number;
@@ -314,7 +314,7 @@ function createSandbox(file: string, source: string): Sandbox {
 }
 
 /**
- * The warm set is sized by memory, not only by WARM_CONTEXTS (issue 14): a context costs ~250–
+ * The warm set is sized by memory, not only by WARM_CONTEXTS: a context costs ~250–
  * 300 KB of heap (a V8 context, vm2's bridge, our envelope and globals: see `contextBytes`), so
  * the worker keeps as many as fit in WARM_HEAP_SHARE of its heap limit (WORKER_MEMORY_MB), at
  * most WARM_CONTEXTS (`warmCap`). Past PRESSURE_SHARE of the heap in use (functions' own data
@@ -611,7 +611,7 @@ function runSync(running: Running): void {
     // A promise from the sandbox: answer at settlement or at the deadline, whichever is first.
     const noOutcome = `${Outcome.invalid}the sandbox returned no outcome`;
     // Its deadline, moved once when another invocation held the loop inside its time: it is not
-    // charged for that (SPEC §3). It gets the time it lost back, counted from now. Should another
+    // charged for that (docs/spec.md §3). It gets the time it lost back, counted from now. Should another
     // block eat that too, it times out naming the blocker (the pool runs it again when it made no
     // effect, else answers 504 with the name).
     let until = deadline;

@@ -1,5 +1,5 @@
 /**
- * The Kubernetes manifests (deploy/k8s, SPEC §10) rendered by `kubectl kustomize`, the base and
+ * The Kubernetes manifests (deploy/k8s, docs/spec.md §10) rendered by `kubectl kustomize`, the base and
  * the example overlay, checked against the server itself: the settings they pass go through
  * loadConfig (so a change of a default or a bound there breaks this test), the probe paths answer
  * 200 on a real server, and the objects reference each other consistently. Skipped, saying so,

@@ -1,5 +1,5 @@
 /**
- * function-config.ts, the keys of SPEC §9: `schedule` (5 or 6 cron fields, one or an array),
+ * function-config.ts, the keys of docs/spec.md §9: `schedule` (5 or 6 cron fields, one or an array),
  * `timezone` (IANA) and `async` ({ retries, maxAgeSeconds }), valid and invalid, and the policy
  * an async invocation gets from them.
  */
@@ -92,7 +92,7 @@ for (const row of invalid) {
   });
 }
 
-void test('asyncPolicy fills in the defaults of SPEC §7', () => {
+void test('asyncPolicy fills in the defaults of docs/spec.md §7', () => {
   assert.deepEqual(ASYNC_DEFAULTS, { retries: 2, maxAgeSeconds: 3600 });
   const rows: [unknown, unknown][] = [
     [{}, { retries: 2, maxAgeSeconds: 3600 }],

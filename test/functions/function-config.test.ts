@@ -1,5 +1,5 @@
 /**
- * function-config.ts: every key of SPEC §7 this server reads, valid and invalid values, unknown
+ * function-config.ts: every key of docs/spec.md §7 this server reads, valid and invalid values, unknown
  * and not-yet-supported keys.
  */
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * function-source.ts: request path → function name (SPEC §2).
+ * function-source.ts: request path → function name (docs/spec.md §2).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

@@ -1,5 +1,5 @@
 /**
- * Functions deployed through the API with REDIS_URL (SPEC §10): two real servers (each its own
+ * Functions deployed through the API with REDIS_URL (docs/spec.md §10): two real servers (each its own
  * FUNCTIONS_DIR and workers) on one real redis-server. A deploy or delete on one is served by the
  * other within a second; the file layer is read-only, overridden and uncovered; a lost message
  * heals by the periodic check; Redis down keeps warm functions working and fails deploys fast.

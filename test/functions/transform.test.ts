@@ -1,5 +1,5 @@
 /**
- * transform.ts (and compile-errors.ts): function files in every form of SPEC §2 → what the sandbox runs. Compiled code
+ * transform.ts (and compile-errors.ts): function files in every form of docs/spec.md §2 → what the sandbox runs. Compiled code
  * runs in a real vm2 VM set up by the real envelope (module, exports, console, stack format), the
  * way a worker runs it; positions are checked against where the text is in the user's file.
  */

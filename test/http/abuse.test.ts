@@ -1,5 +1,5 @@
 /**
- * Abuse suite (issue 4): functions that burn CPU, memory, the event loop, the console, timers
+ * Abuse suite: functions that burn CPU, memory, the event loop, the console, timers
  * and the queue. Each case asserts the exact answer (status and error code) and that a control
  * function still answers 200 afterwards; the pool must stay at full strength and never re-run
  * or hang a request.

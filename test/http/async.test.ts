@@ -1,5 +1,5 @@
 /**
- * Async invocations end to end (SPEC §9): `Prefer: respond-async` on the real server, attempts on
+ * Async invocations end to end (docs/spec.md §9): `Prefer: respond-async` on the real server, attempts on
  * real workers, the queue on a real SQLite file, and again on a real redis-server (BullMQ),
  * callbacks to a local HTTP server on loopback (allowed by EGRESS_ALLOW), and two servers sharing
  * one Redis: each invocation runs once.

@@ -1,5 +1,5 @@
 /**
- * Request bodies (SPEC §2 "What a function receives", §3 400/413/415), kind by kind: media types,
+ * Request bodies (docs/spec.md §2 "What a function receives", §3 400/413/415), kind by kind: media types,
  * charsets, content codings and their limits, empty bodies, form keys, JSON depth, `__proto__`,
  * and the exact bytes kept for webhook signatures.
  *
@@ -137,7 +137,7 @@ async function seen(options: Send): Promise<Seen> {
   return reply.json as unknown as Seen;
 }
 
-/** Sends, asserts the SPEC §3 error, returns its message. */
+/** Sends, asserts the docs/spec.md §3 error, returns its message. */
 async function refused(options: Send, status: number, code: string): Promise<string> {
   const reply = await send(options);
   assert.equal(reply.status, status, reply.text);

@@ -1,5 +1,5 @@
 /**
- * Callbacks of many async invocations through the real server (SPEC §9): at most
+ * Callbacks of many async invocations through the real server (docs/spec.md §9): at most
  * CALLBACK_PER_ORIGIN connections at once to one receiver, every callback delivered, and the
  * invocations themselves never held up by a slow receiver. Loopback only.
  */

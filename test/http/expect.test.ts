@@ -1,9 +1,9 @@
 /**
- * `Expect` (issue 15), spoken as raw bytes over node:net as a client that waits for
+ * `Expect`, spoken as raw bytes over node:net as a client that waits for
  * `100 Continue` does: a Content-Length over MAX_BODY gets 413 instead of `100 Continue` and the
  * body is never sent; one within it gets `100 Continue`, then the answer; a chunked upload gets
  * `100 Continue` and the streaming limit; any other expectation gets 417. Refusals carry the
- * JSON shape of SPEC §3, the request id and CORS headers, are logged, and close the connection.
+ * JSON shape of docs/spec.md §3, the request id and CORS headers, are logged, and close the connection.
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';

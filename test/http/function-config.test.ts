@@ -1,5 +1,5 @@
 /**
- * Function config end to end (SPEC §7): timeoutMs, methods, rawBody and cors through the real
+ * Function config end to end (docs/spec.md §7): timeoutMs, methods, rawBody and cors through the real
  * server, workers and files; invalid configs on disk (500) and on deploy (422); the config shown
  * by the admin API.
  */

@@ -1,5 +1,5 @@
 /**
- * The four forms of a function file (SPEC §2) through the real server: ES modules and TypeScript
+ * The four forms of a function file (docs/spec.md §2) through the real server: ES modules and TypeScript
  * compiled once per version, their config read from `export const config`, imports refused, and
  * error positions in the user's file; TypeScript deployed through the admin API.
  */

@@ -1,8 +1,8 @@
 /**
- * Hostile HTTP (issue 4): oversized and lying bodies, huge headers, unknown methods, request
+ * Hostile HTTP: oversized and lying bodies, huge headers, unknown methods, request
  * smuggling shapes, slow clients, path tricks and a flood of unknown names, spoken as raw bytes
  * over node:net where supertest would fix the request up. Every error answers the JSON shape of
- * SPEC §3, and a control function answers 200 afterwards.
+ * docs/spec.md §3, and a control function answers 200 afterwards.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -357,7 +357,7 @@ describe('function names with URL tricks → 400 INVALID_FUNCTION_NAME', () => {
     });
   }
 
-  // Past a valid first segment, the rest of the path is a sub-path (SPEC §2): data for the
+  // Past a valid first segment, the rest of the path is a sub-path (docs/spec.md §2): data for the
   // function that the longest valid prefix names, never a file.
   const subpaths: [string, number, string][] = [
     ['/a/../hello', 404, 'FUNCTION_NOT_FOUND'],

@@ -1,5 +1,5 @@
 /**
- * Early answers reach the client (issue 10, SPEC §3 413: "the client receives this answer even
+ * Early answers reach the client (docs/spec.md §3 413: "the client receives this answer even
  * while it is still sending"): the lingering close of src/http/linger.ts, spoken as raw bytes
  * over node:net by a client that keeps sending after the answer (a half-open socket, as an HTTP
  * client that writes its body whatever it reads), against the real server with MAX_BODY 1mb.

@@ -1,5 +1,5 @@
 /**
- * `Prefer` (RFC 7240) as runFaaS reads it: which headers ask for `respond-async` (SPEC §9).
+ * `Prefer` (RFC 7240) as runFaaS reads it: which headers ask for `respond-async` (docs/spec.md §9).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

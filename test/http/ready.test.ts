@@ -1,5 +1,5 @@
 /**
- * GET /_/ready with REDIS_URL (SPEC §10): a replica that cannot reach Redis stays ready (every
+ * GET /_/ready with REDIS_URL (docs/spec.md §10): a replica that cannot reach Redis stays ready (every
  * replica shares that Redis: failing them all would take the service down while warm functions
  * can still answer) and says `degraded` with KV_UNAVAILABLE, within a bound even when Redis holds
  * the connection open without answering, and `ready` again once Redis answers; a function that

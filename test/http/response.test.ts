@@ -1,6 +1,6 @@
 /**
  * toResponse(): the tagged outcome of a worker (src/wire.ts) → status, headers, body, row by row
- * of the result table in SPEC §2; then header merging, unit by unit and over real HTTP.
+ * of the result table in docs/spec.md §2; then header merging, unit by unit and over real HTTP.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';

@@ -1,5 +1,5 @@
 /**
- * The HTTP contract (SPEC §2–§6) against the real server: real worker processes, real files.
+ * The HTTP contract (docs/spec.md §2–§6) against the real server: real worker processes, real files.
  * One server for the contract, and one with MAX_BODY and CORS_ORIGIN set, each started once.
  */
 import assert from 'node:assert/strict';
@@ -55,7 +55,7 @@ const FUNCTIONS: Record<string, string> = {
   'deep/er/echo': ECHO,
   cjs: "module.exports = async (event) => ({ form: 'commonjs', method: event.method });\n",
   handler: "exports.handler = () => 'exports.handler';\n",
-  // SPEC §2 result table
+  // docs/spec.md §2 result table
   'r-undefined': '() => undefined;\n',
   'r-string': "() => 'plain text';\n",
   'r-object': '() => ({ a: 1, b: [true, null] });\n',
@@ -80,7 +80,7 @@ const FUNCTIONS: Record<string, string> = {
   'r-header-crlf':
     "() => ({ statusCode: 200, headers: { 'X-Bad': 'a\\r\\nSet-Cookie: x=1' }, body: 'x' });\n",
   'r-header-name': "() => ({ statusCode: 200, headers: { 'Bad Name': 'v' }, body: 'x' });\n",
-  // SPEC §3 errors
+  // docs/spec.md §3 errors
   'e-type': '(event) => { const o = null; return o.x; };\n',
   'e-range': "() => { throw new RangeError('out of range'); };\n",
   'e-string': "() => { throw 'x'; };\n",
@@ -169,7 +169,7 @@ interface ErrorJson {
   requestId: string;
 }
 
-/** Asserts the SPEC §3 error shape and returns the parsed body. */
+/** Asserts the docs/spec.md §3 error shape and returns the parsed body. */
 function assertError(res: Response | RawResponse, status: number, code: string): ErrorJson {
   const text = res.text;
   assert.equal(res.status, status, text);
@@ -518,7 +518,7 @@ void describe('HTTP contract', () => {
     });
   });
 
-  void describe('what a return value becomes (SPEC §2)', () => {
+  void describe('what a return value becomes (docs/spec.md §2)', () => {
     void test('undefined → 204, no body, no content type', async () => {
       const res = await raw(t.url, '/r-undefined');
       assert.equal(res.status, 204);
@@ -600,7 +600,7 @@ void describe('HTTP contract', () => {
     }
   });
 
-  void describe('errors (SPEC §3)', () => {
+  void describe('errors (docs/spec.md §3)', () => {
     void test('400 INVALID_FUNCTION_NAME', async () => {
       assertError(await t.request.get('/a.b'), 400, 'INVALID_FUNCTION_NAME');
     });

@@ -1,5 +1,5 @@
 /**
- * Schedules end to end (SPEC §9): `config.schedule` on the real server, ticks as async
+ * Schedules end to end (docs/spec.md §9): `config.schedule` on the real server, ticks as async
  * invocations on real workers, croner on one machine (SQLite) and BullMQ's job schedulers on a
  * real redis-server; deploy, redeploy and delete through the admin API and through files in
  * FUNCTIONS_DIR; and two servers sharing one Redis, where each tick fires once.
@@ -93,7 +93,7 @@ function scheduleSuite(name: string, env: () => Record<string, string>, skip: st
       assert.equal((await t.request.get('/_/schedules')).status, 401);
     });
 
-    test('an every-second schedule fires 4–6 times in 5 s, with the event of SPEC §9', async () => {
+    test('an every-second schedule fires 4–6 times in 5 s, with the event of docs/spec.md §9', async () => {
       const put = await t.request
         .put(`/_/functions/${fn}`)
         .set(AUTH)

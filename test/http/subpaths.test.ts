@@ -1,5 +1,5 @@
 /**
- * Sub-paths (SPEC §2): the longest prefix of the path that names an existing function gets the
+ * Sub-paths (docs/spec.md §2): the longest prefix of the path that names an existing function gets the
  * request, `event.subpath` holds the rest, and finding it costs no file system call per request.
  */
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * Blast radius (SPEC §3 "At most once, unless it cannot matter"), against real workers: a broken
+ * Blast radius (docs/spec.md §3 "At most once, unless it cannot matter"), against real workers: a broken
  * function never costs another function its answer. Memory bombs and blocked event loops next to
  * 20 healthy calls, kills from outside, an effectful call on a killed worker, a synchronous loop's
  * neighbours, quarantine (alone, its own queue, lifted by clean runs or a new version), and the

@@ -17,7 +17,7 @@ const FUNCTIONS: Record<string, string> = {
   // The same chain, and the function never settles.
   'microloop-async':
     'async () => { const loop = () => Promise.resolve().then(loop); loop(); await new Promise(() => {}); }',
-  // The same again, for a test of its own: the one above is quarantined by then (SPEC §3).
+  // The same again, for a test of its own: the one above is quarantined by then (docs/spec.md §3).
   blocker:
     'async () => { const loop = () => Promise.resolve().then(loop); loop(); await new Promise(() => {}); }',
   never: '() => new Promise(() => {})',
@@ -207,7 +207,7 @@ void describe('worker deaths', () => {
       ]);
     });
 
-    // SPEC §3: the started neighbours made no effect, and the worker was not theirs to break:
+    // docs/spec.md §3: the started neighbours made no effect, and the worker was not theirs to break:
     // they run again (alone, as suspects); the never-started ones move. Each answers exactly once.
     void test('every healthy neighbour answers 200 with its own answer, and ran to the end once', () => {
       const all = [...earlyResults, ...lateResults];

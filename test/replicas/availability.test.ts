@@ -1,6 +1,6 @@
 /**
  * Three replicas on one Redis behind HAProxy, under a steady load through the balancer, while
- * parts of the cluster go away (issue 12), with real processes and signals:
+ * parts of the cluster go away, with real processes and signals:
  *
  * - a rolling update: each replica in turn drained in HAProxy (what a Kubernetes endpoint
  *   removal and the manifests' preStop sleep do), SIGTERMed, restarted on its port: 0 failed

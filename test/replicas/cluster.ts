@@ -1,5 +1,5 @@
 /**
- * A cluster of real processes on loopback ports, as SPEC §10 runs it: one `redis-server`, N
+ * A cluster of real processes on loopback ports, as docs/spec.md §10 runs it: one `redis-server`, N
  * replicas of the real entry (`node dist/src/main.js`, each with REDIS_URL and its own
  * FUNCTIONS_DIR and DATA_DIR, as separate machines or pods would have) and HAProxy in front,
  * health-checking `/_/ready`. Each replica listens on a port picked before its first start, so a
@@ -129,7 +129,7 @@ export interface Replica {
   /** `r1`, `r2`, …: its server name in HAProxy too. */
   name: string;
   port: number;
-  /** Its own FUNCTIONS_DIR (the read-only layer of SPEC §10, as baked into an image). */
+  /** Its own FUNCTIONS_DIR (the read-only layer of docs/spec.md §10, as baked into an image). */
   functionsDir: string;
   /** The running process's id (undefined while stopped). */
   pid(): number | undefined;

@@ -81,7 +81,7 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     '    timeout check 2s',
     '    # A replica that is gone refuses the connection before the request is sent: try',
     '    # another (retry-on conn-failure is the default). Never retry once a request was sent:',
-    '    # it may have made an effect (SPEC §3, at most once).',
+    '    # it may have made an effect (docs/spec.md §3, at most once).',
     '    retries 3',
     '    option redispatch 1',
     '    # A new connection to a replica for each request (clients keep theirs alive). A request',

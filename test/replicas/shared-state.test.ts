@@ -1,5 +1,5 @@
 /**
- * Three replicas on one Redis behave as one (SPEC §10, issue 12), with real processes: a real
+ * Three replicas on one Redis behave as one (docs/spec.md §10), with real processes: a real
  * redis-server, three `node dist/src/main.js` (each with its own FUNCTIONS_DIR and DATA_DIR, as
  * separate pods have) and HAProxy in front. A deploy or delete on any replica is served by all
  * within 1 s, an API deploy overrides a file of the same name and deleting it uncovers the
@@ -15,7 +15,7 @@ import Redis from 'ioredis';
 import { AUTH, CLUSTER_MISSING, call, sleep, startCluster, until } from './cluster';
 import type { Cluster, Reply, Replica } from './cluster';
 
-/** SPEC §10: a deploy or delete on any replica is served by every replica within a second. */
+/** docs/spec.md §10: a deploy or delete on any replica is served by every replica within a second. */
 const PROPAGATION_MS = 1000;
 
 const FILES: Record<string, string> = {

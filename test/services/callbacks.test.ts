@@ -1,5 +1,5 @@
 /**
- * Callback delivery (src/services/callbacks.ts, SPEC §9): the real CallbackSender, the real
+ * Callback delivery (src/services/callbacks.ts, docs/spec.md §9): the real CallbackSender, the real
  * egress policy and outbound fetch, to real HTTP receivers on 127.0.0.1 that count the
  * connections they hold at once. Per receiver (URL origin) at most `perOrigin` tries are in
  * flight; the rest wait their turn, none dropped silently; retry delays have full jitter.

@@ -1,5 +1,5 @@
 /**
- * The egress policy and outbound fetch (src/services/egress.ts, SPEC §8). The policy's decision
+ * The egress policy and outbound fetch (src/services/egress.ts, docs/spec.md §8). The policy's decision
  * is tested on tables of addresses directly: nothing here connects to any address outside
  * loopback, not even to prove a refusal. Real requests go only to the test servers this file
  * starts on 127.0.0.1 and ::1.

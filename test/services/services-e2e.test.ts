@@ -1,5 +1,5 @@
 /**
- * The services in `context` end to end (SPEC §8): functions on real workers calling context.kv,
+ * The services in `context` end to end (docs/spec.md §8): functions on real workers calling context.kv,
  * context.secrets, context.env and fetch through the real transport (worker → pool → server),
  * a real SQLite file, a real local HTTP server on loopback, and the effect ledger in records.
  */

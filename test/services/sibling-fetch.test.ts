@@ -1,5 +1,5 @@
 /**
- * A function that fetches another function on its own server (SPEC §8): refused by default, with
+ * A function that fetches another function on its own server (docs/spec.md §8): refused by default, with
  * a message that names the exact EGRESS_ALLOW entry that opens it and how to call a function; a
  * server restarted on that port with that setting lets the call through. Loopback only.
  */

@@ -1,5 +1,5 @@
 /**
- * The web console in a real browser (SPEC §11): Debian's Chromium driven by playwright-core,
+ * The web console in a real browser (docs/spec.md §11): Debian's Chromium driven by playwright-core,
  * headless, against the real server on an ephemeral port. Run with `npm run test:ui` (not part
  * of `npm test`: file name *.browser.ts). Skips, saying why, when /usr/bin/chromium (or
  * CHROMIUM_PATH) is missing; CI installs it (.ci/run).

@@ -1,5 +1,5 @@
 /**
- * Escape suite (issue 4): functions that try to reach the host (the worker process, or through it
+ * Escape suite: functions that try to reach the host (the worker process, or through it
  * the server) and return what they found. Every case asserts the exact answer — the 200 body that
  * proves containment, or the error class — that nothing host-side leaks into any answer (no pid,
  * no env value, no host path, not the canary secret planted in this process's env), and that a
@@ -10,7 +10,7 @@
  * stack frames are sandbox CallSite wrappers (getThis/getFunction give undefined); dynamic import
  * is refused. Even a full vm2 escape would land in a worker with an empty env (isolation.ts).
  *
- * The SPEC §2 globals (issue 8) reach the host through one function that takes and returns
+ * The docs/spec.md §2 globals reach the host through one function that takes and returns
  * primitives (host-bridge.ts, tested on its own in host-bridge.test.ts); here every global and
  * what it hands out is walked to Function, and function code called back by a global is checked
  * for a host caller or frame.
@@ -407,7 +407,7 @@ const REFUSED: {
   },
 ];
 
-// Issue 8: the SPEC §2 globals. Every global, and what each one hands out (instances,
+// Issue 8: the docs/spec.md §2 globals. Every global, and what each one hands out (instances,
 // prototypes, methods, iterators, typed arrays, errors it throws), walked to its Function:
 // all of them are the sandbox's own, so code generation is refused (EvalError).
 const GLOBAL_VALUES: [string, string][] = [
@@ -921,7 +921,7 @@ test('globalThis and its prototypes hold no host globals', async () => {
   await assertHelloOk();
 });
 
-describe('the SPEC §2 globals lead nowhere', () => {
+describe('the docs/spec.md §2 globals lead nowhere', () => {
   test('everything reachable from them is the sandbox’s own; callbacks see no host caller or frame', async () => {
     const res = await get('global-walk');
     assert.equal(res.status, 200, res.text);

@@ -1,5 +1,5 @@
 /**
- * The sandbox side of `fetch` and of `context.kv`/`env`/`secrets` (issue 9, SPEC §8): the real
+ * The sandbox side of `fetch` and of `context.kv`/`env`/`secrets` (docs/spec.md §8): the real
  * globals script in a real vm2 VM (as the runner builds it), with a test double for the
  * transport ONLY — `hostRequest`, the runner's function that carries a call to the server — which
  * records what reaches it and answers as the server would. The real transport, the egress policy

@@ -1,5 +1,5 @@
 /**
- * The sandbox globals of SPEC §2 (issue 8), through the real server: every case of
+ * The sandbox globals of docs/spec.md §2, through the real server: every case of
  * globals-cases.ts runs inside a deployed function and in this process with Node 20's own
  * globals, and the two descriptions must be equal. Beside that table: crypto against node:crypto
  * outside (digest and HMAC of large inputs included), timers (setInterval belongs to its

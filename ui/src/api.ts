@@ -16,7 +16,7 @@ export function storeToken(token: string | null): void {
   else sessionStorage.setItem(TOKEN_KEY, token);
 }
 
-/** An answer in the JSON error shape of SPEC §3 (or a failed request). */
+/** An answer in the JSON error shape of docs/spec.md §3 (or a failed request). */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -170,7 +170,7 @@ export interface InvocationRecord {
   logsTruncated?: boolean;
 }
 
-/** An async invocation's state (SPEC §9), as /_/invocations/<id> answers it. */
+/** An async invocation's state (docs/spec.md §9), as /_/invocations/<id> answers it. */
 export interface AsyncState {
   requestId: string;
   function: string;

@@ -1,5 +1,5 @@
 /**
- * The koa-faas web console (SPEC §11): sign-in with the admin token, then the views, routed by
+ * The koa-faas web console (docs/spec.md §11): sign-in with the admin token, then the views, routed by
  * the URL's hash (#/functions, #/functions/<name>, #/new, #/invocations[/<id>], #/health,
  * #/secrets), so that no route, and no token, ever reaches the server in a URL.
  *

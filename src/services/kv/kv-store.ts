@@ -1,5 +1,5 @@
 /**
- * The KV store of SPEC §8 (`context.kv` and the /_/kv admin routes): one interface, two backends
+ * The KV store of docs/spec.md §8 (`context.kv` and the /_/kv admin routes): one interface, two backends
  * (sqlite-kv.ts, the default; redis-kv.ts when REDIS_URL is set), and the checks both share, so
  * that a limit answers the same code whichever backend runs.
  *

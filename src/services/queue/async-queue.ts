@@ -1,5 +1,5 @@
 /**
- * The async invocation queue (SPEC §9): one interface, two backends that never import each other
+ * The async invocation queue (docs/spec.md §9): one interface, two backends that never import each other
  * — SQLite in DATA_DIR (sqlite-queue.ts, the default) and BullMQ on Redis (bullmq-queue.ts, with
  * REDIS_URL). A queued invocation keeps one state record from its arrival until it is dropped
  * (RETENTION below); the backend runs its attempts through the handler it is started with, at
@@ -20,7 +20,7 @@
 export const ASYNC_STATUSES = ['queued', 'running', 'succeeded', 'failed'] as const;
 export type AsyncStatus = (typeof ASYNC_STATUSES)[number];
 
-/** The response the caller would have had (SPEC §9), as kept in the record. */
+/** The response the caller would have had (docs/spec.md §9), as kept in the record. */
 export interface StoredResponse {
   status: number;
   headers: Record<string, string | string[]>;
@@ -29,7 +29,7 @@ export interface StoredResponse {
   isBase64Encoded?: true;
 }
 
-/** Why an attempt failed: the error answer the caller would have had (SPEC §3). */
+/** Why an attempt failed: the error answer the caller would have had (docs/spec.md §3). */
 export interface StoredError {
   /** Its HTTP status (500, 502, 504…): what `X-Function-Status` says. */
   status: number;
@@ -57,7 +57,7 @@ export interface NewInvocation {
   id: string;
   /** The function's name (not a path). */
   fn: string;
-  /** The event of SPEC §2 (or §9 for a tick), as JSON text. */
+  /** The event of docs/spec.md §2 (or §9 for a tick), as JSON text. */
   eventJson: string;
   source: 'request' | 'schedule';
   /** The cron expression of a tick. */

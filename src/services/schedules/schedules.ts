@@ -1,5 +1,5 @@
 /**
- * Schedules (SPEC §9): which functions have a `config.schedule`, kept in step with the function
+ * Schedules (docs/spec.md §9): which functions have a `config.schedule`, kept in step with the function
  * store, and a ticker that fires them — croner's timers on one machine (cron-ticker.ts), BullMQ's
  * job schedulers with Redis (bullmq-ticker.ts), so that each tick fires once however many
  * replicas run. A tick becomes an async invocation (the tick handler the server gives).

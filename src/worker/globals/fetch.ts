@@ -1,5 +1,5 @@
 /**
- * Sandbox source, part 6: `fetch`, `Headers`, `Response`, `Request` (SPEC §8).
+ * Sandbox source, part 6: `fetch`, `Headers`, `Response`, `Request` (docs/spec.md §8).
  *
  * The request is performed by the server (under its egress policy), reached through `request()`
  * of services.ts: the sandbox sends one JSON text and gets one back, with the bodies as base64.

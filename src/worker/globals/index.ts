@@ -1,7 +1,7 @@
 /**
- * The sandbox globals of SPEC §2 beyond what the envelope installs (console and timers):
+ * The sandbox globals of docs/spec.md §2 beyond what the envelope installs (console and timers):
  * `atob`/`btoa`, `TextEncoder`/`TextDecoder`, `URL`/`URLSearchParams`, `crypto` (with `Crypto`,
- * `SubtleCrypto`, `CryptoKey`), `structuredClone`, `DOMException`, and the services of SPEC §8:
+ * `SubtleCrypto`, `CryptoKey`), `structuredClone`, `DOMException`, and the services of docs/spec.md §8:
  * `fetch` (with `Headers`, `Response`, `Request`) and what the envelope adds to each context
  * (`kv`, `env`, `secrets`).
  *
@@ -74,7 +74,7 @@ ${INSTALL_SOURCE}
 })`;
 
 /**
- * The runner's transport to the server's services (SPEC §8): `onReply(true, resultJson)` or
+ * The runner's transport to the server's services (docs/spec.md §8): `onReply(true, resultJson)` or
  * `onReply(false, errorJson)` later; throws at once outside an invocation.
  */
 export type HostRequest = (

@@ -1,5 +1,5 @@
 /**
- * Sandbox source, part 7: the way to the server's services (SPEC §8) and `context.kv`,
+ * Sandbox source, part 7: the way to the server's services (docs/spec.md §8) and `context.kv`,
  * `context.env`, `context.secrets`.
  *
  * `hostRequest(op, argsJson, onReply)` is the runner's transport: it sends one call to the

@@ -1,5 +1,5 @@
 /**
- * Invocation records (SPEC §6, §9): the list, filtered by function and status, and one record's
+ * Invocation records (docs/spec.md §6, §9): the list, filtered by function and status, and one record's
  * detail: console output, timings, cold or warm, and for an async invocation its state and
  * attempts.
  */

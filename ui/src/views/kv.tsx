@@ -1,5 +1,5 @@
 /**
- * A function's KV entries (SPEC §8 admin routes): list by prefix, a page at a time; view, edit,
+ * A function's KV entries (docs/spec.md §8 admin routes): list by prefix, a page at a time; view, edit,
  * add and delete a key. Values are JSON.
  */
 import { useEffect, useState } from 'preact/hooks';

@@ -1,4 +1,4 @@
-/** Secrets (SPEC §8): names and update times only; set (create or replace) and delete. */
+/** Secrets (docs/spec.md §8): names and update times only; set (create or replace) and delete. */
 import { useEffect, useState } from 'preact/hooks';
 import { admin } from '../api';
 import { when } from '../util';
