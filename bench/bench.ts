@@ -823,7 +823,7 @@ function targets(
     (faas?.p99 ?? Infinity) <= 15,
     `${fmt(faas?.p99 ?? NaN)} ms`,
   );
-  // Issue 14: the hot path against the unsandboxed Knative runtime, and the cliff.
+  // The hot path against the unsandboxed Knative runtime, and the cliff.
   const vsFaasJs = faas && faasJs ? faas.rps / faasJs.rps : undefined;
   add(
     'hello ≥ 0.8 × faas-js-runtime',
