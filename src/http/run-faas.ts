@@ -10,7 +10,7 @@ import type { FunctionStore, Resolved } from '../functions/function-store';
 import { factsOf } from '../pool/sandbox-pool';
 import type { SandboxPool } from '../pool/sandbox-pool';
 import type { BodyState } from './body';
-import { sandboxFunctionAnswer, withSandbox } from './function-sandbox';
+import { withSandbox } from './function-sandbox';
 import type { RequestState } from './error-handler';
 import { invokeVersion, logConsole } from './invoke';
 import type { SecretValues } from './invoke';
@@ -113,8 +113,6 @@ export function runFaaS({
 }): Middleware {
   return async (ctx: Context) => {
     const state = ctx.state as RequestState;
-    // The server sets it first (server.ts), for its own answers too; again here for runFaaS alone.
-    sandboxFunctionAnswer(ctx.res);
     let target: Resolved;
     try {
       const resolved = resolveTarget(ctx, store);
