@@ -120,7 +120,11 @@ describe('CallbackSender: per-receiver limit', () => {
     const all = ids(100, 'cap');
     for (const id of all) s.deliver(finished(id, a.url));
     await eventually(async () => a?.delivered.size === 100, 120_000);
-    await eventually(async () => [...records.values()].every((r) => r.status === 'delivered'));
+    // The receiver counts a body before the sender records the try: wait for all 100 records.
+    await eventually(
+      async () =>
+        records.size === 100 && [...records.values()].every((r) => r.status === 'delivered'),
+    );
     assert.equal(records.size, 100);
     for (const id of all) {
       assert.equal(records.get(id)?.status, 'delivered', id);
@@ -189,6 +193,8 @@ describe('CallbackSender: retries with jitter', () => {
     const all = ids(30, 'jitter');
     for (const id of all) s.deliver(finished(id, r.url));
     await eventually(async () => r?.delivered.size === 30, 60_000);
+    // The receiver counts a body before the sender records the try: wait for the 30 records.
+    await eventually(async () => all.every((id) => records.get(id)?.status === 'delivered'));
     s.close();
     const gaps = all.map((id) => {
       const [first, second] = r?.arrivals.get(id) ?? [];
