@@ -28,7 +28,7 @@ import {
   createRedisClient,
   firstConnection,
   unavailable,
-} from '../services/kv/redis-kv';
+} from '../storage/redis';
 import type { Language } from './function-store';
 
 /** One deployed function as the shared index holds it. */

@@ -48,8 +48,8 @@ import type { SandboxPool } from '../pool/sandbox-pool';
 import type { DataStores } from './admin-data';
 import { parseBody } from './body';
 import type { RequestState } from './error-handler';
-import { invokeVersion } from './invoke';
-import { toResponse } from './response';
+import { invokeVersion } from '../invocation/invoke';
+import { toResponse } from '../invocation/response';
 
 export interface DraftParts {
   pool: SandboxPool;

@@ -36,7 +36,7 @@ import { compileFunction } from '../functions/transform';
 import type { CompiledFunction } from '../functions/transform';
 import type { Metrics } from '../observe/metrics';
 import type { RecordLog } from '../observe/records';
-import { toResponse } from './response';
+import { toResponse } from '../invocation/response';
 import type { SandboxPool } from '../pool/sandbox-pool';
 import type { KvStore } from '../services/kv';
 

@@ -20,8 +20,8 @@ import { RequestIdConflictError } from '../errors';
 import { asyncPolicy } from '../functions/function-config';
 import type { Resolved } from '../functions/function-store';
 import type { EgressPolicy } from '../services/egress';
-import { checkCallbackUrl } from '../services/callbacks';
-import type { AsyncQueue } from '../services/queue';
+import { checkCallbackUrl } from '../async/callbacks';
+import type { AsyncQueue } from '../async/queue';
 import type { RequestState } from './error-handler';
 import type { RespondAsync } from './run-faas';
 

@@ -12,8 +12,8 @@ import type { SandboxPool } from '../pool/sandbox-pool';
 import type { BodyState } from './body';
 import { withSandbox } from './function-sandbox';
 import type { RequestState } from './error-handler';
-import { invokeVersion, logConsole } from './invoke';
-import type { SecretValues } from './invoke';
+import { invokeVersion, logConsole } from '../invocation/invoke';
+import type { SecretValues } from '../invocation/invoke';
 
 /**
  * The event a function receives (docs/spec.md §2), as JSON text. Headers are lower-cased by Node; a body
@@ -91,8 +91,8 @@ function allows(methods: readonly string[], method: string): boolean {
   return methods.includes(method) || (method === 'HEAD' && methods.includes('GET'));
 }
 
-export { maskSecrets } from './invoke';
-export type { SecretValues } from './invoke';
+export { maskSecrets } from '../invocation/invoke';
+export type { SecretValues } from '../invocation/invoke';
 
 /**
  * Answers a request with `Prefer: respond-async` (docs/spec.md §9) for a function that exists and

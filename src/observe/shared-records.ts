@@ -22,7 +22,7 @@ import type Redis from 'ioredis';
 import type { Logger } from './logger';
 import type { InvocationRecord, InvocationRecords, RecordLog, RecordQuery } from './records';
 import { statusMatcher } from './records';
-import { closeRedisClient, createRedisClient, unavailable } from '../services/kv/redis-kv';
+import { closeRedisClient, createRedisClient, unavailable } from '../storage/redis';
 
 const SEQ = 'kf:rec:seq';
 const RING = 'kf:rec:ring';

@@ -5,7 +5,7 @@
  */
 import type Redis from 'ioredis';
 import { KvUnavailableError } from '../errors';
-import { unavailable } from './kv/redis-kv';
+import { unavailable } from '../storage/redis';
 import { checkSecretName, checkSecretValue } from './secrets';
 import type { SecretStore } from './secrets';
 

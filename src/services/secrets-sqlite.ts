@@ -1,7 +1,7 @@
-/** Secrets in the server's SQLite file (kv/sqlite-kv.ts opens it), table `secrets`. */
+/** Secrets in the server's SQLite file (storage/sqlite.ts opens it), table `secrets`. */
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { KvUnavailableError } from '../errors';
-import { whenUnlocked } from './kv/sqlite-kv';
+import { whenUnlocked } from '../storage/sqlite';
 import { checkSecretName, checkSecretValue } from './secrets';
 import type { SecretStore } from './secrets';
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { DB_FILE } from '../../src/services/kv/sqlite-kv';
+import { DB_FILE } from '../../src/storage/sqlite';
 import { eventually, startServer } from '../helpers';
 import type { TestServer } from '../helpers';
 

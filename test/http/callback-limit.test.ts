@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { eventually, startServer } from '../helpers';
 import type { TestServer } from '../helpers';
-import { startReceiver, stopReceiver } from '../services/callback-receiver';
-import type { Receiver } from '../services/callback-receiver';
+import { startReceiver, stopReceiver } from '../async/callback-receiver';
+import type { Receiver } from '../async/callback-receiver';
 
 const TOKEN = 'a-test-admin-token-0123456789';
 const CAP = 3;

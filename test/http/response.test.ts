@@ -11,7 +11,7 @@ import {
   FunctionTimeoutError,
   InvalidResultError,
 } from '../../src/errors';
-import { JSON_TYPE, TEXT, toResponse } from '../../src/http/response';
+import { JSON_TYPE, TEXT, toResponse } from '../../src/invocation/response';
 import { startServer } from '../helpers';
 import type { TestServer } from '../helpers';
 

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { tickRequestId } from '../../src/http/async-runner';
+import { tickRequestId } from '../../src/async/async-runner';
 import { eventually, startServer } from '../helpers';
 import type { TestServer } from '../helpers';
 import { REDIS_MISSING, startRedis } from '../services/redis-server';

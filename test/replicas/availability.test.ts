@@ -15,7 +15,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { COMMAND_TIMEOUT_MS } from '../../src/services/kv/redis-kv';
+import { COMMAND_TIMEOUT_MS } from '../../src/storage/redis';
 import { AUTH, CLUSTER_MISSING, call, sleep, startCluster, until } from './cluster';
 import type { Cluster, Reply, Replica } from './cluster';
 import { BACKEND } from './haproxy';

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { DB_FILE } from '../../src/services/kv/sqlite-kv';
+import { DB_FILE } from '../../src/storage/sqlite';
 import { startServer } from '../helpers';
 import type { TestServer } from '../helpers';
 

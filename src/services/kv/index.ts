@@ -9,8 +9,10 @@ import { RedisSecretStore } from '../secrets-redis';
 import { SqliteSecretStore } from '../secrets-sqlite';
 import { sharedRelease } from './kv-store';
 import type { KvStore } from './kv-store';
-import { RedisKvStore, closeRedisClient, createRedisClient, firstConnection } from './redis-kv';
-import { SqliteKvStore, openDatabase, stopBlocking } from './sqlite-kv';
+import { closeRedisClient, createRedisClient, firstConnection } from '../../storage/redis';
+import { openDatabase, stopBlocking } from '../../storage/sqlite';
+import { RedisKvStore } from './redis-kv';
+import { SqliteKvStore } from './sqlite-kv';
 
 export type { KvStore, KvListOptions, KvListPage, KvPutOptions } from './kv-store';
 

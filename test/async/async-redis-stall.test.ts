@@ -8,12 +8,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import Redis from 'ioredis';
-import { BullAsyncQueue } from '../../src/services/queue/bullmq-queue';
-import type { AsyncJob, InvocationState, NewInvocation } from '../../src/services/queue';
+import { BullAsyncQueue } from '../../src/async/queue/bullmq-queue';
+import type { AsyncJob, InvocationState, NewInvocation } from '../../src/async/queue';
 import { eventually, startServer } from '../helpers';
 import type { TestServer } from '../helpers';
-import { REDIS_MISSING, startRedis } from './redis-server';
-import type { TestRedis } from './redis-server';
+import { REDIS_MISSING, startRedis } from '../services/redis-server';
+import type { TestRedis } from '../services/redis-server';
 
 const TOKEN = 'stall-test-token-0123456789';
 const STALL_MS = 3500;

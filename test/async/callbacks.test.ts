@@ -1,5 +1,5 @@
 /**
- * Callback delivery (src/services/callbacks.ts, docs/spec.md §9): the real CallbackSender, the real
+ * Callback delivery (src/async/callbacks.ts, docs/spec.md §9): the real CallbackSender, the real
  * egress policy and outbound fetch, to real HTTP receivers on 127.0.0.1 that count the
  * connections they hold at once. Per receiver (URL origin) at most `perOrigin` tries are in
  * flight; the rest wait their turn, none dropped silently; retry delays have full jitter.
@@ -11,10 +11,10 @@ import {
   CALLBACK_DELAYS_MS,
   CallbackSender,
   jitteredDelayMs,
-} from '../../src/services/callbacks';
-import type { CallbackParts } from '../../src/services/callbacks';
+} from '../../src/async/callbacks';
+import type { CallbackParts } from '../../src/async/callbacks';
 import { createEgressPolicy, parseEgressAllow } from '../../src/services/egress';
-import type { CallbackState, InvocationState } from '../../src/services/queue/async-queue';
+import type { CallbackState, InvocationState } from '../../src/async/queue/async-queue';
 import { createLogger } from '../../src/observe/logger';
 import { eventually } from '../helpers';
 import { startReceiver, stopReceiver } from './callback-receiver';

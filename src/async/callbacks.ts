@@ -18,8 +18,8 @@ import dns from 'node:dns/promises';
 import net from 'node:net';
 import { CallbackRefusedError, InvalidCallbackUrlError } from '../errors';
 import type { Logger } from '../observe/logger';
-import type { EgressPolicy } from './egress';
-import { performFetch } from './egress';
+import type { EgressPolicy } from '../services/egress';
+import { performFetch } from '../services/egress';
 import type { CallbackState, InvocationState } from './queue/async-queue';
 
 /** The longest delays before the second, third and fourth tries (each is random below it). */

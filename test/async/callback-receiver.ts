@@ -1,6 +1,6 @@
 /**
  * A callback receiver for tests: an HTTP server on 127.0.0.1 that records each try per request id
- * and counts the connections it holds at once (src/services/callbacks.ts, docs/spec.md §9).
+ * and counts the connections it holds at once (src/async/callbacks.ts, docs/spec.md §9).
  */
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';

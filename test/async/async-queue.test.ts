@@ -1,5 +1,5 @@
 /**
- * The async queue (src/services/queue): one suite, run against each backend — SQLite in a
+ * The async queue (src/async/queue): one suite, run against each backend — SQLite in a
  * temporary DATA_DIR, and BullMQ on a real redis-server this file starts on a loopback port
  * (skipped, saying so, when redis-server is not installed). The handler stands in for the pool:
  * these tests are about delivery (states, attempts, retries, limits, stops), not about running
@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { OverloadedError } from '../../src/errors';
-import { createAsyncQueue } from '../../src/services/queue';
+import { createAsyncQueue } from '../../src/async/queue';
 import type {
   AsyncJob,
   AsyncQueue,
@@ -19,10 +19,10 @@ import type {
   InvocationState,
   NewInvocation,
   QueueOptions,
-} from '../../src/services/queue';
+} from '../../src/async/queue';
 import { eventually } from '../helpers';
-import { REDIS_MISSING, startRedis } from './redis-server';
-import type { TestRedis } from './redis-server';
+import { REDIS_MISSING, startRedis } from '../services/redis-server';
+import type { TestRedis } from '../services/redis-server';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 let seq = 0;

@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { KvUnavailableError, OverloadedError } from '../../errors';
 import type { Logger } from '../../observe/logger';
-import { isBusy, openDatabase, stopBlocking, whenUnlocked } from '../kv/sqlite-kv';
+import { isBusy, openDatabase, stopBlocking, whenUnlocked } from '../../storage/sqlite';
 import {
   FULL_RETRY_AFTER_S,
   RETENTION_MS,

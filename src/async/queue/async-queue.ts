@@ -39,7 +39,7 @@ export interface StoredError {
   type?: string;
 }
 
-/** The delivery of the result to `X-Callback-Url` (services/callbacks.ts). */
+/** The delivery of the result to `X-Callback-Url` (async/callbacks.ts). */
 export interface CallbackState {
   url: string;
   status: 'pending' | 'delivered' | 'failed';

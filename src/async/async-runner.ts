@@ -34,7 +34,7 @@ import type { Logger } from '../observe/logger';
 import type { Metrics } from '../observe/metrics';
 import type { RecordLog } from '../observe/records';
 import type { InvocationResult, SandboxPool } from '../pool/sandbox-pool';
-import type { CallbackSender } from '../services/callbacks';
+import type { CallbackSender } from './callbacks';
 import type {
   AsyncJob,
   AsyncQueue,
@@ -43,11 +43,11 @@ import type {
   QueueWorker,
   StoredError,
   StoredResponse,
-} from '../services/queue';
-import type { ScheduleEntry, TickHandler } from '../services/schedules/schedules';
-import { invokeVersion, logConsole } from './invoke';
-import type { SecretValues } from './invoke';
-import type { HttpResponse } from './response';
+} from './queue';
+import type { ScheduleEntry, TickHandler } from './schedules/schedules';
+import { invokeVersion, logConsole } from '../invocation/invoke';
+import type { SecretValues } from '../invocation/invoke';
+import type { HttpResponse } from '../invocation/response';
 
 export interface AsyncRunnerParts {
   store: FunctionStore;
