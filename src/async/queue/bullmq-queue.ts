@@ -27,7 +27,12 @@ import type { Job } from 'bullmq';
 import type Redis from 'ioredis';
 import { OverloadedError } from '../../errors';
 import type { Logger } from '../../observe/logger';
-import { closeRedisClient, createRedisClient, firstConnection, unavailable } from '../../storage/redis';
+import {
+  closeRedisClient,
+  createRedisClient,
+  firstConnection,
+  unavailable,
+} from '../../storage/redis';
 import {
   FULL_RETRY_AFTER_S,
   RETENTION_MS,
