@@ -1,4 +1,4 @@
-// Builds the web console (SPEC §11) into dist/ui, served at /_/ui/ by src/http/console.ts:
+// Builds the web console (docs/spec.md §11) into dist/ui, served at /_/ui/ by src/http/admin/console.ts:
 // one esbuild bundle (Preact + CodeMirror 6, no CDN) whose file names carry their content hash,
 // and an index.html that loads them (no inline script or style: the CSP forbids both).
 //   node ui/build.mjs            (npm run build runs it after tsc)

@@ -56,7 +56,7 @@ export interface FunctionVersion {
 
 /**
  * `file`: FUNCTIONS_DIR (or an API deploy without Redis, which writes a file); `shared`: an API
- * deploy in Redis; `draft`: a console draft run (admin-drafts.ts), never stored.
+ * deploy in Redis; `draft`: a console draft run (admin/drafts.ts), never stored.
  */
 export type Layer = 'file' | 'shared' | 'draft';
 

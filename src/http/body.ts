@@ -287,7 +287,7 @@ async function read(ctx: Context, next: Next, limit: number): Promise<void> {
 
 /**
  * Parses a decoded, non-empty body by its Content-Type (the table above); the draft runs of the
- * console (admin-drafts.ts) parse theirs with it too.
+ * console (admin/drafts.ts) parse theirs with it too.
  * @throws InvalidBodyError, UnsupportedMediaTypeError as `body` answers them.
  */
 export async function parseBody(

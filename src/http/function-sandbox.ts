@@ -37,7 +37,7 @@ export function isAdminPath(path: string): boolean {
 export const ADMIN_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox";
 
 /**
- * Puts the admin API's headers on an answer for /_ or /_/… (console.ts sets the console's own
+ * Puts the admin API's headers on an answer for /_ or /_/… (admin/console.ts sets the console's own
  * over them).
  */
 export function lockAdminAnswer(res: ServerResponse): void {

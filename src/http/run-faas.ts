@@ -57,6 +57,21 @@ export function resolveTarget(ctx: Context, store: FunctionStore): Resolved | Pr
 }
 
 /**
+ * For cors(): whether the request's function answers CORS itself (`config.cors: "function"`). A
+ * path that does not resolve gets the server's CORS (its error is runFaaS's to answer).
+ */
+export function functionCors(store: FunctionStore): (ctx: Context) => boolean | Promise<boolean> {
+  return (ctx) => {
+    const target = resolveTarget(ctx, store);
+    if (!(target instanceof Promise)) return target.fn.config.cors === 'function';
+    return target.then(
+      ({ fn }) => fn.config.cors === 'function',
+      () => false,
+    );
+  };
+}
+
+/**
  * Whether a `Prefer` header (RFC 7240: comma-separated preferences, each maybe with `=value` and
  * `;` parameters; several headers arrive joined by commas) asks for `respond-async`.
  */

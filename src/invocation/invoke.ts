@@ -6,7 +6,7 @@
  */
 import { FunctionError, InvalidResultError } from '../errors';
 import { inUserFile } from '../functions/function-store';
-import type { FunctionVersion } from '../functions/function-store';
+import type { FunctionVersion, VersionLoader } from '../functions/function-store';
 import type { Logger } from '../observe/logger';
 import type { InvocationResult, SandboxPool } from '../pool/sandbox-pool';
 import { maskSecrets } from '../services/secret-mask';
@@ -14,6 +14,26 @@ import { toResponse } from './response';
 import type { HttpResponse } from './response';
 
 export { maskSecrets };
+
+/**
+ * The function store's loader (VersionLoader): a new version's file runs once on a worker, which
+ * keeps it warm there and reports the file's exported config as JSON text.
+ */
+export function loadOnPool(pool: SandboxPool): VersionLoader {
+  return async (fn, compiled) => {
+    const loaded = await pool.run({
+      name: fn.name,
+      version: fn.version,
+      source: compiled.code,
+      file: compiled.filename,
+      eventJson: '',
+      requestId: `load-${fn.version}`,
+      check: true,
+      keep: true,
+    });
+    return toResponse(loaded.outcome).body as string;
+  };
+}
 
 /** The secrets a function declared, by name; the secrets service of the server. */
 export type SecretValues = (names: readonly string[]) => Promise<Record<string, string>>;

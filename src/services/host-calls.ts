@@ -40,6 +40,21 @@ export interface HostCallParts {
   observe?: CallObserver;
 }
 
+/** Serves one service call of an invocation (docs/spec.md §8); never rejects. */
+export type HostCallHandler = (call: HostCall) => Promise<HostReply>;
+
+const NOT_OPEN: HostReply = {
+  ok: false,
+  r: JSON.stringify({
+    name: 'Error',
+    message: 'the services are not open yet',
+    code: 'KV_UNAVAILABLE',
+  }),
+};
+
+/** The handler before the stores are open: every call fails with KV_UNAVAILABLE. */
+export const servicesNotOpen: HostCallHandler = () => Promise.resolve(NOT_OPEN);
+
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** The ops there are; any other name (a worker can send anything) is counted as `unknown`. */
 const OPS = new Set(['kv.get', 'kv.put', 'kv.delete', 'kv.incr', 'kv.list', 'fetch']);
@@ -155,7 +170,7 @@ async function fetchCall(parts: HostCallParts, call: HostCall): Promise<unknown>
 }
 
 /** The `onCall` the pool is given: every host call of every invocation comes through here. */
-export function hostCalls(parts: HostCallParts): (call: HostCall) => Promise<HostReply> {
+export function hostCalls(parts: HostCallParts): HostCallHandler {
   return async (call) => {
     const started = performance.now();
     const backend = call.op === 'fetch' ? 'egress' : parts.kv.backend;

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { loadConfig } from '../../src/config';
-import { READY_PING_MS } from '../../src/http/admin';
+import { READY_PING_MS } from '../../src/http/admin/health';
 import {
   EXAMPLE_CONFIG,
   HAPROXY_BIN,

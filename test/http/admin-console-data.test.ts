@@ -1,10 +1,10 @@
 /**
- * The console's figures (src/http/admin-console-data.ts): per-function error rate and p50/p99
+ * The console's figures (src/http/admin/console-data.ts): per-function error rate and p50/p99
  * from the records, and the requests/errors series sampled from the invocation counter.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { TrafficSeries, figuresOf, percentile } from '../../src/http/admin-console-data';
+import { TrafficSeries, figuresOf, percentile } from '../../src/http/admin/console-data';
 import { Metrics } from '../../src/observe/metrics';
 import type { InvocationRecord } from '../../src/observe/records';
 import type { PoolStats } from '../../src/pool/sandbox-pool';

@@ -1,5 +1,5 @@
 /**
- * The /_/kv and /_/secrets admin routes (src/http/admin-data.ts) through a real Koa app with the
+ * The /_/kv and /_/secrets admin routes (src/http/admin/data.ts) through a real Koa app with the
  * server's own error boundary, body reader and token check, over a SQLite store in a temp folder.
  */
 import assert from 'node:assert/strict';
@@ -10,8 +10,8 @@ import { after, before, test } from 'node:test';
 import Router from '@koa/router';
 import Koa from 'koa';
 import supertest from 'supertest';
-import { requireToken } from '../../src/http/admin';
-import { dataRoutes } from '../../src/http/admin-data';
+import { requireToken } from '../../src/http/admin/auth';
+import { dataRoutes } from '../../src/http/admin/data';
 import { body } from '../../src/http/body';
 import { errorBoundary } from '../../src/http/error-handler';
 import { createLogger } from '../../src/observe/logger';

@@ -1,5 +1,5 @@
 /**
- * Draft runs (src/http/admin-drafts.ts): POST /_/drafts/<name> runs a source through the real
+ * Draft runs (src/http/admin/drafts.ts): POST /_/drafts/<name> runs a source through the real
  * pool without deploying it, and stays private: the live version, its records, its KV data and
  * every listing are untouched, and the draft's own KV namespace is reachable by nothing and
  * cleared after the run.

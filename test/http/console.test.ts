@@ -1,5 +1,5 @@
 /**
- * The console's assets at /_/ui/ (src/http/console.ts): served from the build in dist/ui (npm
+ * The console's assets at /_/ui/ (src/http/admin/console.ts): served from the build in dist/ui (npm
  * run build, which `npm test` runs first), with a strict CSP, immutable caching of hashed assets,
  * a revalidated index.html, and nothing but the built files reachable.
  */
@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import Router from '@koa/router';
 import Koa from 'koa';
 import supertest from 'supertest';
-import { CONTENT_SECURITY_POLICY, UI_DIR, consoleRoutes } from '../../src/http/console';
+import { CONTENT_SECURITY_POLICY, UI_DIR, consoleRoutes } from '../../src/http/admin/console';
 import { errorBoundary } from '../../src/http/error-handler';
 import { createLogger } from '../../src/observe/logger';
 import { startServer } from '../helpers';

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { CONTENT_SECURITY_POLICY } from '../../src/http/console';
+import { CONTENT_SECURITY_POLICY } from '../../src/http/admin/console';
 import { ADMIN_CSP, FUNCTION_CSP, withSandbox } from '../../src/http/function-sandbox';
 import type { Response } from 'supertest';
 import { startServer } from '../helpers';

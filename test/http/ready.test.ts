@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import Redis from 'ioredis';
-import { READY_PING_MS } from '../../src/http/admin';
+import { READY_PING_MS } from '../../src/http/admin/health';
 import { COMMAND_TIMEOUT_MS } from '../../src/storage/redis';
 import { eventually, startServer } from '../helpers';
 import type { TestServer } from '../helpers';

@@ -106,7 +106,7 @@ export function fnPath(name: string): string {
 /**
  * The admin path of a function's KV namespace, or of one key: always in the query (`?key=`),
  * where no URL parser rewrites it — in the path, the browser turns `.` and `..` into dot
- * segments, and a per-key delete of `.` would reach the namespace (admin-data.ts). More query
+ * segments, and a per-key delete of `.` would reach the namespace (src/http/admin/data.ts). More query
  * parameters follow with `&`.
  */
 export function kvPath(name: string, key?: string): string {

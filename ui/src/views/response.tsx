@@ -95,7 +95,7 @@ export async function fromFetch(res: Response, clientMs: number): Promise<Shown>
   };
 }
 
-/** What a draft run answered (admin-drafts.ts). */
+/** What a draft run answered (src/http/admin/drafts.ts). */
 export function fromDraft(answer: DraftAnswer, clientMs: number): Shown {
   const headers: [string, string][] = [];
   for (const [name, value] of Object.entries(answer.headers)) {

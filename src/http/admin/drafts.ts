@@ -35,21 +35,21 @@ import {
   InvalidBodyError,
   WorkerCrashedError,
   toErrorBody,
-} from '../errors';
-import { parseFunctionConfig } from '../functions/function-config';
-import type { ConfigLimits } from '../functions/function-config';
-import { exactFunctionName, versionOf } from '../functions/function-source';
-import { inUserFile } from '../functions/function-store';
-import type { FunctionVersion } from '../functions/function-store';
-import { compileFunction } from '../functions/transform';
-import type { CompiledFunction } from '../functions/transform';
-import { factsOf } from '../pool/sandbox-pool';
-import type { SandboxPool } from '../pool/sandbox-pool';
-import type { DataStores } from './admin-data';
-import { parseBody } from './body';
-import type { RequestState } from './error-handler';
-import { invokeVersion } from '../invocation/invoke';
-import { toResponse } from '../invocation/response';
+} from '../../errors';
+import { parseFunctionConfig } from '../../functions/function-config';
+import type { ConfigLimits } from '../../functions/function-config';
+import { exactFunctionName, versionOf } from '../../functions/function-source';
+import { inUserFile } from '../../functions/function-store';
+import type { FunctionVersion } from '../../functions/function-store';
+import { compileFunction } from '../../functions/transform';
+import type { CompiledFunction } from '../../functions/transform';
+import { factsOf } from '../../pool/sandbox-pool';
+import type { SandboxPool } from '../../pool/sandbox-pool';
+import type { DataStores } from './data';
+import { parseBody } from '../body';
+import type { RequestState } from '../error-handler';
+import { invokeVersion } from '../../invocation/invoke';
+import { toResponse } from '../../invocation/response';
 
 export interface DraftParts {
   pool: SandboxPool;
@@ -175,7 +175,7 @@ function capLogs(lines: string[]): { logs: string[]; logsTruncated?: true } {
   return { logs };
 }
 
-/** A draft that fails to load is a 422, as a deploy is (admin.ts): threw, hung or crashed. */
+/** A draft that fails to load is a 422, as a deploy is (functions.ts): threw, hung or crashed. */
 function refused(err: unknown): unknown {
   if (err instanceof FunctionCompileError) {
     err.statusCode = 422;
@@ -204,7 +204,7 @@ export function draftRoutes(router: Router, parts: DraftParts, auth: Middleware)
     // Messages name the throwaway; the user knows it as their function's draft.
     const shown = (text: string) => text.split(throwaway).join(`${name} (draft)`);
 
-    // Compiled and loaded as a deploy is (admin.ts): a draft that a deploy would refuse is a 422.
+    // Compiled and loaded as a deploy is (functions.ts): a draft that a deploy would refuse is a 422.
     let compiled: CompiledFunction | undefined;
     let fn: FunctionVersion;
     try {

@@ -9,11 +9,11 @@
  */
 import type Router from '@koa/router';
 import type { Middleware } from 'koa';
-import { InvalidBodyError, NotFoundError } from '../errors';
-import type { InvocationRecord, RecordLog } from '../observe/records';
-import { ASYNC_STATUSES } from '../async/queue';
-import type { AsyncQueue, AsyncStatus } from '../async/queue';
-import type { ScheduleListing } from '../async/schedules/schedules';
+import { InvalidBodyError, NotFoundError } from '../../errors';
+import type { InvocationRecord, RecordLog } from '../../observe/records';
+import { ASYNC_STATUSES } from '../../async/queue';
+import type { AsyncQueue, AsyncStatus } from '../../async/queue';
+import type { ScheduleListing } from '../../async/schedules/schedules';
 
 export interface InvocationSources {
   records: RecordLog;

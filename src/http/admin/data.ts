@@ -31,11 +31,11 @@ import {
   KvInvalidArgumentError,
   KvInvalidKeyError,
   NotFoundError,
-} from '../errors';
-import { exactFunctionName } from '../functions/function-source';
-import type { KvStore } from '../services/kv/kv-store';
-import type { SecretStore } from '../services/secrets';
-import type { BodyState } from './body';
+} from '../../errors';
+import { exactFunctionName } from '../../functions/function-source';
+import type { KvStore } from '../../services/kv/kv-store';
+import type { SecretStore } from '../../services/secrets';
+import type { BodyState } from '../body';
 
 /** The stores, read per request (the server opens them while it starts: getters are fine). */
 export interface DataStores {

@@ -23,8 +23,8 @@
  */
 import type Router from '@koa/router';
 import type { Middleware } from 'koa';
-import type { Metrics } from '../observe/metrics';
-import type { InvocationRecord, RecordLog } from '../observe/records';
+import type { Metrics } from '../../observe/metrics';
+import type { InvocationRecord, RecordLog } from '../../observe/records';
 
 /**
  * Whether an outcome is an error of the invocation: an error code of docs/spec.md §3. `ok` and a status

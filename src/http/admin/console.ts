@@ -20,10 +20,10 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import type Router from '@koa/router';
 import type { Context } from 'koa';
-import { NotFoundError } from '../errors';
+import { NotFoundError } from '../../errors';
 
 /** Where `npm run build` writes the console (dist/ui, beside dist/src). */
-export const UI_DIR = path.join(__dirname, '..', '..', 'ui');
+export const UI_DIR = path.join(__dirname, '..', '..', '..', 'ui');
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
