@@ -1,9 +1,10 @@
 /**
  * The file layer: the function files in FUNCTIONS_DIR, as the store reads and writes them. It
  * finds a name's file (never following a symlink out of the folder), reads a file whole (again
- * when it changed while being read), writes a deploy atomically (temp file, then rename, creating
- * its folders one by one and watching each at once), deletes a file, and lists every function
- * file in the folder tree. It caches nothing: the store (function-store.ts) decides when to read.
+ * when it changed while being read), writes a deploy atomically (a temp file linked or renamed
+ * into place, its folders created one by one and watched at once), deletes a file, and lists
+ * every function file in the folder tree. It caches nothing: the store (function-store.ts)
+ * decides when to read.
  */
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
