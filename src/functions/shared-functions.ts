@@ -29,7 +29,7 @@ import {
   firstConnection,
   unavailable,
 } from '../storage/redis';
-import type { Language } from './function-store';
+import type { Language } from './function-version';
 
 /** One deployed function as the shared index holds it. */
 export interface DeployedFunction {

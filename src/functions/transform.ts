@@ -17,6 +17,7 @@ import { SourceMap } from 'node:module';
 import type { SourceMapPayload, SourceMapping } from 'node:module';
 import { build, stop } from 'esbuild';
 import type { BuildFailure, BuildOptions, Loader, Plugin } from 'esbuild';
+import { FunctionCompileError, FunctionError } from '../errors';
 import {
   IMPORT_PLUGIN,
   compileError,
@@ -231,4 +232,23 @@ export function remapStack(fn: CompiledFunction, text: string): string {
     const mapped = map(Number(line), column === undefined ? 1 : Number(column));
     return `${fn.filename}:${mapped.line}${column === undefined ? '' : `:${mapped.column}`}`;
   });
+}
+
+/**
+ * An error from running a version, with its positions moved from the compiled code into the
+ * user's file (identity for files that needed no transform).
+ */
+export function inUserFile<E>(compiled: CompiledFunction | undefined, err: E): E {
+  if (!compiled?.sourceMap) return err;
+  if (err instanceof FunctionCompileError) {
+    const position =
+      err.line === undefined ? {} : originalPosition(compiled, err.line, err.column ?? 1);
+    const mapped = new FunctionCompileError(remapStack(compiled, err.message), position);
+    mapped.statusCode = err.statusCode;
+    return mapped as E;
+  }
+  if (err instanceof FunctionError && err.functionStack !== undefined) {
+    return new FunctionError(err.type, err.message, remapStack(compiled, err.functionStack)) as E;
+  }
+  return err;
 }

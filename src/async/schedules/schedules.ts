@@ -12,7 +12,7 @@
  */
 import { FunctionNotFoundError } from '../../errors';
 import { cronOf } from '../../functions/function-config';
-import type { ChangeListener, FunctionVersion } from '../../functions/function-store';
+import type { ChangeListener, FunctionVersion } from '../../functions/function-version';
 import type { Logger } from '../../observe/logger';
 
 /** One cron expression of one function. */
