@@ -51,8 +51,8 @@ import type { Logger } from './observe/logger';
 import { resolveTarget, runFaaS } from './http/run-faas';
 import { toResponse } from './invocation/response';
 import { SandboxPool } from './pool/sandbox-pool';
-import { setupIsolation, workerReadPaths } from './pool/isolation';
-import type { WorkerIsolation } from './pool/isolation';
+import { setupConfinement, workerReadPaths } from './pool/confinement';
+import type { WorkerConfinement } from './pool/confinement';
 
 export interface FaasServer {
   app: Koa;
@@ -392,7 +392,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   };
 
   let closed: Promise<void> | undefined;
-  let confinement: WorkerIsolation | undefined;
+  let confinement: WorkerConfinement | undefined;
   return {
     app,
     store,
@@ -403,7 +403,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     async listen() {
       await shared?.start();
       await store.start();
-      confinement = await setupIsolation({
+      confinement = await setupConfinement({
         memoryMb: config.workerMemoryMb,
         cpuQuota: config.workerCpuQuota,
         user: config.workerUser,

@@ -31,7 +31,7 @@ import {
   TooManyRequestsError,
   WorkerCrashedError,
 } from '../errors';
-import type { WorkerIsolation } from './isolation';
+import type { WorkerConfinement } from './confinement';
 import type { Logger } from '../observe/logger';
 import { pickWorker } from './affinity';
 import { Quarantine } from './quarantine';
@@ -51,8 +51,8 @@ export interface PoolOptions {
   concurrency?: number;
   /** How long an invocation may wait for a free worker before it is refused (OVERLOADED). */
   queueTimeoutMs?: number;
-  /** What confines worker processes (user, permissions, heap, cgroups); see isolation.ts. */
-  confinement?: WorkerIsolation;
+  /** What confines worker processes (user, permissions, heap, cgroups); see confinement.ts. */
+  confinement?: WorkerConfinement;
   /** Largest outcome a worker may send, bytes; larger ones become INVALID_RESULT there. */
   maxResultBytes?: number;
   /** Invocations that may wait for a worker; past it, OVERLOADED at once. */
@@ -277,7 +277,7 @@ class FaasSafeify extends SafeifyBase {
     });
   }
 
-  confine(confinement: WorkerIsolation | undefined): void {
+  confine(confinement: WorkerConfinement | undefined): void {
     this.opts.confinement = confinement;
   }
 
@@ -1073,7 +1073,7 @@ export class SandboxPool {
    * Starts every worker, confined as `confinement` says; rejects when one cannot start, so a
    * broken pool fails start-up.
    */
-  async start(confinement?: WorkerIsolation): Promise<void> {
+  async start(confinement?: WorkerConfinement): Promise<void> {
     this.safeify.confine(confinement);
     await this.safeify.init();
     this.safeify.keepSpare();

@@ -1,12 +1,12 @@
 /**
- * One pool worker process: forked from our runner (worker/runner.ts), confined as isolation.ts
+ * One pool worker process: forked from our runner (worker/runner.ts), confined as confinement.ts
  * says, its ready handshake, its stderr, and how its death is classified and reported. The pool
  * (sandbox-pool.ts) decides what runs on it.
  */
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import type { WorkerIsolation } from './isolation';
+import type { WorkerConfinement } from './confinement';
 import type { Logger } from '../observe/logger';
 import type { PoolMessage, WorkerMessage } from './wire';
 
@@ -47,7 +47,7 @@ export interface SpawnOptions {
   isolation: 'warm' | 'fresh';
   warmContexts: number;
   maxResultBytes: number;
-  confinement?: WorkerIsolation;
+  confinement?: WorkerConfinement;
   logger: Logger;
 }
 
