@@ -131,7 +131,7 @@ export interface AnswerVerdict {
   strike?: string;
   /** A quarantined job ran without breaking its worker: one clean run toward lifting it. */
   clean: boolean;
-  /** Another function held the loop past this job's deadline: run it again on a shared worker. */
+  /** Another function held the loop past its deadline: run it again (on its lane: shared, mostly). */
   rerun: boolean;
   /** The outcome to answer with, when it does not run again. */
   outcome: string;
