@@ -2,16 +2,19 @@
  * The shared lane: the pool's WORKERS, each running up to `concurrency` invocations of any
  * function at once. It is safeify's pool, subclassed (the only importer of safeify): safeify keeps
  * the worker list, the pending queue, `createWorkers` back to full strength and `destroy`; this
- * subclass replaces what has known gaps there:
+ * subclass replaces the parts with known gaps:
  * - `createWorker`: our runner (worker/runner.ts: warm contexts, not one new vm2 context per
  *   script), forked and confined by worker-process.ts, in the lowest free slot;
  * - `execute`: affinity routing (affinity.ts), not the least-loaded worker;
- * - `destroyWorker`: a kill that keeps the worker's listeners, so its jobs settle when its channel
- *   closes (safeify's leaves them pending forever) and an invocation that may have started runs
- *   again only when that cannot matter (death-rules.ts; safeify's timeout kill re-queues them all).
- * Never used: safeify's runner and its messages (ours are tagged strings: wire.ts, transport.ts),
- * its cgroup code (v1 only and root only: confinement.ts does both versions), its timeouts (the
- * deadlines are admission.ts's).
+ * - `destroyWorker`: a kill that keeps the worker's listeners. safeify's leaves a dead worker's
+ *   scripts pending forever, and its timeout kill re-queues them all, so they may run twice;
+ *   here they settle when the channel closes, an invocation that may have started runs again
+ *   only when that cannot matter (death-rules.ts), and every job also races the pool's own
+ *   deadlines (admission.ts).
+ * Never used: safeify's messages (errors reduced to a message, `throw 'x'` a success: ours are
+ * tagged strings, wire.ts; its reply to a dead worker crashes the host: transport.ts guards every
+ * send, worker-process.ts listens to `error`) and its cgroup code (v1 and root only:
+ * confinement.ts does both versions).
  */
 import { Safeify } from 'safeify';
 import type { Logger } from '../observe/logger';

@@ -7,7 +7,7 @@
  * healthy calls, most of them); a quarantined function runs one invocation at a time, behind a
  * bounded queue of its own (429 past it), and quarantined functions together hold at most half
  * the solo workers. At most `soloWorkers` run at once; one is kept started and unused (the
- * spare); one left with nothing to run ends after SOLO_IDLE_MS.
+ * spare); one that ran a function and has nothing left to run ends after SOLO_IDLE_MS.
  */
 import { TooManyRequestsError } from '../errors';
 import type { Logger } from '../observe/logger';
