@@ -30,8 +30,8 @@ import { Metrics } from './observe/metrics';
 import { InvocationRecords } from './observe/records';
 import type { RecordLog } from './observe/records';
 import { SharedRecords } from './observe/shared-records';
-import { setupIsolation, workerReadPaths } from './pool/isolation';
-import type { WorkerIsolation } from './pool/isolation';
+import { setupConfinement, workerReadPaths } from './pool/confinement';
+import type { WorkerConfinement } from './pool/confinement';
 import { SandboxPool } from './pool/sandbox-pool';
 import { Services } from './services';
 
@@ -60,7 +60,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     logger,
     observe: (op, backend, outcome, seconds) => metrics.serviceCall(op, backend, outcome, seconds),
   });
-  let confinement: WorkerIsolation | undefined;
+  let confinement: WorkerConfinement | undefined;
   const pool = new SandboxPool({
     // WORKERS, TIMEOUT_MS, FUNCTION_ISOLATION, WARM_CONTEXTS, MAX_RESULT_BYTES, MAX_QUEUE.
     ...config,
@@ -163,7 +163,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     async listen() {
       await shared?.start();
       await store.start();
-      confinement = await setupIsolation({
+      confinement = await setupConfinement({
         memoryMb: config.workerMemoryMb,
         cpuQuota: config.workerCpuQuota,
         user: config.workerUser,

@@ -3,8 +3,8 @@
  * a worker — ran it out of memory, held its event loop past the timeout, or killed it while
  * running alone — and so run only alone (the pool's solo lane: one invocation at a time, on a
  * worker no other function shares) until they have run cleanly `cleanRunsNeeded` times in a row,
- * or a new version of the function is deployed. This file is the bookkeeping; sandbox-pool.ts
- * decides what a strike is and runs the invocations.
+ * or a new version of the function is deployed. This file is the bookkeeping: death-rules.ts
+ * decides what a strike and a clean run are, solo-lane.ts runs the invocations.
  */
 
 /** One quarantined function version, as /_/functions shows it. */

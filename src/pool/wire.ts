@@ -1,5 +1,5 @@
 /**
- * The messages between the pool (sandbox-pool.ts) and its worker processes (worker/runner.ts),
+ * The messages between the pool (transport.ts) and its worker processes (worker/runner.ts),
  * sent over the child-process IPC channel with `serialization: 'advanced'` (structured clone:
  * strings cross as they are, with no JSON escaping on the way). Each side sends arrays of
  * messages, flushed once per event-loop turn, so a busy server makes one pipe write per worker

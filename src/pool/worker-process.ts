@@ -1,12 +1,13 @@
 /**
- * One pool worker process: forked from our runner (worker/runner.ts), confined as isolation.ts
- * says, its ready handshake, its stderr, and how its death is classified and reported. The pool
- * (sandbox-pool.ts) decides what runs on it.
+ * One pool worker process: forked from our runner (worker/runner.ts), confined as confinement.ts
+ * says, its ready handshake, its stderr, how the pool kills it, and how its death is classified
+ * and reported. The lanes (shared-lane.ts, solo-lane.ts) decide what runs on it; death-rules.ts
+ * what its death means for what ran.
  */
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import type { WorkerIsolation } from './isolation';
+import type { WorkerConfinement } from './confinement';
 import type { Logger } from '../observe/logger';
 import type { PoolMessage, WorkerMessage } from './wire';
 
@@ -30,7 +31,7 @@ export interface WorkerProcess<Job> {
   runningScripts: Job[];
   /** Versions this worker is known to hold (their source need not be sent again). */
   known: Set<string>;
-  /** Run messages and host-call replies of this event-loop turn, sent together by the pool's flush. */
+  /** Run messages and host-call replies of this event-loop turn, sent together (transport.ts). */
   outbox: PoolMessage[];
   /** Why the pool killed it, when it did. */
   killReason?: string;
@@ -47,7 +48,7 @@ export interface SpawnOptions {
   isolation: 'warm' | 'fresh';
   warmContexts: number;
   maxResultBytes: number;
-  confinement?: WorkerIsolation;
+  confinement?: WorkerConfinement;
   logger: Logger;
 }
 
@@ -61,15 +62,6 @@ export interface WorkerHooks<Job> {
   /** The worker exited outside a shutdown. */
   onExit(reason: WorkerExitReason): void;
 }
-
-/** How a 502 explains why the worker died. */
-export const DEATHS: Record<WorkerExitReason, string> = {
-  memory: 'ran out of memory (WORKER_MEMORY_MB)',
-  crash: 'crashed or was killed',
-  timeout: 'was stopped: an invocation on it blocked it past its timeout',
-  unresponsive: 'stopped responding and was replaced',
-  retired: 'was retired (a solo worker with nothing to run)',
-};
 
 const MAX_STDERR_CHARS = 2048;
 // A worker that has not said `ready` by then failed to start.
@@ -89,6 +81,19 @@ function exitReason(
   // cgroup OOM killer sends SIGKILL and leaves a count in the cgroup.
   if (signal === 'SIGABRT' || code === 134 || oomKilled) return 'memory';
   return 'crash';
+}
+
+/**
+ * Kills a worker (SIGKILL), remembering why when it was healthy: its exit reason says so
+ * (`timeout`, `retired`, else `unresponsive`). Its listeners stay: its jobs settle when its channel
+ * closes.
+ */
+export function killWorker<Job>(worker: WorkerProcess<Job>, reason: string): void {
+  if (worker.state === 'healthy') worker.killReason = reason;
+  worker.state = 'unhealthy';
+  if (worker.process.exitCode === null && worker.process.signalCode === null) {
+    worker.process.kill('SIGKILL');
+  }
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * Worker confinement (src/isolation.ts): detection never fails the server, the cgroup files we
+ * Worker confinement (src/pool/confinement.ts): detection never fails the server, the cgroup files we
  * write (v1 and v2, on fake trees), and what a real worker process runs with.
  */
 import assert from 'node:assert/strict';
@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { setupIsolation } from '../../src/pool/isolation';
+import { setupConfinement } from '../../src/pool/confinement';
 import { createLogger } from '../../src/observe/logger';
 import { startServer } from '../helpers';
 
@@ -34,12 +34,12 @@ const base = { memoryMb: 100, cpuQuota: 0.5, user: 'nobody', readPaths: ['/app/d
 
 describe('cgroup detection', () => {
   test('a missing cgroup mount means no quotas, not a failure', async () => {
-    const isolation = await setupIsolation({ ...base, cgroupRoot: '/nonexistent/cgroup' });
-    assert.equal(isolation.report.cgroup, 'none');
-    assert.match(isolation.report.cgroupNote ?? '', /no cgroup hierarchy/);
-    await isolation.attach(process.pid); // a no-op without cgroups
-    assert.equal(isolation.oomKilled(process.pid), false);
-    isolation.close();
+    const confinement = await setupConfinement({ ...base, cgroupRoot: '/nonexistent/cgroup' });
+    assert.equal(confinement.report.cgroup, 'none');
+    assert.match(confinement.report.cgroupNote ?? '', /no cgroup hierarchy/);
+    await confinement.attach(process.pid); // a no-op without cgroups
+    assert.equal(confinement.oomKilled(process.pid), false);
+    confinement.close();
   });
 
   test('cgroup v2: memory.max, cpu.max and cgroup.procs are written per worker', async () => {
@@ -47,19 +47,19 @@ describe('cgroup detection', () => {
     fs.writeFileSync(path.join(root, 'cgroup.controllers'), 'cpuset cpu io memory pids\n');
     const own = path.join(root, ownCgroup(''));
     fs.mkdirSync(own, { recursive: true });
-    const isolation = await setupIsolation({ ...base, cgroupRoot: root });
-    assert.equal(isolation.report.cgroup, 'v2');
-    assert.equal(isolation.report.memoryLimitMb, 100 + 96);
+    const confinement = await setupConfinement({ ...base, cgroupRoot: root });
+    assert.equal(confinement.report.cgroup, 'v2');
+    assert.equal(confinement.report.memoryLimitMb, 100 + 96);
     const parent = path.join(own, `koa-faas-${process.pid}`);
     assert.match(fs.readFileSync(path.join(parent, 'cgroup.subtree_control'), 'utf8'), /\+memory/);
-    await isolation.attach(4242);
+    await confinement.attach(4242);
     const leaf = path.join(parent, 'w-4242');
     assert.equal(fs.readFileSync(path.join(leaf, 'memory.max'), 'utf8'), String(196 * 1024 * 1024));
     assert.equal(fs.readFileSync(path.join(leaf, 'cpu.max'), 'utf8'), '50000 100000');
     assert.equal(fs.readFileSync(path.join(leaf, 'cgroup.procs'), 'utf8'), '4242');
-    assert.equal(isolation.oomKilled(4242), false);
+    assert.equal(confinement.oomKilled(4242), false);
     fs.writeFileSync(path.join(leaf, 'memory.events'), 'low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n');
-    assert.equal(isolation.oomKilled(4242), true);
+    assert.equal(confinement.oomKilled(4242), true);
   });
 
   test('cgroup v1: memory.limit_in_bytes and cfs quota in their own hierarchies', async () => {
@@ -68,9 +68,9 @@ describe('cgroup detection', () => {
     fs.mkdirSync(path.join(memory, ownCgroup('memory')), { recursive: true });
     fs.writeFileSync(path.join(memory, 'memory.limit_in_bytes'), '9223372036854771712');
     fs.mkdirSync(path.join(root, 'cpu', ownCgroup('cpu')), { recursive: true });
-    const isolation = await setupIsolation({ ...base, cgroupRoot: root });
-    assert.equal(isolation.report.cgroup, 'v1');
-    await isolation.attach(4343);
+    const confinement = await setupConfinement({ ...base, cgroupRoot: root });
+    assert.equal(confinement.report.cgroup, 'v1');
+    await confinement.attach(4343);
     const memLeaf = path.join(memory, ownCgroup('memory'), `koa-faas-${process.pid}`, 'w-4343');
     const cpuLeaf = path.join(root, 'cpu', ownCgroup('cpu'), `koa-faas-${process.pid}`, 'w-4343');
     assert.equal(
@@ -88,7 +88,7 @@ describe('cgroup detection', () => {
     // pid 2^22 + 1 is above Linux's pid_max: never alive.
     const stale = path.join(own, `koa-faas-${2 ** 22 + 1}`);
     fs.mkdirSync(path.join(stale, 'w-1'), { recursive: true });
-    await setupIsolation({ ...base, cgroupRoot: root });
+    await setupConfinement({ ...base, cgroupRoot: root });
     assert.equal(fs.existsSync(stale), false);
   });
 });

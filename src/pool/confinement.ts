@@ -9,14 +9,15 @@
  *   cannot do: we write memory.max, cpu.max and cgroup.procs ourselves), when /sys/fs/cgroup is
  *   writable; otherwise none, with a log line. It never fails the server: a read-only or missing
  *   /sys/fs/cgroup (the normal case in a container) only means no quotas.
- * GET /_/health reports the result under `isolation`, so an operator sees what is enforced.
+ * GET /_/health reports the result under `isolation` (the JSON field keeps that name), so an
+ * operator sees what is enforced.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../observe/logger';
 
-export interface IsolationOptions {
+export interface ConfinementOptions {
   memoryMb: number;
   /** Cores, e.g. 0.5; 0 = no CPU quota. */
   cpuQuota: number;
@@ -29,7 +30,7 @@ export interface IsolationOptions {
   cgroupRoot?: string;
 }
 
-export interface IsolationReport {
+export interface ConfinementReport {
   environment: 'empty';
   heapLimitMb: number;
   permissionModel: boolean;
@@ -40,8 +41,8 @@ export interface IsolationReport {
   cpuQuota?: number;
 }
 
-export interface WorkerIsolation {
-  readonly report: IsolationReport;
+export interface WorkerConfinement {
+  readonly report: ConfinementReport;
   /** execArgv, uid and gid for fork(). */
   spawnOptions(): { execArgv: string[]; uid?: number; gid?: number };
   /** Moves a new worker into its cgroup; never throws (logs instead). */
@@ -202,7 +203,7 @@ async function setupCgroups(
   return { note: `no cgroup hierarchy at ${root}` };
 }
 
-export async function setupIsolation(options: IsolationOptions): Promise<WorkerIsolation> {
+export async function setupConfinement(options: ConfinementOptions): Promise<WorkerConfinement> {
   const { memoryMb, cpuQuota, logger } = options;
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   let ids: { uid: number; gid: number } | undefined;
@@ -228,7 +229,7 @@ export async function setupIsolation(options: IsolationOptions): Promise<WorkerI
   }
   if (!cgroups) logger.warn('no cgroup quotas for workers', { reason: note });
 
-  const report: IsolationReport = {
+  const report: ConfinementReport = {
     environment: 'empty',
     heapLimitMb: memoryMb,
     permissionModel: true,
