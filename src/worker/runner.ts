@@ -19,6 +19,7 @@ import { GLOBALS_SOURCE } from './globals';
 import type { AttachServices, HostRequest, InstallGlobals } from './globals';
 import { createHostRequests } from './host-requests';
 import { hostCall } from './host-bridge';
+import { readSandboxFile } from './sandbox-source';
 import { HEARTBEAT_MS, Outcome } from '../pool/wire';
 import type { DoneMessage, PoolMessage, RunMessage, WorkerMessage } from '../pool/wire';
 
@@ -95,17 +96,7 @@ const globalsScript = new VMScript(GLOBALS_SOURCE, 'faas-globals.js');
  * The sandbox's side of hostRequest: a sandbox function, so that a refused call throws the
  * sandbox's own Error (host-requests.ts answers why as a string; no host error object crosses).
  */
-const requestScript = new VMScript(
-  `(function (hostRequest) {
-    'use strict';
-    const ErrorCtor = Error;
-    return function request(op, args, onReply) {
-      const refused = hostRequest(op, args, onReply);
-      if (refused !== '') throw new ErrorCtor(refused);
-    };
-  })`,
-  'faas-request.js',
-);
+const requestScript = new VMScript(readSandboxFile('request.js'), 'faas-request.js');
 const hostRequests = createHostRequests({
   current: currentInvocation,
   post,
