@@ -1,10 +1,10 @@
 /**
- * The code that runs inside every sandbox before the function itself. It keeps the host's
- * objects out of the invocation path: the event arrives as JSON text and is parsed with the
- * sandbox's own JSON, and the outcome leaves as one tagged string (see Outcome in ../../pool/wire.ts), so
- * the host never walks a sandbox object (whose getters and proxies would run user code outside
- * any timeout). Errors are caught here, inside the sandbox, because safeify's protocol keeps only
- * a message, and a non-Error `throw 'x'` would otherwise come back as a successful undefined.
+ * The code that runs inside every sandbox before the function itself. It keeps the host's objects
+ * out of the invocation path: the event arrives as JSON text and is parsed with the sandbox's own
+ * JSON, and the outcome leaves as one tagged string (see Outcome in ../../pool/wire.ts), so the
+ * host never walks a sandbox object (whose getters and proxies would run user code outside any
+ * timeout). Errors are caught here, inside the sandbox: only that one string leaves it, and a
+ * non-Error `throw 'x'` becomes an `E` outcome like any other error.
  *
  * It evaluates to a function that takes the host's three callbacks (log, setTimer, clearTimer),
  * installs `console`, `setTimeout`, `clearTimeout`, `setInterval`, `clearInterval`,

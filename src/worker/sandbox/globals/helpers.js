@@ -1,10 +1,10 @@
 /**
- * The globals script, part 2 (in install()'s scope): what every global shares beyond the
- * intrinsics. Node-shaped errors (`code`, the "Received …" tail), `DOMException` (a sandbox
- * class: name, message and code are prototype getters, as in Node), byte helpers (BufferSource →
- * a Uint8Array view; bytes ↔ latin1 strings, the bridge's byte encoding), `host(op, a, b, c)`,
- * the only caller of the host bridge (`hostCall`, install()'s first parameter), and `lazy()`,
- * which installs a global built on first use.
+ * The globals script, part 2 (assembled by ../../globals.ts, in install()'s scope): what every
+ * global shares beyond the intrinsics. Node-shaped errors (`code`, the "Received …" tail),
+ * `DOMException` (a sandbox class: name, message and code are prototype getters, as in Node), byte
+ * helpers (BufferSource → a Uint8Array view; bytes ↔ latin1 strings, the bridge's byte encoding),
+ * `host(op, a, b, c)`, the only caller of the host bridge (`hostCall`, install()'s first
+ * parameter), and `lazy()`, which installs a global built on first use.
  */
 
 /** ToString, as a template literal does it (a Symbol throws). */
@@ -252,7 +252,7 @@ function unitsToString(units, length) {
   return text;
 }
 
-/** The bridge's largest string (host-bridge.ts MAX_BRIDGE_CHARS). */
+/** The bridge's largest string (../../host-bridge.ts MAX_BRIDGE_CHARS). */
 const MAX_BRIDGE_CHARS = 32 * 1024 * 1024;
 
 /** Calls the host bridge with primitives only; the result is '+payload' or '!message'. */

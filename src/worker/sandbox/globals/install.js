@@ -1,10 +1,10 @@
 /**
  * The globals script, last part (in install()'s scope): defines each global of docs/spec.md §2
  * and §8 on the context as a lazy accessor (helpers.js `lazy`), with Node 20's attributes:
- * classes not enumerable; functions and `crypto` enumerable. The parts (parts/*.js, the
- * body of `buildParts`) are built together on the first use of any global except
- * `DOMException`: their ~150 functions and tables are not allocated in a context that never
- * uses one. install() then returns `attachServices` (services.js) to the runner.
+ * classes not enumerable; functions and `crypto` enumerable. The parts (parts/*.js, the body of
+ * `buildParts`) are built together on the first use of any global but `DOMException`: their ~150
+ * functions and tables are not allocated in a context that never uses one. After this, install()
+ * returns `attachServices` (services.js) to the runner (see ../../globals.ts).
  */
 
 let parts;

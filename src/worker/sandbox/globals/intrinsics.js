@@ -1,9 +1,9 @@
 /**
- * The globals script, part 1 (assembled by ../../globals.ts, in install()'s scope): the shared
- * intrinsics every part uses. They are captured here, while the context is still clean, so a
- * function that replaces `String.prototype.slice` or `JSON.parse` in its own context only
- * confuses its own code, not these globals. `uncurry(fn)(self, ...args)` is
- * `fn.call(self, ...args)` without a lookup of `call` (the trick of Node's primordials).
+ * The globals script, part 1 (in install()'s scope): the shared intrinsics every part uses. They
+ * are captured here, while the context is still clean, so a function that replaces
+ * `String.prototype.slice` or `JSON.parse` in its own context only confuses its own code, not these
+ * globals. `uncurry(fn)(self, ...args)` is `fn.call(self, ...args)` without a lookup of `call` (the
+ * trick of Node's primordials).
  */
 
 const global = globalThis;

@@ -1,6 +1,6 @@
 /**
- * The globals script, part 3 (assembled by ../../globals.ts, in install()'s scope): the way to the server's services (docs/spec.md §8) and `context.kv`,
- * `context.env`, `context.secrets`.
+ * The globals script, part 3 (in install()'s scope): the way to the server's services (docs/spec.md
+ * §8) and `context.kv`, `context.env`, `context.secrets`.
  *
  * `hostRequest(op, argsJson, onReply)` is the runner's transport: it sends one call to the
  * server, attributed host-side to the invocation running now, and later calls

@@ -1,13 +1,14 @@
 /**
- * A part of the globals script (assembled by ../../../globals.ts, in buildParts()'s scope): `structuredClone`, as V8's serializer (which Node 20 uses) treats the
- * value: primitives; plain objects (own enumerable string keys, read with their getters, the
- * prototype dropped); arrays (holes and extra keys kept); Date, RegExp (lastIndex reset),
- * Boolean/Number/String/BigInt objects, Map, Set, ArrayBuffer (resizable kept), typed arrays and
- * DataView (views of one buffer still share the clone of it); errors (name picks the prototype
- * among the standard ones, else Error; message, stack and cause kept); identity and cycles kept.
- * Functions, symbols, promises, weak collections, generators, iterators and `arguments` throw a
- * DataCloneError with Node's message. Kinds are recognised by their internal slots (a getter that
- * throws on anything else), never by `instanceof` or a prototype.
+ * A part of the globals script (assembled by ../../../globals.ts, in buildParts()'s scope):
+ * `structuredClone`, as V8's serializer (which Node 20 uses) treats the value: primitives; plain
+ * objects (own enumerable string keys, read with their getters, the prototype dropped); arrays
+ * (holes and extra keys kept); Date, RegExp (lastIndex reset), Boolean/Number/String/BigInt
+ * objects, Map, Set, ArrayBuffer (resizable kept), typed arrays and DataView (views of one buffer
+ * still share the clone of it); errors (name picks the prototype among the standard ones, else
+ * Error; message, stack and cause kept); identity and cycles kept. Functions, symbols, promises,
+ * weak collections, generators, iterators and `arguments` throw a DataCloneError with Node's
+ * message. Kinds are recognised by their internal slots (a getter that throws on anything else),
+ * never by `instanceof` or a prototype.
  *
  * Deviations: `transfer` is checked as Node checks it, but the listed buffers are copied, not
  * detached (the sandbox has no way to detach one); a SharedArrayBuffer comes back as itself.

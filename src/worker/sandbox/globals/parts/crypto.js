@@ -1,15 +1,16 @@
 /**
- * A part of the globals script (assembled by ../../../globals.ts, in buildParts()'s scope): `crypto` (`getRandomValues`, `randomUUID`, `subtle`) and the classes
- * `Crypto`, `SubtleCrypto`, `CryptoKey`.
+ * A part of the globals script (assembled by ../../../globals.ts, in buildParts()'s scope):
+ * `crypto` (`getRandomValues`, `randomUUID`, `subtle`) and the classes `Crypto`, `SubtleCrypto`,
+ * `CryptoKey`.
  *
- * The cryptography is node:crypto's, through the bridge (host-bridge.ts: bytes as latin1 text in,
- * latin1 text out); everything else — argument checks, algorithm normalization, CryptoKey
+ * The cryptography is node:crypto's, through the bridge (../../../host-bridge.ts: bytes as latin1
+ * text in, latin1 text out); everything else — argument checks, algorithm normalization, CryptoKey
  * objects, promises, DOMExceptions, ArrayBuffers — is built here from the sandbox's own realm.
  * `subtle` covers SHA-1/256/384/512 `digest` and HMAC keys (`importKey` raw/jwk, `exportKey`
  * raw/jwk, `generateKey`, `sign`, `verify`), with Node 20's error names and messages. The other
- * SubtleCrypto methods exist, as in Node, and reject with NotSupportedError. A key's bytes live
- * in a private field of its CryptoKey: function code reads them only through exportKey, and only
- * when the key is extractable.
+ * SubtleCrypto methods exist, as in Node, and reject with NotSupportedError. A key's bytes live in
+ * a private field of its CryptoKey: function code reads them only through exportKey, and only when
+ * the key is extractable.
  */
 
 const DIGESTS = {

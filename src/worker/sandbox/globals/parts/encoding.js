@@ -1,6 +1,7 @@
 /**
- * A part of the globals script (assembled by ../../../globals.ts, in buildParts()'s scope): `TextEncoder`, `TextDecoder`, `atob`, `btoa`, all computed inside the
- * sandbox (short spec algorithms; no bridge crossing per call).
+ * A part of the globals script (assembled by ../../../globals.ts, in buildParts()'s scope):
+ * `TextEncoder`, `TextDecoder`, `atob`, `btoa`, all computed inside the sandbox (short spec
+ * algorithms; no bridge crossing per call).
  *
  * TextDecoder knows the WHATWG labels of utf-8, utf-16le, utf-16be and windows-1252, as Node 20
  * names them, and reproduces Node 20's windows-1252 quirk: a decoder that has never been given

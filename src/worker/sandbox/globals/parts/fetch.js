@@ -1,18 +1,19 @@
 /**
- * A part of the globals script (assembled by ../../../globals.ts, in buildParts()'s scope): `fetch`, `Headers`, `Response`, `Request` (docs/spec.md §8).
+ * A part of the globals script (assembled by ../../../globals.ts, in buildParts()'s scope):
+ * `fetch`, `Headers`, `Response`, `Request` (docs/spec.md §8).
  *
- * The request is performed by the server (under its egress policy), reached through `request()`
- * of services.ts: the sandbox sends one JSON text and gets one back, with the bodies as base64.
- * Everything a function sees is built here from the sandbox's own realm. Bodies are whole byte
- * buffers, never streams: a request body is read when the request is made, a response arrives
- * whole (at most FETCH_MAX_BYTES, cut server-side), and `text()`/`json()`/`arrayBuffer()`/
- * `bytes()` read it once (bodyUsed), as in Node 20.
+ * The request is performed by the server (under its egress policy), reached through
+ * `serviceRequest()` of ../services.js: the sandbox sends one JSON text and gets one back, with the
+ * bodies as base64. Everything a function sees is built here from the sandbox's own realm. Bodies
+ * are whole byte buffers, never streams: a request body is read when the request is made, a
+ * response arrives whole (at most FETCH_MAX_BYTES, cut server-side), and
+ * `text()`/`json()`/`arrayBuffer()`/ `bytes()` read it once (bodyUsed), as in Node 20.
  *
  * Headers follow the WHATWG rules as Node 20 (undici) applies them: names are tokens, compared
  * case-insensitively and iterated in lower case, sorted, values of one name combined with ", "
- * except `set-cookie` (one entry per cookie; `getSetCookie()`); values are ByteStrings with
- * leading and trailing HTTP whitespace removed and no NUL, CR or LF. A body is a string (UTF-8),
- * an ArrayBuffer or view (copied when the request or response is made), or URLSearchParams
+ * except `set-cookie` (one entry per cookie; `getSetCookie()`); values are ByteStrings with leading
+ * and trailing HTTP whitespace removed and no NUL, CR or LF. A body is a string (UTF-8), an
+ * ArrayBuffer or view (copied when the request or response is made), or URLSearchParams
  * (form-encoded); anything else is a TypeError rather than the "[object Object]" Node would send.
  */
 

@@ -1,9 +1,10 @@
 /**
- * A part of the globals script (assembled by ../../../globals.ts, in buildParts()'s scope): `URL` and `URLSearchParams`.
+ * A part of the globals script (assembled by ../../../globals.ts, in buildParts()'s scope): `URL`
+ * and `URLSearchParams`.
  *
- * URL parsing and every URL setter are Node's own (host-bridge.ts: the host parses a string with
- * Node's URL and returns its parts as JSON text); the URL object itself is a sandbox class that
- * keeps those parts. `URLSearchParams` is sandbox code: the list operations and the
+ * URL parsing and every URL setter are Node's own (../../../host-bridge.ts: the host parses a
+ * string with Node's URL and returns its parts as JSON text); the URL object itself is a sandbox
+ * class that keeps those parts. `URLSearchParams` is sandbox code: the list operations and the
  * application/x-www-form-urlencoded parser and serializer, as in Node's lib/internal/url.js. A
  * URL's `searchParams` is live: changing it marks the URL, whose query is rewritten (one bridge
  * call) the next time `href`, `search` or a setter needs it, as Node does; setting `href` or
