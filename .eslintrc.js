@@ -3,19 +3,24 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 /**
- * The names a sandbox file declares at its top level (`const`, `let`, `function`, `class` at the
- * start of a line: Prettier puts every top-level declaration there, and nothing else).
+ * What a sandbox file declares at its top level, as ESLint globals: `let` is 'writable'; `const`,
+ * `function` and `class` are 'readonly'. Read from the start of each line: Prettier puts every
+ * top-level declaration there, and nothing else.
  */
-function topLevelNames(file) {
+function topLevelDeclarations(file) {
   const text = fs.readFileSync(file, 'utf8');
   if (/^(?:const|let|var)\s*[{[]/m.test(text)) {
     throw new Error(
-      `${file}: a top-level destructuring declaration; .eslintrc.js reads plain names only`,
+      `${file}: a top-level destructuring declaration; .eslintrc.js reads names only`,
     );
   }
-  return [...text.matchAll(/^(?:async\s+)?(?:const|let|var|function\*?|class)\s+([\w$]+)/gm)].map(
-    (m) => m[1],
-  );
+  const declarations = {};
+  for (const [, kind, name] of text.matchAll(
+    /^(?:async\s+)?(const|let|var|function\*?|class)\s+([\w$]+)/gm,
+  )) {
+    declarations[name] = kind === 'let' || kind === 'var' ? 'writable' : 'readonly';
+  }
+  return declarations;
 }
 
 const jsFiles = (dir) =>
@@ -28,27 +33,25 @@ const jsFiles = (dir) =>
  * The globals script (src/worker/globals.ts) is several files joined into one function,
  * install(hostCall, hostRequest), with buildParts() nested in it: the files of
  * sandbox/globals/ share install()'s scope, those of sandbox/globals/parts/ share buildParts()'s.
- * So each file sees, as read-only globals, the top-level names of the other files of its scope
- * and of the scopes around it, as it does in the joined script (its own names are its own).
+ * So each file sees, as globals, the top-level names of the other files of its scope and of the
+ * scope around it, as it does in the joined script (its own names are its own).
  */
 function sandboxScopeOverrides() {
   const sandbox = path.join(__dirname, 'src/worker/sandbox');
   // install()'s parameters, and the function globals.ts wraps around parts/*.js.
-  const outer = ['hostCall', 'hostRequest', 'buildParts'];
+  const installParams = { hostCall: 'readonly', hostRequest: 'readonly', buildParts: 'readonly' };
+  const installFiles = jsFiles(path.join(sandbox, 'globals'));
+  const partsFiles = jsFiles(path.join(sandbox, 'globals/parts'));
+  const declaredIn = (files) => Object.assign({}, ...files.map(topLevelDeclarations));
   const scopes = [
-    { files: jsFiles(path.join(sandbox, 'globals')), outer },
-    { files: jsFiles(path.join(sandbox, 'globals/parts')) },
+    { files: installFiles, outer: installParams },
+    { files: partsFiles, outer: { ...installParams, ...declaredIn(installFiles) } },
   ];
-  scopes[1].outer = [...outer, ...scopes[0].files.flatMap(topLevelNames)];
   return scopes.flatMap(({ files, outer }) =>
-    files.map((file) => {
-      const globals = {};
-      for (const other of files) {
-        if (other !== file) for (const name of topLevelNames(other)) globals[name] = 'readonly';
-      }
-      for (const name of outer) globals[name] = 'readonly';
-      return { files: [path.relative(__dirname, file)], globals };
-    }),
+    files.map((file) => ({
+      files: [path.relative(__dirname, file)],
+      globals: { ...outer, ...declaredIn(files.filter((other) => other !== file)) },
+    })),
   );
 }
 

@@ -31,10 +31,15 @@ ${part('intrinsics.js')}
 ${part('helpers.js')}
 ${part('services.js')}
 function buildParts() {
-${part('parts/encoding.js')}
+${part('parts/text-encoding.js')}
+${part('parts/base64.js')}
+${part('parts/url-search-params.js')}
 ${part('parts/url.js')}
+${part('parts/crypto-algorithms.js')}
 ${part('parts/crypto.js')}
 ${part('parts/clone.js')}
+${part('parts/fetch-headers.js')}
+${part('parts/fetch-request.js')}
 ${part('parts/fetch.js')}
 ${part('parts/getters.js')}
 return partGetters;
