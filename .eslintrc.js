@@ -1,4 +1,59 @@
 /* ESLint 8 legacy config (the live one): typescript-eslint 8 rules, type-aware. */
+const fs = require('node:fs');
+const path = require('node:path');
+
+/**
+ * What a sandbox file declares at its top level, as ESLint globals: `let` is 'writable'; `const`,
+ * `function` and `class` are 'readonly'. Read from the start of each line: Prettier puts every
+ * top-level declaration there, and nothing else.
+ */
+function topLevelDeclarations(file) {
+  const text = fs.readFileSync(file, 'utf8');
+  if (/^(?:const|let|var)\s*[{[]/m.test(text)) {
+    throw new Error(
+      `${file}: a top-level destructuring declaration; .eslintrc.js reads names only`,
+    );
+  }
+  const declarations = {};
+  for (const [, kind, name] of text.matchAll(
+    /^(?:async\s+)?(const|let|var|function\*?|class)\s+([\w$]+)/gm,
+  )) {
+    declarations[name] = kind === 'let' || kind === 'var' ? 'writable' : 'readonly';
+  }
+  return declarations;
+}
+
+const jsFiles = (dir) =>
+  fs
+    .readdirSync(dir)
+    .filter((name) => name.endsWith('.js'))
+    .map((name) => path.join(dir, name));
+
+/**
+ * The globals script (src/worker/globals.ts) is several files joined into one function,
+ * install(hostCall, hostRequest), with buildParts() nested in it: the files of
+ * sandbox/globals/ share install()'s scope, those of sandbox/globals/parts/ share buildParts()'s.
+ * So each file sees, as globals, the top-level names of the other files of its scope and of the
+ * scope around it, as it does in the joined script (its own names are its own).
+ */
+function sandboxScopeOverrides() {
+  const sandbox = path.join(__dirname, 'src/worker/sandbox');
+  // install()'s parameters, and the function globals.ts wraps around parts/*.js.
+  const installParams = { hostCall: 'readonly', hostRequest: 'readonly', buildParts: 'readonly' };
+  const installFiles = jsFiles(path.join(sandbox, 'globals'));
+  const partsFiles = jsFiles(path.join(sandbox, 'globals/parts'));
+  const declaredIn = (files) => Object.assign({}, ...files.map(topLevelDeclarations));
+  const scopes = [
+    { files: installFiles, outer: installParams },
+    { files: partsFiles, outer: { ...installParams, ...declaredIn(installFiles) } },
+  ];
+  return scopes.flatMap(({ files, outer }) =>
+    files.map((file) => ({
+      files: [path.relative(__dirname, file)],
+      globals: { ...outer, ...declaredIn(files.filter((other) => other !== file)) },
+    })),
+  );
+}
 
 /** src/ folders from low to high (the import boundary below). */
 const LAYERS = [
@@ -78,5 +133,36 @@ module.exports = {
       parserOptions: { project: './ui/tsconfig.json', tsconfigRootDir: __dirname },
       env: { browser: true, node: false },
     },
+    {
+      // Sandbox code: plain JavaScript that runs inside vm2, in strict mode, not in Node. Its
+      // world is the language's built-ins (the context's own) plus what the files declare.
+      files: ['src/worker/sandbox/**/*.js'],
+      parser: 'espree',
+      parserOptions: {
+        project: null,
+        ecmaVersion: 2022,
+        sourceType: 'script',
+        ecmaFeatures: { impliedStrict: true },
+      },
+      env: { node: false, es2022: true },
+      rules: {
+        // Type-aware rules: there are no types (nor imports) here.
+        '@typescript-eslint/consistent-type-imports': 'off',
+        '@typescript-eslint/no-floating-promises': 'off',
+        '@typescript-eslint/no-misused-promises': 'off',
+        // A file's top-level names are used by the other files of its scope (see above).
+        '@typescript-eslint/no-unused-vars': [
+          'error',
+          { vars: 'local', argsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' },
+        ],
+      },
+    },
+    {
+      // envelope.js and request.js are each one function expression: the script's completion
+      // value, which the runner calls.
+      files: ['src/worker/sandbox/*.js'],
+      rules: { '@typescript-eslint/no-unused-expressions': 'off' },
+    },
+    ...sandboxScopeOverrides(),
   ],
 };

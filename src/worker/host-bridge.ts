@@ -1,5 +1,5 @@
 /**
- * The host side of the sandbox globals (globals/): the one function through which sandbox code
+ * The host side of the sandbox globals (sandbox/globals/): the one function through which sandbox code
  * reaches Node's own URL parser and node:crypto. Only primitives cross it, both ways: it takes
  * an operation name and up to three strings or numbers, and returns one string, `+<payload>` on
  * success or `!<message>` on failure. It never throws (a host Error object handed to the sandbox
