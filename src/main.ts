@@ -3,6 +3,8 @@
  * signal exits 1 at once (except one relayed copy of the first, below). The only module that
  * touches process.on and process.exit.
  */
+import path from 'node:path';
+import { TOKEN_FILE, adminToken } from './admin-token';
 import { DRAIN_MARGIN_MS, loadConfig } from './config';
 import { ConfigError } from './errors';
 import { createLogger } from './observe/logger';
@@ -28,6 +30,8 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
+  const admin = adminToken(config, logger);
+  config = { ...config, adminToken: admin.token };
   const server = createServer(config, logger);
   try {
     const address = await server.listen();
@@ -39,6 +43,15 @@ async function main(): Promise<void> {
       timeoutMs: config.timeoutMs,
       isolation: config.isolation,
     });
+    // A token this server keeps itself is shown once per start, as a console link (the fragment
+    // never reaches a server: the console reads it and keeps it in the tab).
+    if (admin.source === 'file' || admin.source === 'created') {
+      const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+      logger.announce('console', {
+        url: `http://${host.includes(':') ? `[${host}]` : host}:${address.port}/_/ui/#token=${admin.token}`,
+        tokenFile: path.join(config.dataDir, TOKEN_FILE),
+      });
+    }
   } catch (err) {
     logger.error('failed to start', { err });
     await server.close().catch(() => undefined);

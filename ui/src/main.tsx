@@ -267,4 +267,16 @@ function App() {
   );
 }
 
+/**
+ * A sign-in link (`/_/ui/#token=<token>`, printed by a server that made its own token): the token
+ * is kept in this tab and taken out of the address bar and the history before anything renders.
+ */
+function takeTokenFromLink(): void {
+  const match = /^#token=([^&]+)$/.exec(location.hash);
+  if (!match) return;
+  storeToken(decodeURIComponent(match[1]));
+  history.replaceState(null, '', `${location.pathname}${location.search}#/functions`);
+}
+
+takeTokenFromLink();
 render(<App />, document.getElementById('app') as HTMLElement);
