@@ -43,11 +43,16 @@ const FUNCTIONS: Record<string, string> = {
   // grows the heap, and at 64 MB it dies of memory (502) before its timeout: a memory bomb.
   microtasks: '() => { const loop = () => { Promise.resolve().then(loop); }; loop(); }',
   'never-settles': '() => new Promise(() => {})',
-  'bomb-arrays': '() => { const a = []; for (;;) a.push(new Array(1e5).fill(1)); }',
+  // The bombs and the flood get time to reach the heap limit (or finish) on a loaded machine: a
+  // timeout would answer 504 first.
+  'bomb-arrays':
+    'module.exports = () => { const a = []; for (;;) a.push(new Array(1e5).fill(1)); };\n' +
+    'module.exports.config = { timeoutMs: 20000 };',
   // Each doubling is flattened (indexOf reads it), so the bytes are really allocated; a bare
   // `s = s + s` builds a rope and ends in RangeError (see 'string-rope' below).
   'bomb-string':
-    "() => { let s = 'x'.repeat(1 << 20); const keep = []; for (;;) { s = s + s; s.indexOf('y'); keep.push(s); } }",
+    "module.exports = () => { let s = 'x'.repeat(1 << 20); const keep = []; for (;;) { s = s + s; s.indexOf('y'); keep.push(s); } };\n" +
+    'module.exports.config = { timeoutMs: 20000 };',
   'string-rope': "() => { let s = 'x'; for (;;) s = s + s; }",
   slow: "async () => { await new Promise((resolve) => setTimeout(resolve, 400)); return 'slow ok'; }",
   recursion: '() => { const f = () => f(); f(); }',
@@ -59,7 +64,8 @@ const FUNCTIONS: Record<string, string> = {
   'returns-nested-bigint': '() => ({ ok: true, n: { big: 1n } })',
   'resolves-function': 'async () => () => 1',
   'console-flood':
-    "(event, context) => { for (let i = 0; i < 100000; i++) console.log('flood line ' + i); return 'flooded'; }",
+    "module.exports = (event, context) => { for (let i = 0; i < 100000; i++) console.log('flood line ' + i); return 'flooded'; };\n" +
+    'module.exports.config = { timeoutMs: 20000 };',
   'timer-storm':
     "() => { for (let i = 0; i < 100000; i++) setTimeout(() => {}, 60000); return 'scheduled'; }",
   'late-timer':
