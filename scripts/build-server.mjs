@@ -1,0 +1,43 @@
+// `npm start`'s build (docs/operations.md "Building"): only what the server needs, and only what
+// changed. tsc compiles src/ alone (tsconfig.server.json, incremental), and is not started at all
+// when no file under src/ (nor a tsconfig or package-lock.json) is newer than its last build;
+// then the sandbox files and, if ui/ changed, the console (build-assets.mjs --if-changed).
+//   node scripts/build-server.mjs
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The newest modification time (ms) of a file or of any file under a folder. */
+function newest(file) {
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  if (!stat) return 0;
+  if (!stat.isDirectory()) return stat.mtimeMs;
+  let latest = stat.mtimeMs;
+  for (const entry of fs.readdirSync(file))
+    latest = Math.max(latest, newest(path.join(file, entry)));
+  return latest;
+}
+
+const info = path.join(root, 'dist', '.server.tsbuildinfo');
+const main = path.join(root, 'dist', 'src', 'main.js');
+const inputs = ['src', 'tsconfig.json', 'tsconfig.server.json', 'package-lock.json'];
+const builtAt = fs.existsSync(main)
+  ? (fs.statSync(info, { throwIfNoEntry: false })?.mtimeMs ?? 0)
+  : 0;
+if (Math.max(...inputs.map((file) => newest(path.join(root, file)))) < builtAt) {
+  process.stdout.write('tsc: dist/src is up to date\n');
+} else {
+  const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.server.json')], {
+    stdio: 'inherit',
+  });
+  // tsc leaves the build info alone when nothing needed emitting: mark this build as done.
+  const now = new Date();
+  fs.utimesSync(info, now, now);
+}
+execFileSync(process.execPath, [path.join(root, 'scripts', 'build-assets.mjs'), '--if-changed'], {
+  stdio: 'inherit',
+});
