@@ -73,7 +73,7 @@ export function classOf(
     const fn = spec.path.split('?')[0].replace(/^\/+|\/+$/g, '');
     if (named !== fn) cls += ' WRONG_FUNCTION';
     // An effectful call its neighbours starved twice (the runner gives lost time back once) is
-    // not run again: 504 naming the function that blocked its worker (README, blast radius).
+    // not run again: 504 naming the function that blocked its worker (docs/errors.md "At most once, unless it cannot matter").
     const blocker = /its worker was blocked by function '([^']+)'/.exec(message ?? '')?.[1];
     if (code === 'FUNCTION_TIMEOUT' && named === fn && blocker !== undefined && blocker !== fn) {
       cls = '504 BLOCKED_BY_NEIGHBOUR';

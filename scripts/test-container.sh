@@ -2,7 +2,7 @@
 # Builds the koa-faas image and tests a real container of it with podman:
 #   - the image's own functions answer (GET /hello), /_/health is up, the HEALTHCHECK is defined
 #     and passes;
-#   - a functions folder mounted read-only at /app/functions (as the README shows) is served;
+#   - a functions folder mounted read-only at /app/functions (as docs/operations.md shows) is served;
 #   - the server and its workers run as the non-root `node` user; the code is read-only to it and
 #     only /app/functions is writable (the admin deploy API, tested with ADMIN_TOKEN, writes there);
 #   - `podman stop` (SIGTERM) drains: the container exits 0, well before the stop timeout.
@@ -236,7 +236,7 @@ fi
 
 stop_drained builtin
 
-# --- 2. a functions folder mounted read-only, as the README shows ---
+# --- 2. a functions folder mounted read-only, as docs/operations.md shows ---
 mkdir -p "$work/functions"
 cat >"$work/functions/greet.js" <<'EOF'
 // Mounted into the container by scripts/test-container.sh.

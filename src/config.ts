@@ -28,7 +28,7 @@ export interface Config {
   readonly adminToken: string | undefined;
   /** `warm` keeps one vm2 context per function version in each worker; `fresh` builds one per call. */
   readonly isolation: Isolation;
-  /** Most warm contexts per worker; the worker keeps fewer when they would not fit its heap (runner.ts). */
+  /** Most warm contexts per worker; the worker keeps fewer when they would not fit its heap (worker/warm-set.ts). */
   readonly warmContexts: number;
   /** How long a graceful stop waits for in-flight invocations before killing workers. */
   readonly shutdownGraceMs: number;

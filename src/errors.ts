@@ -1,6 +1,6 @@
 /**
  * Every error we raise on purpose: a stable `code`, an HTTP `statusCode`, and `expose` saying
- * whether its message may reach the client. The catalogue is the errors table of the README.
+ * whether its message may reach the client. The catalogue is docs/errors.md.
  */
 export abstract class FaasError extends Error {
   abstract readonly code: string;

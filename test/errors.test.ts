@@ -30,7 +30,7 @@ const SPEC_CODES: Record<string, number[]> = {
   FORBIDDEN: [403],
   FUNCTION_NOT_FOUND: [404],
   PAYLOAD_TOO_LARGE: [413],
-  // Not in docs/spec.md §3: an `Expect` other than 100-continue (README errors table).
+  // Not in docs/spec.md §3: an `Expect` other than 100-continue (docs/errors.md).
   EXPECTATION_FAILED: [417],
   FUNCTION_COMPILE_ERROR: [422, 500],
   FUNCTION_ERROR: [500],

@@ -1,5 +1,5 @@
 /**
- * Stopping the server started the README's way, `npm start`, as supervisors do: a
+ * Stopping the server started the documented way, `npm start`, as supervisors do: a
  * SIGTERM or SIGINT to the npm process only (supervisord, a container whose command is
  * `npm start`, `kill <pid>`), or to its whole process group (a terminal's Ctrl-C; systemd's
  * default stop likewise signals every process of the unit). Each run starts `npm start` in a process group of its own, with its `prestart`

@@ -128,7 +128,7 @@ export type WorkerMessage =
 
 /**
  * The first character of `DoneMessage.r` says what the rest is. The sandbox-side envelope
- * (worker/envelope.ts) produces U, S, J, R, E and I; the runner adds T and C.
+ * (worker/sandbox/envelope.js) produces U, S, J, R, E and I; the runner adds T and C.
  */
 export const Outcome = {
   /** the function returned undefined */

@@ -1,6 +1,6 @@
 /**
  * deploy/haproxy/haproxy.cfg, the load balancer of "Running several replicas": it is exactly what
- * test/replicas/haproxy.ts generates for the README's ports (so the replica tests run the shipped
+ * test/replicas/haproxy.ts generates for the ports of docs/replicas.md (so the replica tests run the shipped
  * configuration, only on their own ports), HAProxy accepts it, and its settings agree with the
  * server's (probe paths, timeouts against MAX_TIMEOUT_MS and the ready probe's bound). The
  * `haproxy -c` checks are skipped, saying so, when haproxy is not installed.
@@ -52,7 +52,7 @@ function setting(lines: string[], name: string): string {
 }
 
 void describe('deploy/haproxy/haproxy.cfg', () => {
-  void test('is what the replica tests run, for the README ports (3001–3003 behind :8080)', () => {
+  void test('is what the replica tests run, for the ports of docs/replicas.md (3001–3003 behind :8080)', () => {
     assert.equal(SHIPPED, haproxyConfig(EXAMPLE_CONFIG));
   });
 

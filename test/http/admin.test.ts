@@ -1,5 +1,5 @@
 /**
- * The admin API (README "HTTP routes") against the real server: deploys through PUT land on disk
+ * The admin API (docs/http-api.md) against the real server: deploys through PUT land on disk
  * and are served by the next request, compile errors keep the old version, names are checked
  * before any file is touched, and the token guards what it should. One server per describe,
  * started one after the other.

@@ -8,7 +8,7 @@
  * Observed containment layers (vm2 3.12): code generation from strings is off (`eval: false`), so
  * every `Function`-constructor walk ends in EvalError; `Proxy` is `undefined` inside the sandbox;
  * stack frames are sandbox CallSite wrappers (getThis/getFunction give undefined); dynamic import
- * is refused. Even a full vm2 escape would land in a worker with an empty env (isolation.ts).
+ * is refused. Even a full vm2 escape would land in a worker with an empty env (pool/confinement.ts).
  *
  * The docs/spec.md §2 globals reach the host through one function that takes and returns
  * primitives (host-bridge.ts, tested on its own in host-bridge.test.ts); here every global and
