@@ -41,7 +41,7 @@ export interface FunctionVersion {
   layer: Layer;
 }
 
-/** A version as the admin API lists it. */
+/** A version as the admin API lists it (its JSON shape: FunctionInfo in http/admin/api.ts). */
 export interface FunctionInfo {
   name: string;
   file: string;

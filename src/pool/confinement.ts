@@ -30,6 +30,7 @@ export interface ConfinementOptions {
   cgroupRoot?: string;
 }
 
+/** /_/health's `isolation`: its JSON shape is ConfinementReport in http/admin/api.ts. */
 export interface ConfinementReport {
   environment: 'empty';
   heapLimitMb: number;

@@ -57,6 +57,7 @@ export interface PoolOptions {
   onRerun?: (reason: RerunReason) => void;
 }
 
+/** Sent as is by /_/health and /_/ready: its JSON shape is PoolStats in http/admin/api.ts. */
 export interface PoolStats {
   workers: number;
   configuredWorkers: number;

@@ -5,6 +5,8 @@
  * function.
  */
 
+import type { ErrorBody } from '../../src/http/admin/api';
+
 const TOKEN_KEY = 'koa-faas.adminToken';
 
 export function storedToken(): string | null {
@@ -30,8 +32,9 @@ export class ApiError extends Error {
   }
 }
 
+/** An error answer as read: any part of it may be missing (a proxy's answer, say). */
 interface ErrorShape {
-  error?: { code?: string; message?: string; line?: number; column?: number };
+  error?: Partial<ErrorBody['error']>;
   requestId?: string;
 }
 
@@ -115,105 +118,23 @@ export function kvPath(name: string, key?: string): string {
   return `kv/${fnPath(name)}/`;
 }
 
-// ---- the admin API's shapes, as the console reads them ----
-
-export interface FunctionInfo {
-  name: string;
-  file: string;
-  version: string;
-  bytes: number;
-  modified: string;
-  status: 'ok' | 'compile_error';
-  error?: string;
-  line?: number;
-  column?: number;
-  config: Record<string, unknown>;
-  quarantined?: boolean;
-  quarantine?: { since: string; reason: string; strikes: number };
-  invocations?: Record<string, number>;
-}
-
-export interface FunctionDetail extends FunctionInfo {
-  source: string;
-}
-
-export interface Figures {
-  count: number;
-  errors: number;
-  errorRate: number;
-  p50: number;
-  p99: number;
-  last: string;
-}
-
-export interface ConsoleStats {
-  functions: Record<string, Figures>;
-  records: { count: number; since?: string };
-  traffic: { bucketSeconds: number; buckets: { t: number; requests: number; errors: number }[] };
-  asyncDepth?: number;
-}
-
-export interface InvocationRecord {
-  requestId: string;
-  function: string;
-  version: string;
-  start: string;
-  status: number;
-  outcome: string;
-  cold?: boolean;
-  effects?: boolean;
-  reruns?: number;
-  solo?: boolean;
-  attempt?: number;
-  durationMs: { queue?: number; exec?: number; total: number };
-  logs: string[];
-  logsTruncated?: boolean;
-}
-
-/** An async invocation's state (docs/spec.md §9), as /_/invocations/<id> answers it. */
-export interface AsyncState {
-  requestId: string;
-  function: string;
-  status: 'queued' | 'running' | 'succeeded' | 'failed';
-  attempts?: number;
-  createdAt?: string;
-  updatedAt?: string;
-  response?: { status: number; headers?: Record<string, string | string[]>; body?: string };
-  error?: { code?: string; message?: string };
-  retries?: number;
-  finishedAt?: string;
-  nextAttemptAt?: string;
-  lastAttempt?: Partial<InvocationRecord>;
-}
-
-export interface DraftAnswer {
-  status: number;
-  headers: Record<string, string | string[]>;
-  body: string;
-  bodyEncoding: 'utf8' | 'base64';
-  requestId: string;
-  version: string;
-  config: Record<string, unknown>;
-  cold: boolean;
-  durationMs: { queue?: number; exec?: number; total: number };
-  logs: string[];
-  logsTruncated?: boolean;
-}
-
-export interface Health {
-  status: string;
-  uptimeSeconds: number;
-  pool: {
-    workers: number;
-    configuredWorkers: number;
-    running: number;
-    queued: number;
-    restarts: number;
-    closing: boolean;
-    solo: { workers: number; running: number; queued: number };
-    quarantined: number;
-  };
-  isolation?: Record<string, unknown>;
-  kv?: string;
-  [key: string]: unknown;
-}
+// The admin API's shapes: one definition, the server's (src/http/admin/api.ts).
+export type {
+  AsyncInvocationAnswer,
+  ConfinementReport,
+  ConsoleStatsAnswer,
+  DeployAnswer,
+  DraftRunAnswer,
+  FunctionDetail,
+  FunctionFigures,
+  FunctionListAnswer,
+  FunctionListing,
+  HealthAnswer,
+  InvocationAnswer,
+  InvocationListAnswer,
+  InvocationRecord,
+  InvocationState,
+  KvListAnswer,
+  SecretListAnswer,
+  SecretPutAnswer,
+} from '../../src/http/admin/api';

@@ -9,7 +9,7 @@
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { admin, ApiError, storeToken, storedToken } from './api';
-import type { ConsoleStats, FunctionInfo } from './api';
+import type { ConsoleStatsAnswer, FunctionListAnswer, FunctionListing } from './api';
 import './styles.css';
 import { parseRoute } from './util';
 import { describe } from './views/common';
@@ -110,8 +110,8 @@ function App() {
   const [access, setAccess] = useState<Access>('checking');
   const [message, setMessage] = useState<string>();
   const [hash, setHash] = useState(location.hash);
-  const [functions, setFunctions] = useState<FunctionInfo[]>();
-  const [stats, setStats] = useState<ConsoleStats>();
+  const [functions, setFunctions] = useState<FunctionListing[]>();
+  const [stats, setStats] = useState<ConsoleStatsAnswer>();
   const [listError, setListError] = useState<string>();
   // The open view's check for edits not deployed (a function's editor sets it).
   const unsaved = useRef<(() => boolean) | undefined>(undefined);
@@ -129,8 +129,8 @@ function App() {
   const refresh = async () => {
     try {
       const [list, figures] = await Promise.all([
-        admin<{ functions: FunctionInfo[] }>('functions'),
-        admin<ConsoleStats>('console/stats'),
+        admin<FunctionListAnswer>('functions'),
+        admin<ConsoleStatsAnswer>('console/stats'),
       ]);
       setFunctions(list.functions);
       setStats(figures);

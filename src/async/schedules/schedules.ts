@@ -25,7 +25,7 @@ export interface ScheduleEntry {
   overlap?: 'skip' | 'allow';
 }
 
-/** What `GET /_/schedules` lists. */
+/** What `GET /_/schedules` lists (its JSON shape: ScheduleListing in http/admin/api.ts). */
 export interface ScheduleListing extends ScheduleEntry {
   overlap: 'skip' | 'allow';
   /** The next tick, ISO; absent when the expression never fires again. */

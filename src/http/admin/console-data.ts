@@ -25,6 +25,7 @@ import type Router from '@koa/router';
 import type { Middleware } from 'koa';
 import type { Metrics } from '../../observe/metrics';
 import type { InvocationRecord, RecordLog } from '../../observe/records';
+import type { ConsoleStatsAnswer, FunctionFigures, TrafficBucket, TrafficFigures } from './api';
 
 /**
  * Whether an outcome is an error of the invocation: an error code of docs/spec.md §3. `ok` and a status
@@ -32,24 +33,6 @@ import type { InvocationRecord, RecordLog } from '../../observe/records';
  */
 export function isError(outcome: string): boolean {
   return outcome !== 'ok' && outcome !== 'skipped' && !/^\d{3}$/.test(outcome);
-}
-
-/** One bucket of the traffic series. */
-export interface TrafficBucket {
-  /** The bucket's start, epoch ms. */
-  t: number;
-  requests: number;
-  errors: number;
-}
-
-export interface FunctionFigures {
-  count: number;
-  errors: number;
-  errorRate: number;
-  p50: number;
-  p99: number;
-  /** The newest record's start (ISO 8601). */
-  last: string;
 }
 
 /**
@@ -89,7 +72,7 @@ export class TrafficSeries {
   }
 
   /** The closed buckets, oldest first, and the one filling now. */
-  async series(): Promise<{ bucketSeconds: number; buckets: TrafficBucket[] }> {
+  async series(): Promise<TrafficFigures> {
     await this.sampling;
     const totals = await this.totals();
     const filling = {
@@ -177,7 +160,7 @@ export function consoleDataRoutes(
       ? await metrics.asyncDepth().catch(() => undefined)
       : undefined;
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = {
+    const answer: ConsoleStatsAnswer = {
       functions: Object.fromEntries(
         Object.entries(figuresOf(all)).sort(([a], [b]) => (a < b ? -1 : 1)),
       ),
@@ -188,5 +171,6 @@ export function consoleDataRoutes(
       traffic: traffic ? await traffic.series() : { bucketSeconds: 10, buckets: [] },
       ...(depth === undefined ? {} : { asyncDepth: depth }),
     };
+    ctx.body = answer;
   });
 }

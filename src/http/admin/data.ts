@@ -36,6 +36,14 @@ import { exactFunctionName } from '../../functions/function-source';
 import type { KvStore } from '../../services/kv/kv-store';
 import type { SecretStore } from '../../services/secrets';
 import type { BodyState } from '../body';
+import type {
+  KvClearAnswer,
+  KvDeleteAnswer,
+  KvListAnswer,
+  KvPutAnswer,
+  SecretListAnswer,
+  SecretPutAnswer,
+} from './api';
 
 /** The stores, read per request (the server opens them while it starts: getters are fine). */
 export interface DataStores {
@@ -103,11 +111,12 @@ export function dataRoutes(router: Router, data: DataStores, auth: Middleware): 
   router.get('/kv/*path', auth, async (ctx) => {
     const { ns, key } = kvTarget(ctx);
     if (key === undefined) {
-      ctx.body = await data.kv.list(ns, {
+      const page: KvListAnswer = await data.kv.list(ns, {
         prefix: one(ctx.query.prefix),
         cursor: one(ctx.query.cursor) || undefined,
         limit: wholeNumber('limit', one(ctx.query.limit)),
       });
+      ctx.body = page;
       return;
     }
     const value = await data.kv.get(ns, key);
@@ -127,7 +136,8 @@ export function dataRoutes(router: Router, data: DataStores, auth: Middleware): 
       ttl: wholeNumber('ttl', one(ctx.query.ttl)),
       ifAbsent: flag('ifAbsent', one(ctx.query.ifAbsent)),
     });
-    ctx.body = { written };
+    const answer: KvPutAnswer = { written };
+    ctx.body = answer;
   });
 
   router.delete('/kv/*path', auth, async (ctx) => {
@@ -135,7 +145,8 @@ export function dataRoutes(router: Router, data: DataStores, auth: Middleware): 
     const all = flag('all', one(ctx.query.all));
     if (key !== undefined) {
       if (all) throw new KvInvalidArgumentError('send either ?key=<key> or ?all=true, not both');
-      ctx.body = { deleted: await data.kv.delete(ns, key) };
+      const answer: KvDeleteAnswer = { deleted: await data.kv.delete(ns, key) };
+      ctx.body = answer;
       return;
     }
     // Never what a per-key URL became (`/_/kv/fn/%2E` → `/_/kv/fn/`): only an explicit clear.
@@ -145,11 +156,13 @@ export function dataRoutes(router: Router, data: DataStores, auth: Middleware): 
           '(any key, "." and ".." included), or DELETE /_/kv/<fn>?all=true to clear the namespace',
       );
     }
-    ctx.body = { deleted: await data.kv.clear(ns) };
+    const answer: KvClearAnswer = { deleted: await data.kv.clear(ns) };
+    ctx.body = answer;
   });
 
   router.get('/secrets', auth, async (ctx) => {
-    ctx.body = { secrets: await data.secrets.list() };
+    const answer: SecretListAnswer = { secrets: await data.secrets.list() };
+    ctx.body = answer;
   });
 
   router.put('/secrets/:name', auth, async (ctx) => {
@@ -164,7 +177,8 @@ export function dataRoutes(router: Router, data: DataStores, auth: Middleware): 
     }
     const { created } = await data.secrets.set(name, value);
     ctx.status = created ? 201 : 200;
-    ctx.body = { name, created };
+    const answer: SecretPutAnswer = { name, created };
+    ctx.body = answer;
   });
 
   router.delete('/secrets/:name', auth, async (ctx) => {

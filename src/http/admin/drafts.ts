@@ -45,6 +45,7 @@ import { compileFunction } from '../../functions/transform';
 import type { CompiledFunction } from '../../functions/transform';
 import { factsOf } from '../../pool/sandbox-pool';
 import type { SandboxPool } from '../../pool/sandbox-pool';
+import type { DraftRunAnswer } from './api';
 import type { DataStores } from './data';
 import { parseBody } from '../body';
 import type { RequestState } from '../error-handler';
@@ -283,7 +284,7 @@ export function draftRoutes(router: Router, parts: DraftParts, auth: Middleware)
       answer.body === undefined || typeof answer.body === 'string' || Buffer.isBuffer(answer.body)
         ? encodeBody(answer.body as string | Buffer | undefined)
         : { body: JSON.stringify(answer.body), bodyEncoding: 'utf8' as const };
-    ctx.body = {
+    const run: DraftRunAnswer = {
       status: answer.status,
       headers: answer.headers,
       body: shown(encoded.body),
@@ -299,6 +300,7 @@ export function draftRoutes(router: Router, parts: DraftParts, auth: Middleware)
       },
       ...capLogs(logs),
     };
+    ctx.body = run;
     state.log.info('draft run', { fn: name, version, status: answer.status });
   });
 }

@@ -23,6 +23,7 @@ import { toResponse } from '../../invocation/response';
 import type { Metrics } from '../../observe/metrics';
 import type { SandboxPool } from '../../pool/sandbox-pool';
 import type { RequestState } from '../error-handler';
+import type { DeployAnswer, FunctionDetail, FunctionListAnswer, FunctionListing } from './api';
 
 /** The function name in /_/functions/<name>, taken from the raw (undecoded) path. */
 function nameParam(ctx: Context): string {
@@ -77,7 +78,10 @@ export interface FunctionSources {
 export function functionRoutes(router: Router, parts: FunctionSources, auth: Middleware): void {
   const { store, pool, metrics, configLimits } = parts;
   /** Whether this version is quarantined (docs/spec.md §3), and why: it runs alone until it runs clean. */
-  const quarantineOf = (name: string, version: string | undefined) => {
+  const quarantineOf = (
+    name: string,
+    version: string | undefined,
+  ): Pick<FunctionListing, 'quarantined' | 'quarantine'> => {
     const entry = pool.quarantineOf(name);
     if (entry === undefined || entry.version !== version) return { quarantined: false };
     const { since, reason, strikes, cleanRuns, cleanRunsNeeded } = entry;
@@ -89,24 +93,27 @@ export function functionRoutes(router: Router, parts: FunctionSources, auth: Mid
 
   router.get('/functions', async (ctx) => {
     const counts = await metrics.invocationCounts();
-    const functions = (await store.list()).map((fn) => ({
-      ...fn,
-      ...quarantineOf(fn.name, fn.version),
-      invocations: counts.get(fn.name) ?? {},
-    }));
-    ctx.body = { functions };
+    const answer: FunctionListAnswer = {
+      functions: (await store.list()).map((fn) => ({
+        ...fn,
+        ...quarantineOf(fn.name, fn.version),
+        invocations: counts.get(fn.name) ?? {},
+      })),
+    };
+    ctx.body = answer;
   });
 
   router.get('/functions/*name', auth, async (ctx) => {
     const name = nameParam(ctx);
     const fn = await store.get(name);
     const counts = await metrics.invocationCounts();
-    ctx.body = {
+    const answer: FunctionDetail = {
       ...functionInfo(fn),
       ...quarantineOf(name, fn.version),
       invocations: counts.get(name) ?? {},
       source: fn.source,
     };
+    ctx.body = answer;
   });
 
   // A deploy: compile, load in a throwaway sandbox (it must yield a function, in time, with a
@@ -136,7 +143,8 @@ export function functionRoutes(router: Router, parts: FunctionSources, auth: Mid
     const { created } = await store.write(name, source, language);
     ctx.status = created ? 201 : 200;
     const version = versionOf(source, file);
-    ctx.body = { name, file, version, bytes: Buffer.byteLength(source), config };
+    const answer: DeployAnswer = { name, file, version, bytes: Buffer.byteLength(source), config };
+    ctx.body = answer;
   });
 
   router.delete('/functions/*name', auth, async (ctx) => {

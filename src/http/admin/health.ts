@@ -9,6 +9,7 @@ import { ShuttingDownError } from '../../errors';
 import type { Metrics } from '../../observe/metrics';
 import type { SandboxPool } from '../../pool/sandbox-pool';
 import type { KvStore } from '../../services/kv';
+import type { HealthAnswer, HealthExtras, ReadyAnswer } from './api';
 
 /** How long /_/ready waits for Redis to answer a ping: a probe never hangs on a Redis that is away. */
 export const READY_PING_MS = 500;
@@ -39,7 +40,7 @@ export interface HealthSources {
    */
   shared?: () => KvStore | undefined;
   /** Extra figures for /_/health (e.g. what confinement is enforced). */
-  health?: () => Record<string, unknown>;
+  health?: () => HealthExtras;
   /** When the server started (epoch ms). */
   startedAt: number;
 }
@@ -50,12 +51,13 @@ export function healthRoutes(router: Router, parts: HealthSources, auth: Middlew
   // Liveness: the process answers and is not draining.
   router.get('/health', (ctx) => {
     if (closing()) throw new ShuttingDownError('the server is shutting down');
-    ctx.body = {
+    const answer: HealthAnswer = {
       status: 'ok',
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       pool: pool.stats(),
       ...parts.health?.(),
     };
+    ctx.body = answer;
   });
 
   // Readiness: live workers and not draining; what an orchestrator routes traffic by. With
@@ -65,7 +67,7 @@ export function healthRoutes(router: Router, parts: HealthSources, auth: Middlew
   router.get('/ready', async (ctx) => {
     const stats = pool.stats();
     if (closing() || stats.closing) throw new ShuttingDownError('the server is shutting down');
-    const redis = parts.shared
+    const redis: Pick<ReadyAnswer, 'redis' | 'error'> = parts.shared
       ? (await answers(parts.shared(), READY_PING_MS))
         ? { redis: 'ok' }
         : {
@@ -79,7 +81,8 @@ export function healthRoutes(router: Router, parts: HealthSources, auth: Middlew
     const status =
       stats.workers === 0 ? 'starting' : redis.redis === 'unavailable' ? 'degraded' : 'ready';
     ctx.status = stats.workers > 0 ? 200 : 503;
-    ctx.body = { status, ...redis, pool: stats };
+    const answer: ReadyAnswer = { status, ...redis, pool: stats };
+    ctx.body = answer;
   });
 
   const metricsRoute = async (ctx: Context) => {

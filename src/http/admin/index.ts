@@ -15,6 +15,7 @@ import type { RecordLog } from '../../observe/records';
 import type { SandboxPool } from '../../pool/sandbox-pool';
 import type { KvStore } from '../../services/kv';
 import { requireToken } from './auth';
+import type { HealthExtras } from './api';
 import { consoleRoutes } from './console';
 import { consoleDataRoutes } from './console-data';
 import type { TrafficSeries } from './console-data';
@@ -47,7 +48,7 @@ export interface AdminParts {
    */
   shared?: () => KvStore | undefined;
   /** Extra figures for /_/health (e.g. what confinement is enforced). */
-  health?: () => Record<string, unknown>;
+  health?: () => HealthExtras;
   startedAt: number;
   /** Requests and errors over the last minutes, for the console (console-data.ts). */
   traffic?: TrafficSeries;

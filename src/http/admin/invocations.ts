@@ -13,7 +13,12 @@ import { InvalidBodyError, NotFoundError } from '../../errors';
 import type { InvocationRecord, RecordLog } from '../../observe/records';
 import { ASYNC_STATUSES } from '../../async/queue';
 import type { AsyncQueue, AsyncStatus } from '../../async/queue';
-import type { ScheduleListing } from '../../async/schedules/schedules';
+import type {
+  InvocationAnswer,
+  InvocationListAnswer,
+  ScheduleListAnswer,
+  ScheduleListing,
+} from './api';
 
 export interface InvocationSources {
   records: RecordLog;
@@ -53,18 +58,20 @@ export function invocationRoutes(
     const status = one(ctx.query.status);
     const queue = sources.queue();
     if (queue && ASYNC_STATUSES.includes(status as AsyncStatus)) {
-      ctx.body = {
+      const states: InvocationListAnswer = {
         invocations: await queue.list({
           status: status as AsyncStatus,
           fn,
           limit: Math.min(limit, MAX_ASYNC_LIST),
         }),
       };
+      ctx.body = states;
       return;
     }
-    ctx.body = {
+    const answer: InvocationListAnswer = {
       invocations: await records.query({ fn, status, limit: Math.min(limit, records.max) }),
     };
+    ctx.body = answer;
   });
 
   router.get('/invocations/:id', auth, async (ctx) => {
@@ -72,14 +79,19 @@ export function invocationRoutes(
     const record = await records.get(id);
     const state = await sources.queue()?.get(id);
     if (state) {
-      ctx.body = record ? { ...state, lastAttempt: attemptOf(record) } : state;
+      const answer: InvocationAnswer = record
+        ? { ...state, lastAttempt: attemptOf(record) }
+        : state;
+      ctx.body = answer;
       return;
     }
     if (!record) throw new NotFoundError(`no invocation record for '${id}'`);
-    ctx.body = record;
+    const answer: InvocationAnswer = record;
+    ctx.body = answer;
   });
 
   router.get('/schedules', auth, (ctx) => {
-    ctx.body = { schedules: sources.schedules() };
+    const answer: ScheduleListAnswer = { schedules: sources.schedules() };
+    ctx.body = answer;
   });
 }

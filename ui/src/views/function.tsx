@@ -8,7 +8,7 @@
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { admin, ApiError, fnPath } from '../api';
-import type { DraftAnswer, FunctionDetail } from '../api';
+import type { DeployAnswer, DraftRunAnswer, FunctionDetail } from '../api';
 import { Editor } from '../editor';
 import type { MarkedError } from '../editor';
 import {
@@ -227,7 +227,7 @@ function CodeAndInvoke(props: {
     setNotice({ kind: 'ok', text: `Deploying ${target}…` });
     try {
       const text = source.current;
-      const answer = await admin<{ version: string; name: string }>(`functions/${fnPath(target)}`, {
+      const answer = await admin<DeployAnswer>(`functions/${fnPath(target)}`, {
         method: 'PUT',
         body: { source: text, language: typescript ? 'ts' : 'js' },
       });
@@ -421,7 +421,7 @@ function Invoke(props: {
     setNotice(undefined);
     const started = performance.now();
     try {
-      const answer = await admin<DraftAnswer>(`drafts/${fnPath(name)}`, {
+      const answer = await admin<DraftRunAnswer>(`drafts/${fnPath(name)}`, {
         method: 'POST',
         body: {
           source: props.source.current,

@@ -2,13 +2,13 @@
  * The functions: status (ok, compile error, quarantined), version, invocations since the server
  * started (by outcome, from the metrics), and error rate and p50/p99 from the recent records.
  */
-import type { ConsoleStats, FunctionInfo } from '../api';
+import type { ConsoleStatsAnswer, FunctionListing } from '../api';
 import { ms, percent } from '../util';
 import { StatusBadge } from './function';
 
 export function FunctionsView(props: {
-  functions?: FunctionInfo[];
-  stats?: ConsoleStats;
+  functions?: FunctionListing[];
+  stats?: ConsoleStatsAnswer;
   error?: string;
   onRefresh(): void;
 }) {

@@ -5,7 +5,13 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { admin } from '../api';
-import type { ConsoleStats, FunctionInfo, Health } from '../api';
+import type {
+  ConfinementReport,
+  ConsoleStatsAnswer,
+  FunctionListAnswer,
+  FunctionListing,
+  HealthAnswer,
+} from '../api';
 import { when } from '../util';
 import { describe } from './common';
 
@@ -14,7 +20,7 @@ const H = 140;
 const PAD = 24;
 
 /** Bars of requests (and errors over them) per bucket; labelled, with the numbers in a table. */
-export function TrafficChart({ traffic }: { traffic: ConsoleStats['traffic'] }) {
+export function TrafficChart({ traffic }: { traffic: ConsoleStatsAnswer['traffic'] }) {
   const buckets = traffic.buckets;
   const max = Math.max(1, ...buckets.map((b) => b.requests));
   const slots = Math.max(buckets.length, 30);
@@ -93,18 +99,18 @@ export function TrafficChart({ traffic }: { traffic: ConsoleStats['traffic'] }) 
 }
 
 export function HealthView() {
-  const [health, setHealth] = useState<Health>();
-  const [stats, setStats] = useState<ConsoleStats>();
-  const [quarantined, setQuarantined] = useState<FunctionInfo[]>([]);
+  const [health, setHealth] = useState<HealthAnswer>();
+  const [stats, setStats] = useState<ConsoleStatsAnswer>();
+  const [quarantined, setQuarantined] = useState<FunctionListing[]>([]);
   const [error, setError] = useState<string>();
 
   useEffect(() => {
     const load = async () => {
       try {
         const [h, s, f] = await Promise.all([
-          admin<Health>('health'),
-          admin<ConsoleStats>('console/stats'),
-          admin<{ functions: FunctionInfo[] }>('functions'),
+          admin<HealthAnswer>('health'),
+          admin<ConsoleStatsAnswer>('console/stats'),
+          admin<FunctionListAnswer>('functions'),
         ]);
         setHealth(h);
         setStats(s);
@@ -120,7 +126,7 @@ export function HealthView() {
   }, []);
 
   const pool = health?.pool;
-  const isolation = health?.isolation ?? {};
+  const isolation: Partial<ConfinementReport> = health?.isolation ?? {};
   return (
     <main id="main" tabIndex={-1}>
       <h2>Health</h2>
@@ -164,18 +170,18 @@ export function HealthView() {
             <dl class="facts">
               <dt>cgroups</dt>
               <dd>
-                {String(isolation.cgroup ?? 'unknown')}
+                {isolation.cgroup ?? 'unknown'}
                 {isolation.memoryLimitMb
-                  ? ` (memory ${String(isolation.memoryLimitMb)} MB${isolation.cpuQuota ? `, CPU ${String(isolation.cpuQuota)}` : ''})`
+                  ? ` (memory ${isolation.memoryLimitMb} MB${isolation.cpuQuota ? `, CPU ${isolation.cpuQuota}` : ''})`
                   : ''}
-                {isolation.cgroupNote ? ` — ${String(isolation.cgroupNote)}` : ''}
+                {isolation.cgroupNote ? ` — ${isolation.cgroupNote}` : ''}
               </dd>
               <dt>User</dt>
-              <dd>{String(isolation.user ?? 'unknown')}</dd>
+              <dd>{isolation.user ?? 'unknown'}</dd>
               <dt>Permission model</dt>
               <dd>{isolation.permissionModel ? 'on (workers read only their own code)' : 'off'}</dd>
               <dt>Heap limit</dt>
-              <dd>{isolation.heapLimitMb ? `${String(isolation.heapLimitMb)} MB` : '–'}</dd>
+              <dd>{isolation.heapLimitMb ? `${isolation.heapLimitMb} MB` : '–'}</dd>
             </dl>
           </section>
           <section class="card wide" aria-labelledby="h-quarantine">

@@ -5,7 +5,12 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { admin } from '../api';
-import type { AsyncState, InvocationRecord } from '../api';
+import type {
+  InvocationAnswer,
+  InvocationListAnswer,
+  InvocationRecord,
+  InvocationState,
+} from '../api';
 import { ms, prettyJson, when } from '../util';
 import { describe } from './common';
 import { ConsoleLines } from './response';
@@ -21,7 +26,7 @@ const STATUSES = [
   ['failed', 'async: failed'],
 ] as const;
 
-type Row = InvocationRecord | AsyncState;
+type Row = InvocationRecord | InvocationState;
 
 export function InvocationsView(props: { fn: string; status: string; functions: string[] }) {
   const [rows, setRows] = useState<Row[]>();
@@ -34,7 +39,7 @@ export function InvocationsView(props: { fn: string; status: string; functions: 
     if (fn) query.set('fn', fn);
     if (status) query.set('status', status);
     try {
-      const answer = await admin<{ invocations: Row[] }>(`invocations?${query.toString()}`);
+      const answer = await admin<InvocationListAnswer>(`invocations?${query.toString()}`);
       setRows(answer.invocations);
       setError(undefined);
     } catch (err) {
@@ -244,16 +249,14 @@ function Attempt({ record }: { record: Partial<InvocationRecord> }) {
 }
 
 export function InvocationDetail({ id }: { id: string }) {
-  const [record, setRecord] = useState<InvocationRecord | AsyncState>();
+  const [record, setRecord] = useState<InvocationAnswer>();
   const [error, setError] = useState<string>();
 
   useEffect(() => {
     let stop = false;
     const load = async () => {
       try {
-        const answer = await admin<InvocationRecord | AsyncState>(
-          `invocations/${encodeURIComponent(id)}`,
-        );
+        const answer = await admin<InvocationAnswer>(`invocations/${encodeURIComponent(id)}`);
         if (stop) return;
         setRecord(answer);
         setError(undefined);

@@ -4,20 +4,16 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { admin, kvPath } from '../api';
+import type { KvListAnswer } from '../api';
 import { when } from '../util';
 import { Confirm, Notice, describe } from './common';
 import type { NoticeState } from './common';
-
-interface Page {
-  keys: { key: string; expiresAt?: string | number }[];
-  cursor?: string;
-}
 
 const PAGE_SIZE = 50;
 
 export function KvTab({ name }: { name: string }) {
   const [prefix, setPrefix] = useState('');
-  const [page, setPage] = useState<Page>();
+  const [page, setPage] = useState<KvListAnswer>();
   // The cursors of the pages before this one, to go back.
   const [trail, setTrail] = useState<(string | undefined)[]>([]);
   const [cursor, setCursor] = useState<string>();
@@ -33,7 +29,7 @@ export function KvTab({ name }: { name: string }) {
     if (prefix) query.set('prefix', prefix);
     if (at) query.set('cursor', at);
     try {
-      setPage(await admin<Page>(`${kvPath(name)}?${query.toString()}`));
+      setPage(await admin<KvListAnswer>(`${kvPath(name)}?${query.toString()}`));
       setCursor(at);
     } catch (err) {
       setNotice({ kind: 'error', text: `Could not list the keys: ${describe(err)}` });

@@ -3,7 +3,7 @@
  * headers, body (pretty JSON, text, or an image for image/*), the Server-Timing split as a bar,
  * and the request id linking to its record.
  */
-import type { DraftAnswer } from '../api';
+import type { DraftRunAnswer } from '../api';
 import { consoleLine, ms, parseServerTiming, prettyJson } from '../util';
 
 export interface Shown {
@@ -96,7 +96,7 @@ export async function fromFetch(res: Response, clientMs: number): Promise<Shown>
 }
 
 /** What a draft run answered (src/http/admin/drafts.ts). */
-export function fromDraft(answer: DraftAnswer, clientMs: number): Shown {
+export function fromDraft(answer: DraftRunAnswer, clientMs: number): Shown {
   const headers: [string, string][] = [];
   for (const [name, value] of Object.entries(answer.headers)) {
     for (const one of Array.isArray(value) ? value : [value])

@@ -1,6 +1,7 @@
 /** Secrets (docs/spec.md §8): names and update times only; set (create or replace) and delete. */
 import { useEffect, useState } from 'preact/hooks';
 import { admin } from '../api';
+import type { SecretListAnswer, SecretPutAnswer } from '../api';
 import { when } from '../util';
 import { Confirm, Notice, describe } from './common';
 import type { NoticeState } from './common';
@@ -8,7 +9,7 @@ import type { NoticeState } from './common';
 const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
 export function SecretsView() {
-  const [secrets, setSecrets] = useState<{ name: string; updatedAt: string }[]>();
+  const [secrets, setSecrets] = useState<SecretListAnswer['secrets']>();
   const [name, setName] = useState('');
   const [value, setValue] = useState('');
   const [notice, setNotice] = useState<NoticeState>();
@@ -16,9 +17,7 @@ export function SecretsView() {
 
   const load = async () => {
     try {
-      setSecrets(
-        (await admin<{ secrets: { name: string; updatedAt: string }[] }>('secrets')).secrets,
-      );
+      setSecrets((await admin<SecretListAnswer>('secrets')).secrets);
     } catch (err) {
       setNotice({ kind: 'error', text: `Could not list the secrets: ${describe(err)}` });
     }
@@ -38,7 +37,7 @@ export function SecretsView() {
       return;
     }
     try {
-      const answer = await admin<{ created: boolean }>(`secrets/${name}`, {
+      const answer = await admin<SecretPutAnswer>(`secrets/${name}`, {
         method: 'PUT',
         body: value,
         type: 'text/plain; charset=utf-8',
