@@ -27,10 +27,9 @@ import { functionCors, runFaaS } from './http/run-faas';
 import { loadOnPool } from './invocation/invoke';
 import type { Logger } from './observe/logger';
 import { Metrics } from './observe/metrics';
-import { InvocationRecords } from './observe/records';
-import type { RecordLog } from './observe/records';
-import { SharedRecords } from './observe/shared-records';
-import { setupConfinement, workerReadPaths } from './pool/confinement';
+import type { InvocationRecords, RecordLog } from './observe/records';
+import { serverRecords } from './observe/shared-records';
+import { confineWorkers } from './pool/confinement';
 import type { WorkerConfinement } from './pool/confinement';
 import { SandboxPool } from './pool/sandbox-pool';
 import { Services } from './services';
@@ -83,24 +82,15 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     // Each new version is loaded once on a worker (kept warm there), which reports its config.
     load: loadOnPool(pool),
   });
-  const records = new InvocationRecords(config.recordsMax);
-  const sharedRecords = config.redisUrl
-    ? new SharedRecords({ redisUrl: config.redisUrl, local: records, logger })
-    : undefined;
-  const recordLog: RecordLog = sharedRecords ?? records;
+  const records = serverRecords({ ...config, logger });
   const metrics = new Metrics(() => pool.stats());
   const traffic = new TrafficSeries(metrics);
   const work = new AsyncWork({
-    dataDir: config.dataDir,
-    redisUrl: config.redisUrl,
-    maxQueued: config.maxAsyncQueue,
-    concurrency: config.asyncConcurrency,
-    callbacksPerOrigin: config.callbacksPerOrigin,
-    maxCallbackBytes: Math.max(config.maxResultBytes, config.fetchMaxBytes),
+    ...config,
     store,
     pool,
     secrets: services.secretValues,
-    records: recordLog,
+    records: records.log,
     metrics,
     logger,
   });
@@ -114,18 +104,17 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   // In text mode koa-logger prints its access lines; in JSON mode the error boundary's one
   // structured line per request (request id, function, version, outcome) replaces them.
   if (config.logFormat === 'text') app.use(koaLogger());
-  app.use(errorBoundary(logger, recordRequests(metrics, recordLog), lingered));
+  app.use(errorBoundary(logger, recordRequests(metrics, records.log), lingered));
   app.use(drain.gate);
   app.use(cors(config.corsOrigin, functionCors(store)));
   app.use(body(config.maxBodyBytes));
   app.use(
     adminRoutes({
+      ...config, // ADMIN_TOKEN, METRICS_AUTH
       store,
       pool,
-      records: recordLog,
+      records: records.log,
       metrics,
-      adminToken: config.adminToken,
-      metricsAuth: config.metricsAuth,
       configLimits: { maxTimeoutMs: config.maxTimeoutMs },
       data: services,
       async: { queue: () => work.openQueue, schedules: () => work.schedules() },
@@ -157,19 +146,13 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     app,
     store,
     pool,
-    records,
-    recordLog,
+    records: records.local,
+    recordLog: records.log,
     metrics,
     async listen() {
       await shared?.start();
       await store.start();
-      confinement = await setupConfinement({
-        memoryMb: config.workerMemoryMb,
-        cpuQuota: config.workerCpuQuota,
-        user: config.workerUser,
-        readPaths: workerReadPaths(),
-        logger,
-      });
+      confinement = await confineWorkers(config, logger);
       await services.open();
       await work.open();
       await pool.start(confinement);
@@ -194,7 +177,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
         confinement?.close();
         store.close();
         await shared?.close();
-        await sharedRecords?.close();
+        await records.close();
         await services.close();
         await stopCompiler();
         server.closeAllConnections();

@@ -30,13 +30,14 @@ export interface AsyncWorkOptions {
   dataDir: string;
   redisUrl?: string;
   /** MAX_ASYNC_QUEUE. */
-  maxQueued: number;
+  maxAsyncQueue: number;
   /** ASYNC_CONCURRENCY. */
-  concurrency: number;
+  asyncConcurrency: number;
   /** CALLBACK_PER_ORIGIN. */
   callbacksPerOrigin: number;
-  /** The largest callback body (bytes). */
-  maxCallbackBytes: number;
+  /** MAX_RESULT_BYTES and FETCH_MAX_BYTES: a callback body may be as large as either. */
+  maxResultBytes: number;
+  fetchMaxBytes: number;
   store: FunctionStore;
   pool: SandboxPool;
   secrets: SecretValues;
@@ -74,8 +75,8 @@ export class AsyncWork {
 
   /** Opens the queue. @throws KvUnavailableError when the SQLite file cannot be opened. */
   async open(): Promise<void> {
-    const { dataDir, redisUrl, maxQueued, logger, metrics } = this.#options;
-    this.#queue = await createAsyncQueue({ dataDir, redisUrl, maxQueued, logger });
+    const { dataDir, redisUrl, maxAsyncQueue, logger, metrics } = this.#options;
+    this.#queue = await createAsyncQueue({ dataDir, redisUrl, maxQueued: maxAsyncQueue, logger });
     metrics.asyncDepth = () => this.queue.depth();
   }
 
@@ -88,7 +89,7 @@ export class AsyncWork {
     const queue = this.queue;
     const callbacks = new CallbackSender({
       policy: egress,
-      maxBytes: this.#options.maxCallbackBytes,
+      maxBytes: Math.max(this.#options.maxResultBytes, this.#options.fetchMaxBytes),
       logger,
       record: (id, callback) => queue.setCallback(id, callback),
       observe: (outcome) => metrics.callback(outcome),
@@ -104,7 +105,7 @@ export class AsyncWork {
         metrics,
         logger,
         callbacks,
-        concurrency: this.#options.concurrency,
+        concurrency: this.#options.asyncConcurrency,
       }),
     );
     const tick = tickHandler({

@@ -20,8 +20,8 @@
  */
 import type Redis from 'ioredis';
 import type { Logger } from './logger';
-import type { InvocationRecord, InvocationRecords, RecordLog, RecordQuery } from './records';
-import { statusMatcher } from './records';
+import type { InvocationRecord, RecordLog, RecordQuery } from './records';
+import { InvocationRecords, statusMatcher } from './records';
 import { closeRedisClient, createRedisClient, unavailable } from '../storage/redis';
 
 const SEQ = 'kf:rec:seq';
@@ -212,4 +212,25 @@ function parse(json: string): InvocationRecord | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A server's records: its own, and where records go and are read from (`log`). */
+export interface ServerRecords {
+  /** This replica's records. */
+  local: InvocationRecords;
+  /** `local`, or with REDIS_URL the cluster's (shared through Redis). */
+  log: RecordLog;
+  close(): Promise<void>;
+}
+
+/** Builds a server's records: RECORDS_MAX in memory, shared through REDIS_URL when set. */
+export function serverRecords(options: {
+  recordsMax: number;
+  redisUrl?: string;
+  logger: Logger;
+}): ServerRecords {
+  const local = new InvocationRecords(options.recordsMax);
+  const { redisUrl, logger } = options;
+  const shared = redisUrl ? new SharedRecords({ redisUrl, local, logger }) : undefined;
+  return { local, log: shared ?? local, close: async () => shared?.close() };
 }

@@ -15,6 +15,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import type { Config } from '../config';
 import type { Logger } from '../observe/logger';
 
 export interface ConfinementOptions {
@@ -327,4 +328,22 @@ export function workerReadPaths(): string[] {
   const deps = Object.keys(manifest.dependencies ?? {}).map((dep) => packageDir(dep, vm2));
   // The worker runs dist/src/worker and imports dist/src/pool/wire: allow the whole dist/src.
   return [path.dirname(__dirname), vm2, ...deps];
+}
+
+/**
+ * Confines the server's workers as the config says (WORKER_MEMORY_MB, WORKER_CPU_QUOTA,
+ * WORKER_USER), each reading only its own code (workerReadPaths). Never rejects for a missing
+ * capability: what cannot be enforced is reported and logged (setupConfinement).
+ */
+export function confineWorkers(
+  config: Pick<Config, 'workerMemoryMb' | 'workerCpuQuota' | 'workerUser'>,
+  logger: Logger,
+): Promise<WorkerConfinement> {
+  return setupConfinement({
+    memoryMb: config.workerMemoryMb,
+    cpuQuota: config.workerCpuQuota,
+    user: config.workerUser,
+    readPaths: workerReadPaths(),
+    logger,
+  });
 }
