@@ -21,8 +21,8 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { CLUSTER_MISSING, call, startCluster } from '../test/replicas/cluster';
 import type { Cluster } from '../test/replicas/cluster';
-import { startHaproxy } from '../test/replicas/haproxy';
-import type { Haproxy } from '../test/replicas/haproxy';
+import { startHaproxy } from '../test/support/haproxy';
+import type { Haproxy } from '../test/support/haproxy';
 import { freePort, median, processTree, treeCpu } from './measure';
 
 const ROOT = path.join(__dirname, '..', '..');

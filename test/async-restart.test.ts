@@ -6,18 +6,17 @@
  * the grace period runs again, uncounted (at least once).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { eventually } from './helpers';
-import { REDIS_MISSING, startRedis } from './services/redis-server';
-import type { TestRedis } from './services/redis-server';
+import { startMain } from './support/server';
+import { eventually } from './support/wait';
+import { REDIS_MISSING, startRedis } from './support/redis';
+import type { TestRedis } from './support/redis';
 
-const MAIN = path.join(__dirname, '..', 'src', 'main.js');
 const TOKEN = 'a-test-admin-token-0123456789';
 
 let dir: string;
@@ -57,38 +56,19 @@ after(async () => {
 async function start(
   env: Record<string, string> = {},
 ): Promise<{ child: ChildProcess; port: number; exited: Promise<number> }> {
-  const child = spawn(process.execPath, [MAIN], {
+  const proc = await startMain({
     env: {
-      PATH: process.env.PATH ?? '',
-      PORT: '0',
-      HOST: '127.0.0.1',
       FUNCTIONS_DIR: dir,
       DATA_DIR: dataDir,
       ADMIN_TOKEN: TOKEN,
-      WORKERS: '2',
       ASYNC_CONCURRENCY: '1',
       SHUTDOWN_GRACE_MS: '3000',
-      LOG_FORMAT: 'json',
       ...env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    timeoutMs: 20_000,
   });
-  children.push(child);
-  const exited = new Promise<number>((resolve) =>
-    child.once('exit', (code) => resolve(code ?? -1)),
-  );
-  let out = '';
-  let port = 0;
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    out += chunk;
-    for (const line of out.split('\n')) {
-      if (line.includes('"msg":"listening"'))
-        port = Number((JSON.parse(line) as { port: number }).port);
-    }
-  });
-  child.stderr?.resume();
-  await eventually(async () => port > 0, 20_000);
-  return { child, port, exited };
+  children.push(proc.child);
+  return { child: proc.child, port: proc.port, exited: proc.exited.then(({ code }) => code ?? -1) };
 }
 
 function call(

@@ -10,8 +10,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startServer } from './helpers';
-import type { TestServer } from './helpers';
+import { startServer } from './support/server';
+import type { TestServer } from './support/server';
 import { markerProblem, missingExpectation, readDocs, where } from './support/docs-examples';
 import type { Block } from './support/docs-examples';
 

@@ -7,8 +7,8 @@ import { createHmac } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { startServer } from './helpers';
-import type { TestServer } from './helpers';
+import { startServer } from './support/server';
+import type { TestServer } from './support/server';
 
 const TOKEN = 'a-test-admin-token-0123456789';
 const EXAMPLES = path.join(__dirname, '..', '..', 'functions');

@@ -5,16 +5,14 @@
  * wins, REDIS_URL disables, an unwritable DATA_DIR disables with a log line.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { TOKEN_FILE, adminToken } from '../src/admin-token';
 import { createLogger } from '../src/observe/logger';
-import { eventually } from './helpers';
+import { startMain } from './support/server';
 
-const MAIN = path.join(__dirname, '..', 'src', 'main.js');
 const silent = createLogger({ level: 'silent' });
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kf-first-run-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -73,27 +71,12 @@ async function firstLines(
   env: Record<string, string>,
   during?: (port: number) => Promise<void>,
 ): Promise<Record<string, unknown>[]> {
-  const child = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', LOG_FORMAT: 'json', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const lines: Record<string, unknown>[] = [];
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    out += chunk;
-    for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
-      lines.push(JSON.parse(out.slice(0, nl)) as Record<string, unknown>);
-      out = out.slice(nl + 1);
-    }
-  });
+  const main = await startMain({ env, timeoutMs: 30_000 });
   try {
-    await eventually(async () => lines.some((l) => l.msg === 'listening'), 30_000);
-    await during?.(Number(lines.find((l) => l.msg === 'listening')?.port));
-    return lines;
+    await during?.(main.port);
+    return main.lines;
   } finally {
-    child.kill('SIGKILL');
-    await exited;
+    await main.kill();
   }
 }
 

@@ -3,88 +3,43 @@
  * failures, a graceful SIGTERM drain, a second signal, and no worker process left behind.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { eventually, isAlive } from './helpers';
+import { spawnMain, startMain } from './support/server';
+import type { MainProcess } from './support/server';
+import { childPids, isAlive } from './support/system';
+import { eventually, sleep } from './support/wait';
 
-const MAIN = path.join(__dirname, '..', 'src', 'main.js');
-
-interface Proc {
-  child: ChildProcess;
-  lines: Record<string, unknown>[];
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  exitedAt: () => number | undefined;
-}
-
-const spawned: Proc[] = [];
+const spawned: MainProcess[] = [];
 const workerPids = new Set<number>();
 let dir: string;
 
-function start(env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [MAIN], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      PORT: '0',
-      HOST: '127.0.0.1',
-      FUNCTIONS_DIR: dir,
-      WORKERS: '2',
-      LOG_FORMAT: 'json',
-      FUNCTION_TIMEOUT_MS: '5000',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: Record<string, unknown>[] = [];
-  let out = '';
-  let err = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    out += chunk;
-    let nl: number;
-    while ((nl = out.indexOf('\n')) >= 0) {
-      const line = out.slice(0, nl);
-      out = out.slice(nl + 1);
-      try {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        lines.push({ raw: line });
-      }
-    }
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-  let exitedAt: number | undefined;
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => {
-      exitedAt = performance.now();
-      resolve({ code, signal });
-    }),
-  );
-  const proc = { child, lines, stderr: () => err, exited, exitedAt: () => exitedAt };
+function start(env: Record<string, string>): MainProcess {
+  const proc = spawnMain({ env: { FUNCTIONS_DIR: dir, FUNCTION_TIMEOUT_MS: '5000', ...env } });
   spawned.push(proc);
   return proc;
 }
 
-function logged(proc: Proc, msg: string): Record<string, unknown> | undefined {
+function logged(proc: MainProcess, msg: string): Record<string, unknown> | undefined {
   return proc.lines.find((l) => l.msg === msg);
 }
 
 /** Starts the server and waits for its `listening` line; returns the port and its worker pids. */
 async function startListening(env: Record<string, string> = {}) {
-  const proc = start(env);
-  await eventually(async () => logged(proc, 'listening') !== undefined, 15_000);
-  const port = Number(logged(proc, 'listening')?.port);
+  const proc = await startMain({
+    env: { FUNCTIONS_DIR: dir, FUNCTION_TIMEOUT_MS: '5000', ...env },
+    timeoutMs: 15_000,
+  });
+  spawned.push(proc);
+  const port = proc.port;
   assert.ok(port > 0);
   // Two shared workers and the solo lane's spare (started just after the pool, docs/spec.md §3).
-  await eventually(async () => childrenOf(proc.child.pid as number).length === 3, 10_000).catch(
-    () => undefined,
-  );
-  const workers = childrenOf(proc.child.pid as number);
+  await eventually(async () => childPids(proc.pid).length === 3, 10_000).catch(() => undefined);
+  const workers = childPids(proc.pid);
   const lanes = workers.map(
     (pid) => /"lane":"(\w+)"/.exec(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))?.[1],
   );
@@ -98,17 +53,6 @@ async function startListening(env: Record<string, string> = {}) {
     workerPids.add(pid);
   }
   return { proc, port, workers };
-}
-
-function childrenOf(pid: number): number[] {
-  try {
-    return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
-      .split('\n')
-      .map((s) => Number(s.trim()))
-      .filter((n) => n > 0);
-  } catch {
-    return []; // ps exits 1 when there are none
-  }
 }
 
 interface Reply {
@@ -135,18 +79,7 @@ function get(port: number, urlPath: string): Promise<Reply> {
  * Whether `pid` is still running. An orphaned worker that exited stays a zombie until PID 1 reaps
  * it (seconds in some containers); a zombie runs nothing, so it counts as gone.
  */
-function running(pid: number): boolean {
-  if (!isAlive(pid)) return false;
-  try {
-    // /proc/<pid>/stat: "pid (comm) S ..."; the state follows the last ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const running = isAlive;
 
 before(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-lifecycle-'));

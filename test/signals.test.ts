@@ -16,7 +16,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { eventually } from './helpers';
+import { eventually, sleep } from './support/wait';
 
 const ROOT = path.join(__dirname, '..', '..');
 /** `prestart` compiles the whole project first: seconds, more on a busy machine. */
@@ -183,8 +183,6 @@ function get(port: number, urlPath: string): Promise<Reply> {
     req.on('error', (error: NodeJS.ErrnoException) => resolve({ error }));
   });
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 before(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-signals-'));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startServer } from './helpers';
-import type { TestServer } from './helpers';
+import { startServer } from './support/server';
+import type { TestServer } from './support/server';
 
 let t: TestServer;
 before(async () => {

@@ -20,11 +20,10 @@ import type {
   NewInvocation,
   QueueOptions,
 } from '../../src/async/queue';
-import { eventually } from '../helpers';
-import { REDIS_MISSING, startRedis } from '../services/redis-server';
-import type { TestRedis } from '../services/redis-server';
+import { eventually, sleep } from '../support/wait';
+import { REDIS_MISSING, startRedis } from '../support/redis';
+import type { TestRedis } from '../support/redis';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 let seq = 0;
 
 function invocation(over: Partial<NewInvocation> = {}): NewInvocation {

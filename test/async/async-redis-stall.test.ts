@@ -10,15 +10,14 @@ import { after, before, describe, test } from 'node:test';
 import Redis from 'ioredis';
 import { BullAsyncQueue } from '../../src/async/queue/bullmq-queue';
 import type { AsyncJob, InvocationState, NewInvocation } from '../../src/async/queue';
-import { eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
-import { REDIS_MISSING, startRedis } from '../services/redis-server';
-import type { TestRedis } from '../services/redis-server';
+import { startServer } from '../support/server';
+import { eventually, sleep } from '../support/wait';
+import type { TestServer } from '../support/server';
+import { REDIS_MISSING, startRedis } from '../support/redis';
+import type { TestRedis } from '../support/redis';
 
 const TOKEN = 'stall-test-token-0123456789';
 const STALL_MS = 3500;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 function invocation(id: string): NewInvocation {
   return {
     id,

@@ -16,7 +16,7 @@ import type { CallbackParts } from '../../src/async/callbacks';
 import { createEgressPolicy, parseEgressAllow } from '../../src/services/egress';
 import type { CallbackState, InvocationState } from '../../src/async/queue/async-queue';
 import { createLogger } from '../../src/observe/logger';
-import { eventually } from '../helpers';
+import { eventually } from '../support/wait';
 import { startReceiver, stopReceiver } from './callback-receiver';
 import type { Receiver } from './callback-receiver';
 

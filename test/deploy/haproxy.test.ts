@@ -19,7 +19,7 @@ import {
   HAPROXY_MISSING,
   BACKEND,
   haproxyConfig,
-} from '../replicas/haproxy';
+} from '../support/haproxy';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
 const SHIPPED = fs.readFileSync(path.join(ROOT, 'deploy', 'haproxy', 'haproxy.cfg'), 'utf8');

@@ -14,8 +14,8 @@ import { parseAllDocuments } from 'yaml';
 import { DRAIN_MARGIN_MS, loadConfig } from '../../src/config';
 import type { Config } from '../../src/config';
 import { ConfigError } from '../../src/errors';
-import { startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import type { TestServer } from '../support/server';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
 

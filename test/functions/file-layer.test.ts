@@ -15,7 +15,7 @@ import {
 import { FileLayer, MAX_SOURCE_BYTES } from '../../src/functions/file-layer';
 import { FolderIndex } from '../../src/functions/folder-index';
 import { createLogger } from '../../src/observe/logger';
-import { eventually } from '../helpers';
+import { eventually } from '../support/wait';
 
 void describe('FileLayer', () => {
   let dir: string;

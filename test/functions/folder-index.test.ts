@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FolderIndex, nameOfFile } from '../../src/functions/folder-index';
 import { createLogger } from '../../src/observe/logger';
-import { eventually } from '../helpers';
+import { eventually } from '../support/wait';
 
 void test('nameOfFile: the name a file serves, or undefined when it is not a function file', () => {
   const cases: [string, string | undefined][] = [

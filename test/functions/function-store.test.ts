@@ -11,7 +11,7 @@ import { FunctionCompileError, FunctionNotFoundError } from '../../src/errors';
 import { hashSource } from '../../src/functions/function-source';
 import { FunctionStore } from '../../src/functions/function-store';
 import { createLogger } from '../../src/observe/logger';
-import { eventually } from '../helpers';
+import { eventually } from '../support/wait';
 
 void describe('FunctionStore', () => {
   let dir: string;

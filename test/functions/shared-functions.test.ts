@@ -10,10 +10,11 @@ import { after, before, describe, it } from 'node:test';
 import Redis from 'ioredis';
 import { SharedFunctions } from '../../src/functions/shared-functions';
 import { createLogger } from '../../src/observe/logger';
-import { eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
-import { REDIS_MISSING, startRedis } from '../services/redis-server';
-import type { TestRedis } from '../services/redis-server';
+import { startServer } from '../support/server';
+import { eventually } from '../support/wait';
+import type { TestServer } from '../support/server';
+import { REDIS_MISSING, startRedis } from '../support/redis';
+import type { TestRedis } from '../support/redis';
 
 const TOKEN = 'shared-functions-token-0123456789';
 const auth = { Authorization: `Bearer ${TOKEN}` };

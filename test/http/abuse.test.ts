@@ -6,14 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { eventually, isAlive, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import { isAlive } from '../support/system';
+import { eventually, sleep } from '../support/wait';
+import type { TestServer } from '../support/server';
 import type { Response } from 'supertest';
 
 const HELLO = "(event, context) => {\n  return { message: 'it works!', status: 'ok' };\n};\n";
 const TIMEOUT_MS = 1000;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 function assertError(res: Response, status: number, code: string, type?: string): void {
   assert.equal(res.status, status, res.text);
   assert.match(res.headers['content-type'], /^application\/json/);

@@ -8,8 +8,8 @@ import { TrafficSeries, figuresOf, percentile } from '../../src/http/admin/conso
 import { Metrics } from '../../src/observe/metrics';
 import type { InvocationRecord } from '../../src/observe/records';
 import type { PoolStats } from '../../src/pool/sandbox-pool';
-import { startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import type { TestServer } from '../support/server';
 
 const TOKEN = 'console-data-token-0123456789';
 

@@ -9,8 +9,9 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { DB_FILE } from '../../src/storage/sqlite';
-import { eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import { eventually } from '../support/wait';
+import type { TestServer } from '../support/server';
 
 const TOKEN = 'draft-test-token-0123456789';
 const LIVE = `module.exports = async (event, context) => {

@@ -10,8 +10,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Response } from 'supertest';
-import { closeAndReap, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { closeAndReap, startServer } from '../support/server';
+import type { TestServer } from '../support/server';
 
 const TOKEN = 'admin-token-for-tests-0123456789';
 const AUTH = `Bearer ${TOKEN}`;

@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
-import { REDIS_MISSING, startRedis } from '../services/redis-server';
-import type { TestRedis } from '../services/redis-server';
+import { startServer } from '../support/server';
+import { eventually } from '../support/wait';
+import type { TestServer } from '../support/server';
+import { REDIS_MISSING, startRedis } from '../support/redis';
+import type { TestRedis } from '../support/redis';
 
 const TOKEN = 'a-test-admin-token-0123456789';
 const AUTH = { Authorization: `Bearer ${TOKEN}` };

@@ -20,8 +20,8 @@ import { body, MAX_JSON_DEPTH } from '../../src/http/body';
 import type { BodyState } from '../../src/http/body';
 import { errorBoundary } from '../../src/http/error-handler';
 import { createLogger } from '../../src/observe/logger';
-import { startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import type { TestServer } from '../support/server';
 
 const LIMIT = 64 * 1024;
 

@@ -16,8 +16,8 @@ import supertest from 'supertest';
 import { CONTENT_SECURITY_POLICY, UI_DIR, consoleRoutes } from '../../src/http/admin/console';
 import { errorBoundary } from '../../src/http/error-handler';
 import { createLogger } from '../../src/observe/logger';
-import { startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import type { TestServer } from '../support/server';
 
 let t: TestServer;
 let index = '';

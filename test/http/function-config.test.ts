@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import type { TestServer } from '../support/server';
 
 const TOKEN = 'a-test-admin-token-0123456789';
 const SLEEP = (ms: number) =>

@@ -10,8 +10,8 @@ import { after, before, describe, test } from 'node:test';
 import { CONTENT_SECURITY_POLICY } from '../../src/http/admin/console';
 import { ADMIN_CSP, FUNCTION_CSP, withSandbox } from '../../src/http/function-sandbox';
 import type { Response } from 'supertest';
-import { startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import type { TestServer } from '../support/server';
 
 const TOKEN = 'sandbox-test-token-0123456789';
 

@@ -15,8 +15,9 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { LINGER_IDLE_MS, LINGER_MAX_BYTES, LINGER_TIME_MS } from '../../src/http/linger';
-import { eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import { eventually } from '../support/wait';
+import type { TestServer } from '../support/server';
 
 const MAX_BODY = 1024 * 1024;
 const UPLOAD = 5 * 1024 * 1024;

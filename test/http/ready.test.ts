@@ -11,10 +11,11 @@ import { after, before, describe, test } from 'node:test';
 import Redis from 'ioredis';
 import { READY_PING_MS } from '../../src/http/admin/health';
 import { COMMAND_TIMEOUT_MS } from '../../src/storage/redis';
-import { eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
-import { REDIS_MISSING, startRedis } from '../services/redis-server';
-import type { TestRedis } from '../services/redis-server';
+import { startServer } from '../support/server';
+import { eventually } from '../support/wait';
+import type { TestServer } from '../support/server';
+import { REDIS_MISSING, startRedis } from '../support/redis';
+import type { TestRedis } from '../support/redis';
 
 interface Ready {
   status: number;

@@ -12,8 +12,8 @@ import {
   InvalidResultError,
 } from '../../src/errors';
 import { JSON_TYPE, TEXT, toResponse } from '../../src/invocation/response';
-import { startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import type { TestServer } from '../support/server';
 
 const shape = (value: Record<string, unknown>) => `R${JSON.stringify(value)}`;
 

@@ -9,8 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Response } from 'supertest';
-import { eventually, isAlive, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import { isAlive } from '../support/system';
+import { eventually } from '../support/wait';
+import type { TestServer } from '../support/server';
 
 const TIMEOUT_MS = 1000; // the harness's FUNCTION_TIMEOUT_MS
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

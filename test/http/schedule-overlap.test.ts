@@ -11,15 +11,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import Redis from 'ioredis';
-import { eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
-import { REDIS_MISSING, startRedis } from '../services/redis-server';
-import type { TestRedis } from '../services/redis-server';
+import { startServer } from '../support/server';
+import { eventually, sleep } from '../support/wait';
+import type { TestServer } from '../support/server';
+import { REDIS_MISSING, startRedis } from '../support/redis';
+import type { TestRedis } from '../support/redis';
 
 const TOKEN = 'overlap-test-token-0123456789';
 const AUTH = { Authorization: `Bearer ${TOKEN}` };
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** Every second, runs 2.5 s; counts how often another copy of it was running at its start. */
 const slow = (overlap?: string) => `module.exports = async (e, c) => {
   const active = await c.kv.incr('active');

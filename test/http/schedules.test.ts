@@ -7,15 +7,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { tickRequestId } from '../../src/async/async-runner';
-import { eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
-import { REDIS_MISSING, startRedis } from '../services/redis-server';
-import type { TestRedis } from '../services/redis-server';
+import { startServer } from '../support/server';
+import { eventually, sleep } from '../support/wait';
+import type { TestServer } from '../support/server';
+import { REDIS_MISSING, startRedis } from '../support/redis';
+import type { TestRedis } from '../support/redis';
 
 const TOKEN = 'a-test-admin-token-0123456789';
 const AUTH = { Authorization: `Bearer ${TOKEN}` };
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 interface Listing {
   function: string;
   schedule: string;

@@ -8,8 +8,9 @@ import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { closeAndReap, eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { closeAndReap, startServer } from '../support/server';
+import { eventually } from '../support/wait';
+import type { TestServer } from '../support/server';
 
 interface Sample {
   name: string;

@@ -8,8 +8,9 @@ import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { InvocationRecords, IsoTime } from '../../src/observe/records';
 import type { InvocationRecord } from '../../src/observe/records';
-import { closeAndReap, eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { closeAndReap, startServer } from '../support/server';
+import { eventually } from '../support/wait';
+import type { TestServer } from '../support/server';
 
 const TOKEN = 'records-token-for-tests-0123456789';
 const AUTH = `Bearer ${TOKEN}`;

@@ -7,8 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import { eventually, sleep } from '../support/wait';
+import type { TestServer } from '../support/server';
 
 const SLEEP = 'const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));\n';
 
@@ -62,8 +63,6 @@ const FUNCTIONS: Record<string, string> = {
 };
 
 let t: TestServer;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** GET with a request id; the response (supertest sends on then()). */
 function get(path: string, id: string) {

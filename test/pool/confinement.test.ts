@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setupConfinement } from '../../src/pool/confinement';
 import { createLogger } from '../../src/observe/logger';
-import { startServer } from '../helpers';
+import { startServer } from '../support/server';
 
 const logger = createLogger({ level: 'silent' });
 const temps: string[] = [];

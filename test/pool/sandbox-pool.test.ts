@@ -4,8 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { eventually, isAlive, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import { isAlive } from '../support/system';
+import { eventually, sleep } from '../support/wait';
+import type { TestServer } from '../support/server';
 
 const TIMEOUT_MS = 1000;
 
@@ -50,8 +52,6 @@ const FUNCTIONS: Record<string, string> = {
 };
 
 let t: TestServer;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** GET /<path> with a request id; resolves with the response and the elapsed ms. */
 async function timedGet(path: string, id?: string) {

@@ -16,9 +16,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { COMMAND_TIMEOUT_MS } from '../../src/storage/redis';
-import { AUTH, CLUSTER_MISSING, call, sleep, startCluster, until } from './cluster';
+import { sleep, until } from '../support/wait';
+import { AUTH, CLUSTER_MISSING, call, startCluster } from './cluster';
 import type { Cluster, Reply, Replica } from './cluster';
-import { BACKEND } from './haproxy';
+import { BACKEND } from '../support/haproxy';
 import { SteadyLoad, describeSamples } from './load';
 import type { Sample } from './load';
 

@@ -6,53 +6,24 @@
  * restarted replica comes back where HAProxy expects it. Everything it starts, close() ends (by
  * process id: each replica runs in a process group of its own with its workers).
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { REDIS_MISSING, startRedis } from '../services/redis-server';
-import type { TestRedis } from '../services/redis-server';
-import { BACKEND, HAPROXY_MISSING, startHaproxy } from './haproxy';
-import type { Haproxy } from './haproxy';
+import { REDIS_MISSING, startRedis } from '../support/redis';
+import type { TestRedis } from '../support/redis';
+import { BACKEND, HAPROXY_MISSING, startHaproxy } from '../support/haproxy';
+import type { Haproxy } from '../support/haproxy';
+import { spawnMain } from '../support/server';
+import type { MainProcess } from '../support/server';
+import { freePort, killGroup } from '../support/system';
+import { until } from '../support/wait';
 
-const MAIN = path.join(__dirname, '..', '..', 'src', 'main.js');
 export const TOKEN = 'replicas-admin-token-0123456789';
 export const AUTH = { Authorization: `Bearer ${TOKEN}` };
 
 /** Why the replica tests cannot run here, or false. */
 export const CLUSTER_MISSING = REDIS_MISSING || HAPROXY_MISSING;
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** A loopback port that was free a moment ago. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Polls `check` every `every` ms until it is true; throws with `what` after `ms`. */
-export async function until(
-  what: string,
-  check: () => Promise<boolean> | boolean,
-  ms: number,
-  every = 50,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(every);
-  }
-}
 
 export interface Reply {
   status: number;
@@ -189,89 +160,49 @@ function makeReplica(
   const dataDir = path.join(root, name, 'data');
   fs.mkdirSync(functionsDir, { recursive: true });
   fs.mkdirSync(dataDir, { recursive: true });
-  let child: ChildProcess | undefined;
-  let exited: Promise<{ code: number | null; signal: string | null }> | undefined;
-  let lines: Record<string, unknown>[] = [];
-  let tail = '';
+  let main: MainProcess | undefined;
 
   const start = async () => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      throw new Error(`${name} is running already`);
-    }
-    lines = [];
-    tail = '';
-    const proc = spawn(process.execPath, [MAIN], {
-      detached: true, // its own process group: its workers go with it (close(), SIGKILL)
+    if (main && main.exitedAt() === undefined) throw new Error(`${name} is running already`);
+    const proc = spawnMain({
       env: {
-        PATH: process.env.PATH ?? '',
         PORT: String(port),
-        HOST: '127.0.0.1',
         FUNCTIONS_DIR: functionsDir,
         DATA_DIR: dataDir,
         ADMIN_TOKEN: TOKEN,
-        WORKERS: '2',
         ASYNC_CONCURRENCY: '1',
         FUNCTION_TIMEOUT_MS: '5000',
         SHUTDOWN_GRACE_MS: '3000',
-        LOG_FORMAT: 'json',
         LOG_LEVEL: 'warn',
         ...env,
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    child = proc;
-    exited = new Promise((resolve) =>
-      proc.once('exit', (code, signal) => resolve({ code, signal })),
-    );
-    let partial = '';
-    proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      tail = (tail + chunk).slice(-4000);
-      const split = (partial + chunk).split('\n');
-      partial = split.pop() ?? '';
-      for (const line of split) {
-        try {
-          lines.push(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          // not a log line
-        }
-      }
-    });
-    proc.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-      tail = (tail + chunk).slice(-4000);
-    });
+    main = proc;
     await until(
       `${name} logs "listening"`,
-      () => lines.some((l) => l.msg === 'listening') || proc.exitCode !== null,
+      () => proc.logged('listening') !== undefined || proc.exitedAt() !== undefined,
       30_000,
     ).catch(() => undefined);
-    if (!lines.some((l) => l.msg === 'listening')) {
-      killGroup(proc);
-      throw new Error(`${name} did not start on port ${port}:\n${tail}`);
-    }
-  };
-
-  const killGroup = (proc: ChildProcess) => {
-    try {
-      if (proc.pid !== undefined) process.kill(-proc.pid, 'SIGKILL');
-    } catch {
-      // the group is gone
+    if (!proc.logged('listening')) {
+      await proc.kill();
+      throw new Error(`${name} did not start on port ${port}:\n${proc.tail()}`);
     }
   };
 
   const stop = async (signal: NodeJS.Signals, ms = 15_000) => {
-    const proc = child;
-    if (!proc || !exited) return { code: null, signal: null };
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    const proc = main;
+    if (!proc) return { code: null, signal: null };
+    if (proc.exitedAt() === undefined) proc.child.kill(signal);
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), ms);
     });
-    const how = await Promise.race([exited, late]);
+    const how = await Promise.race([proc.exited, late]);
     clearTimeout(timer);
-    killGroup(proc); // workers left behind by a SIGKILL, or a server that did not exit
+    killGroup(proc.pid); // workers left behind by a SIGKILL, or a server that did not exit
     if (how === 'timeout') {
-      await exited;
-      throw new Error(`${name} did not exit within ${ms} ms of ${signal}:\n${tail}`);
+      await proc.exited;
+      throw new Error(`${name} did not exit within ${ms} ms of ${signal}:\n${proc.tail()}`);
     }
     return how;
   };
@@ -280,9 +211,9 @@ function makeReplica(
     name,
     port,
     functionsDir,
-    pid: () => (child && child.exitCode === null ? child.pid : undefined),
-    running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
-    logs: () => lines,
+    pid: () => (main && main.exitedAt() === undefined ? main.pid : undefined),
+    running: () => main !== undefined && main.exitedAt() === undefined,
+    logs: () => main?.lines ?? [],
     start,
     stop,
   };

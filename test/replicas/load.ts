@@ -5,7 +5,8 @@
  * test can say which requests failed, where, and when.
  */
 import http from 'node:http';
-import { call, sleep } from './cluster';
+import { sleep } from '../support/wait';
+import { call } from './cluster';
 
 export interface Sample {
   /** Its X-Request-Id (HAProxy logs it). */

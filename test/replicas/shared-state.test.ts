@@ -12,7 +12,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Redis from 'ioredis';
-import { AUTH, CLUSTER_MISSING, call, sleep, startCluster, until } from './cluster';
+import { sleep, until } from '../support/wait';
+import { AUTH, CLUSTER_MISSING, call, startCluster } from './cluster';
 import type { Cluster, Reply, Replica } from './cluster';
 
 /** docs/spec.md §10: a deploy or delete on any replica is served by every replica within a second. */

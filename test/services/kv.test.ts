@@ -12,12 +12,11 @@ import { after, before, describe, test } from 'node:test';
 import { createKvStore } from '../../src/services/kv';
 import type { KvStore } from '../../src/services/kv';
 import type { StoreOptions } from '../../src/services/kv';
-import { REDIS_MISSING, startRedis } from './redis-server';
-import type { TestRedis } from './redis-server';
+import { REDIS_MISSING, startRedis } from '../support/redis';
+import type { TestRedis } from '../support/redis';
+import { sleep } from '../support/wait';
 
 const LIMITS = { kvMaxValue: 1024, kvMaxBytes: 8 * 1024 };
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Expects `promise` to reject with a KV error of `code`. */
 async function rejectsWith(promise: Promise<unknown>, code: string, why: string) {

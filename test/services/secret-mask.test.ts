@@ -7,8 +7,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { maskSecrets, secretForms } from '../../src/services/secret-mask';
-import { eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import { eventually } from '../support/wait';
+import type { TestServer } from '../support/server';
 
 const TOKEN = 'mask-test-token-0123456789';
 const AUTH = { Authorization: `Bearer ${TOKEN}` };

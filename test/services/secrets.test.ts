@@ -10,8 +10,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createStores } from '../../src/services/kv';
 import type { Stores } from '../../src/services/kv';
-import { REDIS_MISSING, startRedis } from './redis-server';
-import type { TestRedis } from './redis-server';
+import { REDIS_MISSING, startRedis } from '../support/redis';
+import type { TestRedis } from '../support/redis';
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kf-secrets-'));
 const base = { dataDir, kvMaxValue: 1024, kvMaxBytes: 8192 };

@@ -10,8 +10,8 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DB_FILE } from '../../src/storage/sqlite';
-import { startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import type { TestServer } from '../support/server';
 
 const TOKEN = 'sqlite-lock-token-0123456789';
 const HOLD_MS = 9000;

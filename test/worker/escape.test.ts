@@ -18,8 +18,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import type { TestServer } from '../support/server';
 import type { Response } from 'supertest';
 
 const HELLO = "(event, context) => {\n  return { message: 'it works!', status: 'ok' };\n};\n";

@@ -10,8 +10,9 @@ import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
 import vm from 'node:vm';
 import { after, before, describe, test } from 'node:test';
-import { eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import { eventually } from '../support/wait';
+import type { TestServer } from '../support/server';
 import { CASE_NAMES, CASES_SOURCE } from './globals-cases';
 
 const MB5 = 5 * 1024 * 1024;

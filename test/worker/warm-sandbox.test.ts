@@ -5,8 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { eventually, startServer } from '../helpers';
-import type { TestServer } from '../helpers';
+import { startServer } from '../support/server';
+import { eventually } from '../support/wait';
+import type { TestServer } from '../support/server';
 
 // `id` is drawn once per context: it tells which warm context (so which worker) answered.
 const COUNTER = `const id = Math.random().toString(36).slice(2);

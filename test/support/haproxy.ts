@@ -11,6 +11,7 @@ import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { sleep } from './wait';
 
 /** Where Debian puts it (/usr/sbin is not on every user's PATH), else whatever PATH finds. */
 function findHaproxy(): string | undefined {
@@ -257,7 +258,7 @@ export async function startHaproxy(
         child.kill('SIGKILL');
         throw new Error(`haproxy did not start within 10 s:\n${out}`);
       }
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await sleep(50);
     }
   }
   const port = Number(options.bind.slice(options.bind.lastIndexOf(':') + 1));

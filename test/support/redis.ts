@@ -6,9 +6,9 @@
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from './system';
 
 function missing(): string | false {
   try {
@@ -20,17 +20,6 @@ function missing(): string | false {
 }
 
 export const REDIS_MISSING = missing();
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export interface TestRedis {
   url: string;
@@ -58,7 +47,7 @@ export async function startRedis(args: string[] = []): Promise<TestRedis> {
       { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] },
     );
     const proc = child;
-    await new Promise<void>((resolve, reject) => {
+    const ready = new Promise<void>((resolve, reject) => {
       let out = '';
       const timer = setTimeout(
         () => reject(new Error(`redis-server did not start: ${out}`)),
@@ -76,6 +65,10 @@ export async function startRedis(args: string[] = []): Promise<TestRedis> {
         reject(new Error(`redis-server exited with ${code}: ${out}`));
       });
     });
+    await ready.catch(async (err: Error) => {
+      await stop(); // a server that did not start must not outlive the test
+      throw err;
+    });
     proc.stdout?.resume();
   };
 
@@ -88,7 +81,10 @@ export async function startRedis(args: string[] = []): Promise<TestRedis> {
     await exited;
   };
 
-  await start();
+  await start().catch((err: Error) => {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw err;
+  });
   return {
     url: `redis://127.0.0.1:${port}`,
     stop,
