@@ -12,7 +12,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
 COPY tsconfig.json ./
-COPY scripts/build-assets.mjs ./scripts/
+COPY scripts/build-assets.mjs scripts/newest.mjs ./scripts/
 COPY src ./src
 # The web console's sources: npm run build bundles them into dist/ui (served at /_/ui/).
 COPY ui ./ui

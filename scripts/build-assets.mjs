@@ -8,22 +8,12 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { newest } from './newest.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const sandbox = path.join(root, 'dist', 'src', 'worker', 'sandbox');
 fs.rmSync(sandbox, { recursive: true, force: true });
 fs.cpSync(path.join(root, 'src', 'worker', 'sandbox'), sandbox, { recursive: true });
-
-/** The newest modification time (ms) of a file or of any file under a folder. */
-function newest(file) {
-  const stat = fs.statSync(file, { throwIfNoEntry: false });
-  if (!stat) return 0;
-  if (!stat.isDirectory()) return stat.mtimeMs;
-  let latest = stat.mtimeMs;
-  for (const entry of fs.readdirSync(file))
-    latest = Math.max(latest, newest(path.join(file, entry)));
-  return latest;
-}
 
 const built = path.join(root, 'dist', 'ui', 'index.html');
 const inputs = [path.join(root, 'ui'), path.join(root, 'package-lock.json')];

@@ -7,19 +7,9 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { newest } from './newest.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-
-/** The newest modification time (ms) of a file or of any file under a folder. */
-function newest(file) {
-  const stat = fs.statSync(file, { throwIfNoEntry: false });
-  if (!stat) return 0;
-  if (!stat.isDirectory()) return stat.mtimeMs;
-  let latest = stat.mtimeMs;
-  for (const entry of fs.readdirSync(file))
-    latest = Math.max(latest, newest(path.join(file, entry)));
-  return latest;
-}
 
 /**
  * Runs `node <args>` and resolves when it exits 0. A SIGTERM or SIGINT sent to this process (npm
