@@ -89,7 +89,8 @@ describe('the examples, on a real server', () => {
     await fs.writeFile(path.join(cwd, 'data', 'admin-token'), TOKEN, { mode: 0o600 });
     for (const block of files) await fs.writeFile(path.join(cwd, block.path as string), block.code);
     env = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      // bin/ holds the `koa-faas` CLI (docs/cli.md).
+      PATH: `${path.join(ROOT, 'bin')}:${process.env.PATH ?? '/usr/bin:/bin'}`,
       HOME: cwd,
       LANG: 'C.UTF-8',
       BASE: t.url,
