@@ -174,7 +174,8 @@ export function functionCommands(program: Command): void {
           );
         } else {
           process.stdout.write(text.endsWith('\n') || text === '' ? text : `${text}\n`);
-          note(`${response.status}${requestId ? ` ${requestId}` : ''}`);
+          // A failure's one stderr line (below) carries its code instead.
+          if (response.status < 400) note(`${response.status}${requestId ? ` ${requestId}` : ''}`);
         }
         if (response.status >= 400) throw new CliError(errorLine(response.status, text));
       },

@@ -190,6 +190,10 @@ test('new writes each template, and a TypeScript one deploys', async () => {
   await ok(['deploy', 'starters/t-webhook.js']);
   const hook = await ok(['invoke', 't-webhook', '--data', '{"x":1}', '--json']);
   assert.equal(JSON.parse(hook.stdout).status, 202);
+  const queued = await ok(['invoke', 't-kv', '--async', '--json']);
+  const accepted = JSON.parse(queued.stdout);
+  assert.equal(accepted.status, 202);
+  assert.equal(accepted.headers['preference-applied'], 'respond-async');
   for (const name of ['t-ts', 't-kv', 't-webhook']) await ok(['delete', name]);
 });
 
@@ -199,6 +203,15 @@ test('secrets: set from stdin and as an argument, list, delete', async () => {
     /created API_KEY/,
   );
   await ok(['secrets', 'set', 'OTHER', 'value']);
+  // The value as stored: stdin's final newline dropped (the length only: values are masked).
+  await fs.writeFile(
+    path.join(cwd, 'uses-key.js'),
+    'module.exports = (event, context) => ({ length: context.secrets.API_KEY.length });\n' +
+      "module.exports.config = { secrets: ['API_KEY'] };\n",
+  );
+  await ok(['deploy', 'uses-key.js']);
+  assert.deepEqual(JSON.parse((await ok(['invoke', 'uses-key'])).stdout), { length: 6 });
+  await ok(['delete', 'uses-key']);
   const listed = JSON.parse((await ok(['secrets', 'list', '--json'])).stdout);
   assert.deepEqual(listed.secrets.map((s: { name: string }) => s.name).sort(), [
     'API_KEY',
@@ -249,7 +262,9 @@ test('failures: wrong token, unknown function, compile error, usage, no server',
   assert.match(run.stderr, /UNAUTHORIZED/);
 
   assert.match(await fails(['describe', 'nope']), /NOT_FOUND/);
-  assert.match(await fails(['invoke', 'nope']), /NOT_FOUND/);
+  const missing = await cli(['invoke', 'nope']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /^koa-faas: FUNCTION_NOT_FOUND: .+\n$/);
 
   await fs.writeFile(
     path.join(cwd, 'broken.js'),
