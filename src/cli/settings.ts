@@ -23,7 +23,7 @@ export interface GlobalOptions {
   json?: boolean;
 }
 
-/** Where the resolved target came from: one server URL and, maybe, a token. */
+/** What a command works with: the server's URL (no trailing slash), the token if any, `--json`. */
 export interface Settings {
   url: string;
   token?: string;
