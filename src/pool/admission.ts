@@ -41,6 +41,17 @@ export interface AdmissionOptions {
   logger: Logger;
 }
 
+/**
+ * When a silent worker is killed (performance.now() ms): once it has been silent as long as the
+ * longest timeout among its invocations, the same arithmetic as a job's execDeadline, so the
+ * two agree to the last bit.
+ */
+function killDue(worker: PoolWorker): number {
+  let longest = 0;
+  for (const job of worker.runningScripts) longest = Math.max(longest, job.timeoutMs);
+  return worker.lastHeard + longest + OVERDUE_MARGIN_MS;
+}
+
 /** What admission reads of the lanes, and how its sweep stops a worker. */
 export interface AdmissionHooks {
   /** The shared lane's queue, for the bulkheads. */
@@ -216,10 +227,21 @@ export class Admission {
         this.fail(job, overloaded(this.notFreeMessage(job)));
       } else if (judge && now > job.execDeadline) {
         // The worker answers its own deadlines; it did not, so its loop is busy or blocked.
-        const blocked = job.worker && now - job.worker.lastHeard > OVERDUE_MARGIN_MS;
+        const worker = job.worker;
+        const blocked = worker && now - worker.lastHeard > OVERDUE_MARGIN_MS;
         // Blocked, maybe by another invocation: who is known when the worker is heard again (the
-        // runner names the blocker) or killed (its suspects run alone). Bounded: twice its time.
+        // runner names the blocker) or killed (its suspects run alone). Bounded: twice its time,
+        // or three times when the worker's own kill (below, once it has been silent past its
+        // longest timeout) comes by then, or as long as a worker being killed takes to go (the
+        // safety deadline bounds both): its death rules answer better than a 504 that cannot name
+        // the blocker (an effect: 502; none: it runs again alone).
         if (blocked && now < job.execDeadline + job.timeoutMs) continue;
+        if (
+          blocked &&
+          (worker.state !== 'healthy' || killDue(worker) <= job.execDeadline + 2 * job.timeoutMs)
+        ) {
+          continue;
+        }
         const why = blocked ? `: ${BLOCKED_BY_SOMEONE}` : '';
         this.fail(job, new FunctionTimeoutError(timeoutMessage(job) + why));
       }
@@ -228,9 +250,7 @@ export class Admission {
     for (const worker of workers) {
       // The same arithmetic as a job's execDeadline, so the two agree to the last bit. A worker
       // may be silent as long as the longest timeout among its invocations.
-      let longest = 0;
-      for (const job of worker.runningScripts) longest = Math.max(longest, job.timeoutMs);
-      const silent = now > worker.lastHeard + longest + OVERDUE_MARGIN_MS;
+      const silent = now > killDue(worker);
       if (judge && silent && worker.state === 'healthy' && worker.runningScripts.length > 0) {
         this.opts.logger.warn('worker blocked past the timeout; killing it', {
           pid: worker.process.pid,
