@@ -22,6 +22,12 @@ export interface Config {
   readonly workers: number;
   /** Request body limit in bytes. */
   readonly maxBodyBytes: number;
+  /** Body limit of a deploy (`PUT /_/functions/<name>`), bytes: a bundle with its source map. */
+  readonly maxDeployBytes: number;
+  /** The largest bundle (a package, or a file that imports packages), bytes (docs/spec.md §2). */
+  readonly maxBundleBytes: number;
+  /** The longest a version's top-level code may run when it loads, ms (docs/spec.md §2). */
+  readonly maxStartupMs: number;
   /** Value of Access-Control-Allow-Origin. */
   readonly corsOrigin: string;
   /** Bearer token for the admin API's writing routes; undefined disables them. */
@@ -198,6 +204,9 @@ export function loadConfig(
     maxTimeoutMs,
     workers,
     maxBodyBytes: parseSize('MAX_BODY', read(env, 'MAX_BODY') ?? '1mb'),
+    maxDeployBytes: parseSize('MAX_DEPLOY_BODY', read(env, 'MAX_DEPLOY_BODY') ?? '16mb'),
+    maxBundleBytes: parseSize('MAX_BUNDLE_BYTES', read(env, 'MAX_BUNDLE_BYTES') ?? '5mb'),
+    maxStartupMs: integer(env, 'MAX_STARTUP_MS', 1000, 10, 60_000),
     corsOrigin,
     adminToken,
     isolation: oneOf(env, 'FUNCTION_ISOLATION', ['warm', 'fresh'] as const, 'warm'),

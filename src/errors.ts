@@ -75,11 +75,17 @@ export class FunctionCompileError extends FaasError {
   /** 1-based position in the function's own file, when known. */
   readonly line?: number;
   readonly column?: number;
+  /**
+   * The file the position is in, relative to the function's folder (a package's module, e.g.
+   * `lib/parse.ts`), when it is not the function's entry file.
+   */
+  readonly file?: string;
 
-  constructor(message: string, position: { line?: number; column?: number } = {}) {
+  constructor(message: string, position: { line?: number; column?: number; file?: string } = {}) {
     super(message);
     this.line = position.line;
     this.column = position.column;
+    if (position.file !== undefined) this.file = position.file;
   }
 }
 
@@ -227,7 +233,14 @@ export class ConfigError extends Error {
 }
 
 export interface ErrorBody {
-  error: { code: string; message: string; type?: string; line?: number; column?: number };
+  error: {
+    code: string;
+    message: string;
+    type?: string;
+    file?: string;
+    line?: number;
+    column?: number;
+  };
   requestId: string;
 }
 
@@ -240,6 +253,7 @@ export function toErrorBody(err: unknown, requestId: string): { status: number; 
     const error: ErrorBody['error'] = { code: err.code, message: err.message };
     if (err instanceof FunctionError) error.type = err.type;
     if (err instanceof FunctionCompileError) {
+      if (err.file !== undefined) error.file = err.file;
       if (err.line !== undefined) error.line = err.line;
       if (err.column !== undefined) error.column = err.column;
     }

@@ -81,6 +81,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     limits: { maxTimeoutMs: config.maxTimeoutMs },
     // Each new version is loaded once on a worker (kept warm there), which reports its config.
     load: loadOnPool(pool),
+    maxBundleBytes: config.maxBundleBytes,
   });
   const records = serverRecords({ ...config, logger });
   const metrics = new Metrics(() => pool.stats());
@@ -107,7 +108,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
   app.use(errorBoundary(logger, recordRequests(metrics, records.log), lingered));
   app.use(drain.gate);
   app.use(cors(config.corsOrigin, functionCors(store)));
-  app.use(body(config.maxBodyBytes));
+  app.use(body(config));
   app.use(
     adminRoutes({
       ...config, // ADMIN_TOKEN, METRICS_AUTH

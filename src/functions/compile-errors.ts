@@ -16,6 +16,37 @@ export interface Position {
   column?: number;
 }
 
+/**
+ * Why bundle.ts refused an import (the `detail` of its esbuild error): `builtin` a Node built-in
+ * with no stand-in, `native` an addon, `type` a file no loader reads, `missing` a package not
+ * installed, `missing-file` a file that is not there, `relative` a file import in a single-file
+ * function, `outside` a path out of the function's folder, `unavailable` `require.resolve`.
+ */
+export interface Refusal {
+  kind:
+    | 'builtin'
+    | 'native'
+    | 'type'
+    | 'missing'
+    | 'missing-file'
+    | 'relative'
+    | 'outside'
+    | 'unavailable';
+  /** What esbuild says, or what is refused (`node:fs`, `a .css file`). */
+  reason: string;
+  /** The specifier as written: `fs`, `./x`, `zod`. */
+  spec: string;
+  importKind: string;
+  /** The files that led to the import, the entry first, the importing file last. */
+  chain: string[];
+  builtin?: string;
+  /** What to do, for a missing package. */
+  hint?: string;
+}
+
+/** The built-ins with a stand-in (bundle.ts STAND_INS), for refusals; kept in step by a test. */
+export const STAND_IN_NAMES = 'assert, buffer, events, path, process, string_decoder, url, util';
+
 /** ` (line L, column C)`, or as much of it as is known. */
 export function at(position: Position): string {
   if (!position.line) return '';
@@ -77,7 +108,8 @@ function importShown(message: Message): string {
   if (!location) return 'import';
   const bytes = Buffer.from(location.lineText, 'utf8');
   const written = bytes.subarray(location.column, location.column + location.length).toString();
-  const kind = (message.detail as { kind?: string } | undefined)?.kind;
+  const detail = message.detail as { kind?: string; refusal?: Refusal } | undefined;
+  const kind = detail?.kind ?? detail?.refusal?.importKind;
   if (kind === 'dynamic-import') return `import(${written})`;
   if (kind === 'require-call') return `require(${written})`;
   if (kind === 'require-resolve') return `require.resolve(${written})`;
@@ -99,6 +131,11 @@ export function isImportError(message: Message): boolean {
   );
 }
 
+/** Whether an esbuild message is about `require(x)` / `import(x)` with a computed name. */
+function isComputedImport(message: Message): boolean {
+  return message.id === 'unsupported-dynamic-import' || message.id === 'unsupported-require-call';
+}
+
 /** Whether an import refusal is about `require(…)` / `require.resolve(…)` rather than an import. */
 function isRequire(message: Message): boolean {
   const kind = (message.detail as { kind?: string } | undefined)?.kind;
@@ -109,28 +146,73 @@ function isRequire(message: Message): boolean {
   );
 }
 
-/** What to do instead of an import, after the refusal. */
-const ONE_FILE = 'a function is one file without packages: put the code it needs in it';
+function refusalOf(message: Message): Refusal | undefined {
+  return (message.detail as { refusal?: Refusal } | undefined)?.refusal;
+}
 
-/** The first of esbuild's errors (by position) as a compile error that says what to do. */
-function fromEsbuild(errors: Message[], file: string): EsbuildError {
+/** What a refusal says, after `file: ` (`shown`: the import as written, `where`: its position). */
+function refusalText(refusal: Refusal, shown: string, where: string, more: string): string {
+  const chain = `import chain: ${refusal.chain.join(' → ')}`;
+  switch (refusal.kind) {
+    case 'builtin':
+      return (
+        `node:${refusal.builtin} is not available in functions: \`${shown}\`${where}; ` +
+        `${chain} → node:${refusal.builtin}; stand-ins exist only for ${STAND_IN_NAMES}`
+      );
+    case 'native':
+      return `native addons are not available in functions: \`${shown}\`${where}; ${chain} → ${refusal.spec}`;
+    case 'type':
+      return `${refusal.reason} cannot be imported in a function: \`${shown}\`${where}; ${chain}`;
+    case 'missing':
+      return `${refusal.reason}: \`${shown}\`${where}${more}; ${refusal.hint ?? ''}`;
+    case 'missing-file':
+      return `${refusal.reason}: \`${shown}\`${where}`;
+    case 'relative':
+      return (
+        `imports of other files are not available in a single-file function: \`${shown}\`${where}${more}; ` +
+        'make the function a package folder (a folder with a package.json, docs/packages.md) to split it into files'
+      );
+    case 'outside':
+      return `\`${shown}\` leads outside the function's folder${where}`;
+    case 'unavailable':
+      return `${refusal.reason}: \`${shown}\`${where}`;
+  }
+}
+
+/**
+ * The first of esbuild's errors (by position) as a compile error that says what to do.
+ * `otherFile(message)`: the name of the file a message is about when it is not the function's
+ * entry file (a package's module), else undefined.
+ */
+function fromEsbuild(
+  errors: Message[],
+  file: string,
+  otherFile: (message: Message) => string | undefined = () => undefined,
+): EsbuildError {
   const sorted = [...errors].sort(
     (a, b) =>
       (a.location?.line ?? 0) - (b.location?.line ?? 0) ||
       (a.location?.column ?? 0) - (b.location?.column ?? 0),
   );
-  const first = sorted[0];
-  const position = positionOf(first);
-  const where = at(position);
+  // The function's own entry file first: what the user wrote comes before what packages do.
+  const first = sorted.find((message) => !otherFile(message)) ?? sorted[0];
+  const other = otherFile(first);
+  const position: Position & { file?: string } = positionOf(first);
+  if (other !== undefined) position.file = other;
+  const where =
+    other === undefined
+      ? at(position)
+      : ` (${other}${position.line ? `${at(position).slice(2, -1).replace(/^/, ' ')}` : ''})`;
   let text: string;
   let syntax = false;
-  if (isImportError(first)) {
-    const more = sorted.filter(isImportError).length - 1;
+  const refusal = refusalOf(first);
+  if (refusal) {
+    const same = sorted.filter((m) => refusalOf(m)?.kind === refusal.kind).length - 1;
+    text = refusalText(refusal, importShown(first), where, same > 0 ? `, and ${same} more` : '');
+  } else if (isComputedImport(first)) {
     text =
-      `${isRequire(first) ? 'require is' : 'imports are'} not available in functions: ` +
-      `\`${importShown(first)}\`${where}` +
-      (more > 0 ? `, and ${more} more` : '') +
-      `; ${ONE_FILE}`;
+      `${isRequire(first) ? 'require' : 'import()'} with a computed name is not available in functions: ` +
+      `\`${importShown(first)}\`${where}; name the package in a string`;
   } else if (first.text.startsWith('Top-level await')) {
     text = `top-level await is not available in functions (a function file runs as a script): await inside the function${where}`;
   } else if (first.id === 'empty-import-meta') {
@@ -172,8 +254,9 @@ export function compileError(
   errors: Message[],
   file: string,
   v8?: { message: string; position: Position },
+  otherFile?: (message: Message) => string | undefined,
 ): FunctionCompileError {
-  const fromBuild = fromEsbuild(errors, file);
+  const fromBuild = fromEsbuild(errors, file, otherFile);
   if (
     v8 &&
     !later(fromBuild.error, v8.position) &&

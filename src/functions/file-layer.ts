@@ -1,6 +1,7 @@
 /**
  * The file layer: the function files in FUNCTIONS_DIR, as the store reads and writes them. It
- * finds a name's file (never following a symlink out of the folder), reads a file whole (again
+ * finds a name's file or package folder (never following a symlink out of the folder; never a
+ * file inside a package or a node_modules folder), reads a file whole (again
  * when it changed while being read), writes a deploy atomically (a temp file linked or renamed
  * into place, its folders created one by one and watched at once), deletes a file, and lists
  * every function file in the folder tree. It caches nothing: the store (function-store.ts)
@@ -12,7 +13,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { FunctionCompileError, InvalidFunctionNameError } from '../errors';
 import type { Logger } from '../observe/logger';
-import { EXTENSIONS, nameOfFile } from './folder-index';
+import { EXTENSIONS, MODULES_FOLDER, PACKAGE_FILE, nameOfFile } from './folder-index';
 import type { FolderIndex } from './folder-index';
 import { MAX_SEGMENTS, SEGMENT } from './function-source';
 import { notFound } from './function-version';
@@ -20,12 +21,19 @@ import type { Language } from './function-version';
 
 export const MAX_SOURCE_BYTES = 5 * 1024 * 1024;
 
-/** The file that serves a name. */
+/** The file (or package folder) that serves a name. */
 export interface FoundFile {
+  /** The file's real path, or the package folder's. */
   realPath: string;
+  /** The file's language (a package's entry decides its own). */
   language: Language;
-  /** Whether the name has a file in both languages (`realPath` is then the `.js` one). */
-  both: boolean;
+  /** Whether it is a package folder (docs/spec.md §2 "Packages"). */
+  package: boolean;
+  /**
+   * Set when the name has more than one: a file in both languages, or a file and a package
+   * folder (`realPath` is then the `.js` file, or the one file).
+   */
+  conflict?: string;
 }
 
 /** A function file as read whole. */
@@ -73,6 +81,12 @@ export class FileLayer {
    *   only when it stays inside).
    */
   async find(name: string): Promise<FoundFile | undefined> {
+    const segments = name.split('/');
+    if (segments.includes(MODULES_FOLDER)) return undefined;
+    // A file inside a package is a module of it, never a function.
+    for (let count = 1; count < segments.length; count++) {
+      if (await this.isPackage(segments.slice(0, count).join('/'))) return undefined;
+    }
     const found: { realPath: string; language: Language }[] = [];
     for (const language of ['js', 'ts'] as const) {
       try {
@@ -81,13 +95,31 @@ export class FileLayer {
         if (!isMissing(err)) throw err;
       }
     }
-    if (found.length === 0) return undefined;
-    const [{ realPath, language }] = found;
+    const folder = (await this.isPackage(name))
+      ? await fsp.realpath(path.join(this.root, ...segments))
+      : undefined;
+    if (found.length === 0 && folder === undefined) return undefined;
+    const [{ realPath, language }] =
+      found.length > 0 ? found : [{ realPath: folder as string, language: 'js' as const }];
     if (!realPath.startsWith(this.root + path.sep)) {
       this.logger.warn('function file leads outside the functions folder; ignored', { fn: name });
       throw notFound(name);
     }
-    return { realPath, language, both: found.length > 1 };
+    let conflict: string | undefined;
+    if (found.length > 1) conflict = `both ${name}.js and ${name}.ts exist: remove one of them`;
+    else if (found.length === 1 && folder !== undefined) {
+      conflict = `both ${name}.${language} and the package folder ${name}/ exist: remove one of them`;
+    }
+    return { realPath, language, package: found.length === 0, conflict };
+  }
+
+  /** Whether the folder of `name` holds a package.json (a package function). */
+  async isPackage(name: string): Promise<boolean> {
+    try {
+      return (await fsp.stat(path.join(this.root, ...name.split('/'), PACKAGE_FILE))).isFile();
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -137,8 +169,9 @@ export class FileLayer {
     }
   }
 
-  /** Whether FUNCTIONS_DIR holds a file for `name` (in either language). */
+  /** Whether FUNCTIONS_DIR holds a file for `name` (in either language) or a package folder. */
   async has(name: string): Promise<boolean> {
+    if (await this.isPackage(name)) return true;
     for (const language of EXTENSIONS) {
       try {
         await fsp.access(this.pathOf(name, language.slice(1) as Language));
@@ -220,6 +253,16 @@ export class FileLayer {
     await fsp.rm(path.join(this.root, file));
   }
 
+  /**
+   * Deletes a package function's folder, `name` relative to FUNCTIONS_DIR, with everything in
+   * it (its node_modules too). A symlink in it is removed, never followed.
+   */
+  async removePackage(name: string): Promise<void> {
+    const dir = path.join(this.root, ...name.split('/'));
+    if (!(await fsp.realpath(dir)).startsWith(this.root + path.sep)) throw notFound(name);
+    await fsp.rm(dir, { recursive: true });
+  }
+
   /** The name of every function file in the folder tree (at most MAX_SEGMENTS deep). */
   async names(): Promise<Set<string>> {
     const names = new Set<string>();
@@ -228,8 +271,11 @@ export class FileLayer {
       const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
       for (const item of entries) {
         const name = nameOfFile(item.name);
-        if (item.isDirectory() && SEGMENT.test(item.name)) {
-          await walk(path.join(dir, item.name), [...prefix, item.name], depth + 1);
+        if (item.isDirectory() && SEGMENT.test(item.name) && item.name !== MODULES_FOLDER) {
+          const folder = [...prefix, item.name].join('/');
+          // A package is one function: its files are its modules.
+          if (await this.isPackage(folder)) names.add(folder);
+          else await walk(path.join(dir, item.name), [...prefix, item.name], depth + 1);
         } else if (name !== undefined) {
           names.add([...prefix, name].join('/'));
         }

@@ -6,6 +6,10 @@
  * unknown names or sub-paths never reaches the disk. Past MAX_WATCHED_DIRS folders, or when a
  * folder cannot be watched, the index is no longer trusted and every name may exist.
  *
+ * A folder holding a `package.json` is one function, a package (docs/spec.md §2 "Packages"): its
+ * name is in its parent's names, and a change anywhere in it is a change of that function. No
+ * `node_modules` folder is watched (an install rewrites the lockfile, which is).
+ *
  * Each change event is passed on (see FolderChange): the store drops what it cached for it.
  */
 import fs from 'node:fs';
@@ -15,6 +19,10 @@ import { MAX_SEGMENTS, SEGMENT } from './function-source';
 
 /** Function files are `<name>.js` or `<name>.ts`. */
 export const EXTENSIONS = ['.js', '.ts'] as const;
+/** A folder holding this file is a package function. */
+export const PACKAGE_FILE = 'package.json';
+/** Never a function, never watched: a package's dependencies. */
+export const MODULES_FOLDER = 'node_modules';
 const MAX_WATCHED_DIRS = 1000;
 
 /**
@@ -37,6 +45,8 @@ export class FolderIndex {
   private readonly names = new Map<string, Set<string>>();
   /** Whether every folder is watched (else the index is not trusted, and look-ups go to disk). */
   private watchingAll = true;
+  /** The watched folders that hold a package.json (package functions), relative to the root. */
+  private readonly packages = new Set<string>();
 
   constructor(logger: Logger, onChange: FolderChange) {
     this.logger = logger;
@@ -54,8 +64,21 @@ export class FolderIndex {
     this.watchers.clear();
   }
 
+  /**
+   * The package function that `entry` (a path relative to the root) is in or is: the innermost
+   * watched folder holding a package.json among it and its parents; undefined when none.
+   */
+  packageOf(entry: string): string | undefined {
+    for (let at = entry; at !== ''; at = parentOf(at)) {
+      if (this.packages.has(at)) return at;
+    }
+    return undefined;
+  }
+
   /** False when the index says `name` cannot exist; true when it may. */
   mayHold(name: string): boolean {
+    // A package's own files are modules of it, never functions (nor are its dependencies).
+    if (this.packageOf(parentOf(name)) !== undefined) return false;
     if (!this.watchingAll) return true;
     return this.names.get(parentOf(name))?.has(baseOf(name)) ?? false;
   }
@@ -107,7 +130,8 @@ export class FolderIndex {
     for (const entry of entries) {
       const name = nameOfFile(entry.name);
       if (name !== undefined) names.add(name);
-      if (entry.isDirectory() && SEGMENT.test(entry.name)) {
+      if (entry.name === PACKAGE_FILE) this.notePackage(rel, true);
+      if (entry.isDirectory() && SEGMENT.test(entry.name) && entry.name !== MODULES_FOLDER) {
         this.watch(rel ? `${rel}/${entry.name}` : entry.name, depth + 1);
       }
     }
@@ -119,18 +143,36 @@ export class FolderIndex {
         watcher.close();
         this.watchers.delete(key);
         this.names.delete(key);
+        this.packages.delete(key);
       }
+    }
+  }
+
+  /** Notes whether the folder `rel` holds a package.json now (its name is a function then). */
+  private notePackage(rel: string, holds: boolean): void {
+    if (rel === '') return;
+    if (holds) {
+      this.packages.add(rel);
+      this.names.get(parentOf(rel))?.add(baseOf(rel));
+    } else {
+      this.packages.delete(rel);
     }
   }
 
   private changed(rel: string, file: string | Buffer | null): void {
     if (file === null) return this.onChange(undefined, true);
     const entry = rel ? `${rel}/${String(file)}` : String(file);
+    if (String(file) === PACKAGE_FILE) {
+      this.notePackage(rel, fs.existsSync(path.join(this.root, entry)));
+    }
+    // A change anywhere in a package is a change of that function.
+    const inPackage = this.packageOf(rel);
+    if (inPackage !== undefined) this.onChange(inPackage, true);
     const name = nameOfFile(entry) ?? entry;
     if (name !== entry) this.names.get(rel)?.add(path.basename(name));
     // A function file, or a folder (a temp file of a deploy is neither).
-    this.onChange(name, name !== entry || SEGMENT.test(String(file)));
-    if (name !== entry || !SEGMENT.test(String(file))) return;
+    this.onChange(name, inPackage === undefined && (name !== entry || SEGMENT.test(String(file))));
+    if (name !== entry || !SEGMENT.test(String(file)) || String(file) === MODULES_FOLDER) return;
     // A folder appeared (watch it) or went (stop watching it).
     fs.lstat(path.join(this.root, entry), (err, stat) => {
       if (!err && stat.isDirectory()) this.watch(entry, entry.split('/').length);

@@ -13,6 +13,10 @@
  * second later. Names the folder index rules out, and names just found missing, cost no file
  * system call at all.
  *
+ * A folder holding a package.json is one function, a package (docs/spec.md §2 "Packages"),
+ * bundled with its dependencies when its version is read; a change anywhere in its folder drops
+ * it, and the once-a-second check stats every file of its bundle (and its lockfile).
+ *
  * A version is ready to run once compiled and loaded once on a worker (version-entry.ts).
  */
 import { FunctionCompileError, FunctionNotFoundError, FunctionReadOnlyError } from '../errors';
@@ -31,7 +35,8 @@ import type {
   VersionLoader,
 } from './function-version';
 import type { DeployedFunction, SharedFunctions } from './shared-functions';
-import { compileEntry, loadEntry } from './version-entry';
+import { stampsUnchanged } from './bundle';
+import { compileEntry, compilePackageEntry, loadEntry } from './version-entry';
 import type { Entry } from './version-entry';
 
 // The names other modules import from here, wherever they now live.
@@ -63,6 +68,8 @@ export interface StoreOptions {
   load?: VersionLoader;
   /** With REDIS_URL: the functions deployed through the API, shared by every replica. */
   shared?: SharedFunctions;
+  /** MAX_BUNDLE_BYTES: the largest bundle of a package (or of a file that imports). */
+  maxBundleBytes?: number;
 }
 
 export class FunctionStore {
@@ -71,6 +78,7 @@ export class FunctionStore {
   private readonly limits: ConfigLimits;
   private readonly loader?: VersionLoader;
   private readonly shared?: SharedFunctions;
+  private readonly maxBundleBytes?: number;
   private unsubscribeShared?: () => void;
   /** Which names may have a file, kept by watching the folder (see folder-index.ts). */
   private readonly folders: FolderIndex;
@@ -95,6 +103,7 @@ export class FunctionStore {
     this.limits = options.limits ?? { maxTimeoutMs: 60_000 };
     this.loader = options.load;
     this.shared = options.shared;
+    this.maxBundleBytes = options.maxBundleBytes;
     this.folders = new FolderIndex(this.logger, (name, announce) =>
       this.fileChanged(name, announce),
     );
@@ -141,6 +150,16 @@ export class FunctionStore {
       if (key === name || key.startsWith(`${name}/`)) this.cache.delete(key);
     }
     if (announce) this.notify(name);
+  }
+
+  /** How the store compiles: imports resolve in FUNCTIONS_DIR/node_modules. */
+  private get compileOptions(): { functionsDir: string; maxBundleBytes?: number } {
+    return { functionsDir: this.files.root, maxBundleBytes: this.maxBundleBytes };
+  }
+
+  /** The root of FUNCTIONS_DIR's real path (for compiling what is deployed). */
+  get functionsDir(): string {
+    return this.files.root;
   }
 
   /** A deploy or delete in the shared layer (on any replica): the next look-up reads it. */
@@ -286,12 +305,30 @@ export class FunctionStore {
       this.rememberMiss(name, changes);
       throw notFound(name);
     }
-    const entry = await this.loadFile(name, found.language, found.realPath, cached, changes);
-    if (found.both && !entry.fn.compileError) {
-      entry.fn.compileError = new FunctionCompileError(
-        `both ${name}.js and ${name}.ts exist: remove one of them`,
-      );
+    const entry = found.package
+      ? await this.loadPackage(name, found.realPath, cached, changes)
+      : await this.loadFile(name, found.language, found.realPath, cached, changes);
+    if (found.conflict && !entry.fn.compileError) {
+      entry.fn.compileError = new FunctionCompileError(found.conflict);
     }
+    return entry;
+  }
+
+  /** A package's version: the cached one while no file of its bundle changed, else bundled again. */
+  private async loadPackage(
+    name: string,
+    realPath: string,
+    cached: Entry | undefined,
+    changes: number,
+  ): Promise<Entry> {
+    if (cached && cached.realPath === realPath && cached.stamps) {
+      if (await stampsUnchanged(cached.stamps)) {
+        cached.checkedAt = Date.now();
+        return cached;
+      }
+    }
+    const entry = await compilePackageEntry(name, realPath, Date.now(), this.compileOptions);
+    if (changes === this.changes) this.cache.set(name, entry);
     return entry;
   }
 
@@ -307,7 +344,8 @@ export class FunctionStore {
       cached.realPath === '' &&
       cached.fn.file === file &&
       cached.mtimeMs === deployed.modified &&
-      cached.fn.version === deployed.version
+      cached.sourceVersion === deployed.version &&
+      (!cached.stamps || (await stampsUnchanged(cached.stamps)))
     ) {
       cached.checkedAt = Date.now();
       return cached;
@@ -321,6 +359,8 @@ export class FunctionStore {
       { size: deployed.bytes, mtimeMs: deployed.modified, ino: -1 },
       checkedAt,
       'shared',
+      undefined,
+      this.compileOptions,
     );
     if (changes === this.changes) this.cache.set(deployed.name, entry);
     return entry;
@@ -340,7 +380,8 @@ export class FunctionStore {
       cached.realPath === realPath &&
       cached.ino === stat.ino &&
       cached.fn.bytes === stat.size &&
-      cached.mtimeMs === stat.mtimeMs
+      cached.mtimeMs === stat.mtimeMs &&
+      (!cached.stamps || (await stampsUnchanged(cached.stamps)))
     ) {
       cached.checkedAt = Date.now();
       return cached;
@@ -354,6 +395,7 @@ export class FunctionStore {
       read.checkedAt,
       'file',
       read.tooLarge,
+      this.compileOptions,
     );
     if (changes === this.changes) this.cache.set(name, entry);
     return entry;
@@ -371,6 +413,11 @@ export class FunctionStore {
     language: Language = 'js',
   ): Promise<{ created: boolean }> {
     if (!this.shared) {
+      if (await this.files.isPackage(name)) {
+        throw new FunctionReadOnlyError(
+          `function '${name}' is a package folder in FUNCTIONS_DIR: edit its files, or delete it first`,
+        );
+      }
       const written = await this.files.write(name, source, language);
       this.invalidate(name);
       return written;
@@ -402,7 +449,8 @@ export class FunctionStore {
       throw notFound(name);
     }
     const { fn } = await this.entry(name);
-    await this.files.remove(fn.file);
+    if (fn.file.startsWith(`${name}/`)) await this.files.removePackage(name);
+    else await this.files.remove(fn.file);
     this.invalidate(name);
   }
 

@@ -9,6 +9,7 @@
 import { FunctionNotFoundError } from '../errors';
 import type { FunctionCompileError } from '../errors';
 import type { FunctionConfig } from './function-config';
+import type { BundleInfo, PackageInfo } from './bundle';
 import type { CompiledFunction } from './transform';
 
 /** The language of a function file, and its extension. */
@@ -50,10 +51,13 @@ export interface FunctionInfo {
   modified: string;
   status: 'ok' | 'compile_error';
   error?: string;
+  errorFile?: string;
   line?: number;
   column?: number;
   config: FunctionConfig;
   layer: Layer;
+  package?: PackageInfo;
+  bundle?: BundleInfo;
 }
 
 /** What the admin API shows of a version (no source). */
@@ -67,8 +71,11 @@ export function functionInfo(fn: FunctionVersion): FunctionInfo {
     modified: fn.modified.toISOString(),
     status: error ? 'compile_error' : 'ok',
     ...(error ? { error: error.message, line: error.line, column: error.column } : {}),
+    ...(error?.file !== undefined ? { errorFile: error.file } : {}),
     config: fn.config,
     layer: fn.layer,
+    ...(fn.compiled?.package ? { package: fn.compiled.package } : {}),
+    ...(fn.compiled?.bundle ? { bundle: fn.compiled.bundle } : {}),
   };
 }
 

@@ -264,9 +264,26 @@ function parseForm(bytes: Buffer, charset: string): Record<string, string | stri
  * not what its Content-Encoding or type says, or is nested too deeply → 400 INVALID_BODY; an
  * unknown Content-Encoding or charset → 415 UNSUPPORTED_MEDIA_TYPE.
  */
-export function body(limit: number): Middleware {
+export function body(limits: BodyLimits): Middleware {
   // Not an async function: a request without a body (most GETs) passes with no promise made here.
-  return (ctx: Context, next: Next) => (hasBody(ctx) ? read(ctx, next, limit) : next());
+  return (ctx: Context, next: Next) =>
+    hasBody(ctx) ? read(ctx, next, bodyLimit(limits, ctx.method, ctx.path)) : next();
+}
+
+/** MAX_BODY, and MAX_DEPLOY_BODY for a deploy (a bundle and its source map are larger). */
+export interface BodyLimits {
+  maxBodyBytes: number;
+  maxDeployBytes: number;
+}
+
+/**
+ * The body limit of a request, bytes: MAX_DEPLOY_BODY for `PUT /_/functions/<name>` (docs/spec.md
+ * §6), else MAX_BODY. `path` as sent (the node server checks it before Koa parses it).
+ */
+export function bodyLimit(limits: BodyLimits, method: string | undefined, path: string): number {
+  return method === 'PUT' && path.startsWith('/_/functions/')
+    ? Math.max(limits.maxDeployBytes, limits.maxBodyBytes)
+    : limits.maxBodyBytes;
 }
 
 /** The body middleware for a request that has a body. */

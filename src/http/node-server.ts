@@ -13,6 +13,7 @@ import type { FaasError } from '../errors';
 import type { Logger } from '../observe/logger';
 import { requestIdFor, tooLarge } from './error-handler';
 import { isAdminPath, lockAdminAnswer, sandboxFunctionAnswer } from './function-sandbox';
+import { bodyLimit } from './body';
 import { lingerAfter } from './linger';
 import type { LingerObserver } from './linger';
 
@@ -21,6 +22,8 @@ export interface NodeServerOptions {
   timeoutMs: number;
   /** MAX_BODY_BYTES: an `Expect: 100-continue` upload declared larger is refused unsent. */
   maxBodyBytes: number;
+  /** MAX_DEPLOY_BODY, the same for a deploy (body.ts bodyLimit). */
+  maxDeployBytes: number;
   /** CORS_ORIGIN, sent on these answers as on every other. */
   corsOrigin: string;
   logger: Logger;
@@ -33,7 +36,7 @@ export function createNodeServer(
   handle: http.RequestListener,
   options: NodeServerOptions,
 ): http.Server {
-  const { corsOrigin, logger, lingered, maxBodyBytes } = options;
+  const { corsOrigin, logger, lingered } = options;
   // Node checks header and request timeouts every connectionsCheckingInterval (30 s by
   // default), which would let a slow client hold a connection three times headersTimeout.
   const server = http.createServer({ connectionsCheckingInterval: 1000 }, handle);
@@ -104,8 +107,9 @@ export function createNodeServer(
   // refuses it only after the client has sent it all. A chunked upload, whose size is not known
   // yet, gets `100 Continue` and the body parser's streaming limit, as without Expect.
   server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    if (Number(req.headers['content-length'] ?? 0) > maxBodyBytes) {
-      refuse(req, res, tooLarge(`request body is over ${maxBodyBytes} bytes`));
+    const limit = bodyLimit(options, req.method, (req.url ?? '').split('?')[0]);
+    if (Number(req.headers['content-length'] ?? 0) > limit) {
+      refuse(req, res, tooLarge(`request body is over ${limit} bytes`));
       return;
     }
     res.writeContinue();

@@ -106,9 +106,10 @@ export class PoolCore {
   }
 
   private spawn(lane: 'shared' | 'solo', slot = -1): Promise<PoolWorker> {
-    const { isolation, warmContexts, maxResultBytes, confinement, logger } = this.opts;
+    const { isolation, warmContexts, maxResultBytes, maxStartupMs, confinement, logger } =
+      this.opts;
     return spawnWorker<Job>(
-      { lane, slot, isolation, warmContexts, maxResultBytes, confinement, logger },
+      { lane, slot, isolation, warmContexts, maxResultBytes, maxStartupMs, confinement, logger },
       {
         closing: () => this.closing,
         onBatch: (worker, batch) => this.transport.onBatch(worker, batch),

@@ -39,6 +39,11 @@ export interface PoolOptions {
   confinement?: WorkerConfinement;
   /** Largest outcome a worker may send, bytes; larger ones become INVALID_RESULT there. */
   maxResultBytes?: number;
+  /**
+   * MAX_STARTUP_MS: the longest a version's top-level code may run when it is loaded (a check);
+   * longer is a compile error (docs/spec.md §2).
+   */
+  maxStartupMs?: number;
   /** Invocations that may wait for a worker; past it, OVERLOADED at once. */
   maxQueue?: number;
   /** Told when a worker dies outside a shutdown: timeout, unresponsive, memory or crash. */
@@ -82,6 +87,7 @@ export class SandboxPool {
       queueTimeoutMs: options.timeoutMs,
       onWorkerExit: () => undefined,
       maxResultBytes: 6 * 1024 * 1024,
+      maxStartupMs: 1000,
       maxQueue: 256,
       soloWorkers: Math.max(4, options.workers * 2),
       quarantineCleanRuns: 5,

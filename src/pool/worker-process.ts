@@ -48,6 +48,7 @@ export interface SpawnOptions {
   isolation: 'warm' | 'fresh';
   warmContexts: number;
   maxResultBytes: number;
+  maxStartupMs?: number;
   confinement?: WorkerConfinement;
   logger: Logger;
 }
@@ -104,9 +105,10 @@ export function spawnWorker<Job>(
   options: SpawnOptions,
   hooks: WorkerHooks<Job>,
 ): Promise<WorkerProcess<Job>> {
-  const { lane, slot, isolation, warmContexts, maxResultBytes, confinement, logger } = options;
+  const { lane, slot, isolation, warmContexts, maxResultBytes, maxStartupMs } = options;
+  const { confinement, logger } = options;
   // The lane is in argv only so that people (and the soak) can tell the processes apart.
-  const argv = JSON.stringify({ lane, isolation, warmContexts, maxResultBytes });
+  const argv = JSON.stringify({ lane, isolation, warmContexts, maxResultBytes, maxStartupMs });
   const child = fork(runnerFile, [argv], {
     env: {},
     serialization: 'advanced',

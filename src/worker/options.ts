@@ -9,6 +9,8 @@ export interface RunnerOptions {
   maxResultBytes: number;
   maxLogBytes: number;
   maxTimers: number;
+  /** The longest a version's top-level code may run when it is loaded, ms (docs/spec.md §2). */
+  maxStartupMs: number;
 }
 
 export const options: RunnerOptions = {
@@ -17,5 +19,6 @@ export const options: RunnerOptions = {
   maxResultBytes: 6 * 1024 * 1024,
   maxLogBytes: 64 * 1024,
   maxTimers: 1000,
+  maxStartupMs: 1000,
   ...(JSON.parse(process.argv[2] ?? '{}') as Partial<RunnerOptions>),
 };

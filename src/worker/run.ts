@@ -11,7 +11,7 @@ import type { Invocation } from './invocations';
 import { options } from './options';
 import { post } from './outbox';
 import { createSandbox, stoppedInSetup } from './shells';
-import type { Invoke } from './shells';
+import type { Invoke, Sandbox } from './shells';
 import { remember, versionOf } from './warm-set';
 import { Outcome } from '../pool/wire';
 import type { RunMessage } from '../pool/wire';
@@ -80,9 +80,11 @@ export function runBatch(jobs: RunMessage[], from = 0): void {
         // Stopped in our own setup, not in function code: a CPU-starved worker, no culprit.
         finish(inv, `${timedOut(job)} (its sandbox could not be set up in time)`, cold, startedAt);
       } else if (isTimeoutError(err)) {
-        // It held the loop from its start until the watchdog stopped it: it names itself.
+        // It held the loop from its start until the watchdog stopped it: it names itself. A
+        // check stopped there is a version whose top level never finishes: it does not load.
         noteBlock(inv, began);
-        finish(inv, timedOut(job), cold, startedAt, { blk: true });
+        const outcome = job.check ? Outcome.compile + slowStart(undefined) : timedOut(job);
+        finish(inv, outcome, cold, startedAt, { blk: true });
       } else {
         finish(inv, `${Outcome.invalid}the sandbox failed: ${String(err)}`, cold, startedAt);
       }
@@ -112,11 +114,25 @@ function begin(job: RunMessage): Running {
   return { job, inv, startedAt: performance.now(), began, deadline: began + job.ms, cold: false };
 }
 
-/** A check's outcome: the exported config as JSON (`null` for none), or why the file fails to load. */
-function loadOutcome(compileError: string | undefined, config: string | undefined): string {
-  return compileError === undefined
-    ? Outcome.json + (config ?? 'null')
-    : Outcome.compile + compileError;
+/**
+ * A check's outcome: the exported config as JSON (`null` for none), or why the file fails to
+ * load, which includes top-level code that ran longer than MAX_STARTUP_MS (docs/spec.md §2).
+ */
+function loadOutcome(sandbox: Sandbox): string {
+  const { compileError, config, startupMs = 0 } = sandbox;
+  if (compileError !== undefined) return Outcome.compile + compileError;
+  if (startupMs > options.maxStartupMs) return Outcome.compile + slowStart(Math.round(startupMs));
+  return Outcome.json + (config ?? 'null');
+}
+
+/** The compile error of a version whose top-level code ran too long when it loaded. */
+function slowStart(ms: number | undefined): string {
+  const ran = ms === undefined ? 'did not finish' : `ran for ${ms} ms`;
+  return JSON.stringify({
+    message:
+      `the file's top-level code ${ran} when it loaded; at most ${options.maxStartupMs} ms ` +
+      '(MAX_STARTUP_MS): do slow work inside the function, once, on its first call',
+  });
 }
 
 /** The synchronous part of one invocation; an async result is followed until its deadline. */
@@ -127,8 +143,7 @@ function runSync(running: Running): void {
     if (!version) return post({ t: 'miss', id: job.id });
     if (job.check && !job.keep) {
       // A deploy's check: a throwaway context, so the deployed version starts from a clean one.
-      const { compileError, config } = createSandbox(version.file, version.source);
-      return finish(inv, loadOutcome(compileError, config), true, startedAt);
+      return finish(inv, loadOutcome(createSandbox(version.file, version.source)), true, startedAt);
     }
     let sandbox = version.sandbox;
     if (!sandbox) {
@@ -141,8 +156,7 @@ function runSync(running: Running): void {
     }
     remember(job.v, version, running.cold);
     const { cold, deadline } = running;
-    if (job.check)
-      return finish(inv, loadOutcome(sandbox.compileError, sandbox.config), cold, startedAt);
+    if (job.check) return finish(inv, loadOutcome(sandbox), cold, startedAt);
     if (sandbox.compileError !== undefined) {
       return finish(inv, Outcome.compile + sandbox.compileError, cold, startedAt);
     }

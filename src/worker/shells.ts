@@ -22,6 +22,8 @@ export interface Sandbox {
   config?: string;
   /** Why the version yields no function (an Outcome.compile payload), when it does not. */
   compileError?: string;
+  /** How long the file's top-level code (and the load of what it yields) ran, ms. */
+  startupMs?: number;
 }
 
 /** A new vm2 context with our envelope and globals in it, no function code yet. */
@@ -133,6 +135,7 @@ export function createSandbox(file: string, source: string): Sandbox {
     return { compileError: compileErrorPayload(err) };
   }
   let completion: unknown;
+  const started = performance.now();
   try {
     completion = sandboxVm.run(script);
   } catch (err) {
@@ -141,7 +144,8 @@ export function createSandbox(file: string, source: string): Sandbox {
     return { compileError: compileErrorPayload(err, 'the file threw while loading') };
   }
   const loaded = load(completion, attachServices);
+  const startupMs = performance.now() - started;
   if (typeof loaded === 'string') return { compileError: JSON.stringify({ message: loaded }) };
   const [invoke, config] = loaded as [Invoke, string | undefined];
-  return { invoke, config };
+  return { invoke, config, startupMs };
 }

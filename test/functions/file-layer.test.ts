@@ -59,14 +59,19 @@ void describe('FileLayer', () => {
     assert.deepEqual(await files.find('hello'), {
       realPath: path.join(root, 'hello.js'),
       language: 'js',
-      both: false,
+      package: false,
+      conflict: undefined,
     });
     assert.deepEqual(await files.find('a/b'), {
       realPath: path.join(root, 'a', 'b.ts'),
       language: 'ts',
-      both: false,
+      package: false,
+      conflict: undefined,
     });
-    assert.equal((await files.find('twice'))?.both, true);
+    assert.equal(
+      (await files.find('twice'))?.conflict,
+      'both twice.js and twice.ts exist: remove one of them',
+    );
     assert.equal(await files.find('missing'), undefined);
   });
 

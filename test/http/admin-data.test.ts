@@ -27,7 +27,7 @@ before(async () => {
   stores = await createStores({ dataDir, kvMaxValue: 1024, kvMaxBytes: 64 * 1024 });
   const app = new Koa();
   app.use(errorBoundary(createLogger({ level: 'silent' })));
-  app.use(body(1024 * 1024));
+  app.use(body({ maxBodyBytes: 1024 * 1024, maxDeployBytes: 1024 * 1024 }));
   const router = new Router({ prefix: '/_' });
   dataRoutes(router, stores, requireToken(TOKEN));
   app.use(router.routes());

@@ -231,7 +231,7 @@ describe('with ADMIN_TOKEN set', () => {
       await assertOldServes();
     });
 
-    void test('a require in a CommonJS file is 422 at deploy, naming the call and its line', async () => {
+    void test('a require of a package not installed is 422 at deploy, naming the call and its line', async () => {
       const source =
         "// the seed said require('nothing') in a comment\n" +
         "const _ = require('lodash');\nmodule.exports = () => _.chunk([1, 2], 1);\n";
@@ -239,8 +239,8 @@ describe('with ADMIN_TOKEN set', () => {
       assertError(res, 422, 'FUNCTION_COMPILE_ERROR');
       assert.equal(
         res.body.error.message,
-        "keeper.js: require is not available in functions: `require('lodash')` (line 2, column 19); " +
-          'a function is one file without packages: put the code it needs in it',
+        "keeper.js: package 'lodash' is not installed: `require('lodash')` (line 2, column 19); " +
+          'run `npm install lodash` in FUNCTIONS_DIR, or make the function a package folder (docs/packages.md)',
       );
       assert.equal(res.body.error.line, 2, res.text);
       assert.equal(res.body.error.column, 19, res.text);
@@ -293,7 +293,7 @@ describe('with ADMIN_TOKEN set', () => {
       assertError(res, 500, 'FUNCTION_COMPILE_ERROR');
       assert.match(
         res.body.error.message,
-        /require is not available in functions: `require\('fs'\)` \(line 2, column 18\)/,
+        /node:fs is not available in functions: `require\('fs'\)` \(line 2, column 18\); import chain: requires-on-disk\.js → node:fs/,
       );
       assert.equal(res.body.error.line, 2);
     });

@@ -69,7 +69,7 @@ function bodyApp(limit: number): Koa {
   // not be written (a client that hung up), which Koa would print to stderr.
   app.on('error', () => undefined);
   app.use(errorBoundary(logger));
-  app.use(body(limit));
+  app.use(body({ maxBodyBytes: limit, maxDeployBytes: limit }));
   app.use((ctx) => {
     const parsed = (ctx.request as { body?: unknown }).body;
     const state = ctx.state as BodyState;

@@ -82,13 +82,13 @@ void describe('function forms', () => {
     const res = await t.request.get('/imports');
     assert.equal(res.status, 500);
     assert.equal(res.body.error.code, 'FUNCTION_COMPILE_ERROR');
-    assert.match(res.body.error.message, /imports are not available/);
+    assert.match(res.body.error.message, /node:crypto is not available in functions/);
     assert.equal(res.body.error.line, 3);
     const req = await t.request.get('/requires');
     assert.equal(req.status, 500);
     assert.match(
       req.body.error.message,
-      /require is not available in functions: `require\('fs'\)`/,
+      /node:fs is not available in functions: `require\('fs'\)`/,
     );
   });
 

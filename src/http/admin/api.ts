@@ -67,14 +67,43 @@ export interface FunctionInfo {
   status: 'ok' | 'compile_error';
   /** With `compile_error`: why, and where in the file when known. */
   error?: string;
+  /** With `compile_error` in another file of a package than its entry: that file. */
+  errorFile?: string;
   line?: number;
   column?: number;
   config: FunctionConfig;
   layer: Layer;
+  /** A package function's package.json: entry, name, version, declared dependencies. */
+  package?: PackageInfo;
+  /** For a bundle (a package, or a file that imports): its size and what it holds. */
+  bundle?: BundleInfo;
 }
 
 /** Why a version is quarantined (docs/spec.md §3): it runs alone until it has run clean. */
 export type FunctionQuarantine = Omit<QuarantineEntry, 'name' | 'version'>;
+
+/** A package function's package.json, as shown (bundle.ts PackageInfo). */
+export interface PackageInfo {
+  name?: string;
+  version?: string;
+  /** The entry file, relative to the folder: `index.ts`. */
+  entry: string;
+  /** Its `dependencies`, as declared. */
+  dependencies: Record<string, string>;
+}
+
+/** What a bundle is made of (bundle.ts BundleInfo). */
+export interface BundleInfo {
+  /** The script's size, bytes. */
+  bytes: number;
+  sourceMapBytes: number;
+  /** How many files it was made of. */
+  modules: number;
+  /** The npm packages bundled, with their installed versions. */
+  packages: Record<string, string>;
+  /** The built-ins bundled as stand-ins. */
+  standIns: string[];
+}
 
 /** One entry of `GET /_/functions`. */
 export interface FunctionListing extends FunctionInfo {
@@ -102,6 +131,9 @@ export interface DeployAnswer {
   version: string;
   bytes: number;
   config: FunctionConfig;
+  /** For a bundle (uploaded, or a file that imports packages): its size and what it holds. */
+  bundle?: BundleInfo;
+  package?: PackageInfo;
 }
 
 // ---- health: GET /_/health, GET /_/ready ----

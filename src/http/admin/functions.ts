@@ -32,23 +32,70 @@ function nameParam(ctx: Context): string {
 
 const TYPESCRIPT = /^(application|text)\/(x-)?typescript$/i;
 
+/** A deploy: the source to store, its language, and, for an uploaded bundle, its source map. */
+interface DeployBody {
+  source: string;
+  language: Language;
+}
+
+/** The largest source map an upload may carry, bytes of JSON. */
+const MAX_SOURCE_MAP_BYTES = 16 * 1024 * 1024;
+
+/**
+ * An uploaded bundle (docs/spec.md §6): its code with its source map inline, the one
+ * self-contained file that is stored (and shared by replicas) and run as it is (transform.ts).
+ * What the CLI says of the bundle (`bundle`, `package`) travels in the map as `x_koa_faas`.
+ * @throws InvalidBodyError when the map is not a source map.
+ */
+function withInlineMap(source: string, map: unknown, about: Record<string, unknown>): string {
+  const payload = map as { version?: unknown; sources?: unknown; mappings?: unknown };
+  if (
+    payload === null ||
+    typeof payload !== 'object' ||
+    payload.version !== 3 ||
+    !Array.isArray(payload.sources) ||
+    !payload.sources.every((s) => typeof s === 'string') ||
+    typeof payload.mappings !== 'string'
+  ) {
+    throw new InvalidBodyError(
+      'sourceMap must be a version 3 source map: {"version": 3, "sources": [...], "mappings": "..."}',
+    );
+  }
+  const json = JSON.stringify({ ...payload, sourcesContent: undefined, x_koa_faas: about });
+  if (json.length > MAX_SOURCE_MAP_BYTES) {
+    throw new InvalidBodyError(`sourceMap is over ${MAX_SOURCE_MAP_BYTES} bytes`);
+  }
+  const code = source.replace(/\n\/\/# sourceMappingURL=[^\n]*\s*$/, '').replace(/\n?$/, '\n');
+  return `${code}//# sourceMappingURL=data:application/json;base64,${Buffer.from(json).toString('base64')}\n`;
+}
+
 /**
  * The source of a deploy and its language: a JavaScript or text body (TypeScript with
- * `Content-Type: application/typescript`), or JSON `{ "source": "…", "language"?: "js" | "ts" }`.
+ * `Content-Type: application/typescript`), or JSON `{ "source": "…", "language"?: "js" | "ts" }`,
+ * or an uploaded bundle, JSON `{ "source": "…", "sourceMap": {…}, "bundle"?: {…}, "package"?: {…} }`
+ * (`koa-faas deploy <folder>` sends it).
  */
-function sourceFromBody(ctx: Context): { source: string; language: Language } {
+function sourceFromBody(ctx: Context): DeployBody {
   const body = (ctx.request as { body?: unknown }).body;
   if (typeof body === 'string') {
     const source = ctx.state.bodyIsBase64 ? Buffer.from(body, 'base64').toString('utf8') : body;
     return { source, language: TYPESCRIPT.test(ctx.request.type) ? 'ts' : 'js' };
   }
-  const { source, language = 'js' } = (body ?? {}) as { source?: unknown; language?: unknown };
+  const fields = (body ?? {}) as Record<string, unknown>;
+  const { source, language = 'js', sourceMap } = fields;
+  if (typeof source === 'string' && sourceMap !== undefined && language === 'js') {
+    const about: Record<string, unknown> = {};
+    if (fields.bundle && typeof fields.bundle === 'object') about.bundle = fields.bundle;
+    if (fields.package && typeof fields.package === 'object') about.package = fields.package;
+    return { source: withInlineMap(source, sourceMap, about), language: 'js' };
+  }
   if (typeof source === 'string' && (language === 'js' || language === 'ts')) {
     return { source, language };
   }
   throw new InvalidBodyError(
-    'send the source as the body (application/javascript, application/typescript or text/plain) ' +
-      'or as JSON {"source": "…", "language": "js" | "ts"}',
+    'send the source as the body (application/javascript, application/typescript or text/plain), ' +
+      'as JSON {"source": "…", "language": "js" | "ts"}, or a bundle as JSON ' +
+      '{"source": "…", "sourceMap": {…}} (language js)',
   );
 }
 
@@ -72,6 +119,8 @@ export interface FunctionSources {
   metrics: Metrics;
   /** Bounds for a deployed function's config (MAX_TIMEOUT_MS). */
   configLimits: ConfigLimits;
+  /** MAX_BUNDLE_BYTES, for a deployed file that imports packages. */
+  maxBundleBytes?: number;
 }
 
 /** Mounts /functions and /functions/<name> on the admin router. */
@@ -126,10 +175,13 @@ export function functionRoutes(router: Router, parts: FunctionSources, auth: Mid
     let config: FunctionConfig;
     let compiled: CompiledFunction | undefined;
     try {
-      compiled = await compileFunction(source, file);
+      compiled = await compileFunction(source, file, {
+        functionsDir: store.functionsDir,
+        maxBundleBytes: parts.maxBundleBytes,
+      });
       const checked = await pool.run({
         name,
-        version: versionOf(source, file),
+        version: compiled.version ?? versionOf(source, file),
         source: compiled.code,
         file: compiled.filename,
         eventJson: '',
@@ -142,8 +194,16 @@ export function functionRoutes(router: Router, parts: FunctionSources, auth: Mid
     }
     const { created } = await store.write(name, source, language);
     ctx.status = created ? 201 : 200;
-    const version = versionOf(source, file);
-    const answer: DeployAnswer = { name, file, version, bytes: Buffer.byteLength(source), config };
+    const version = compiled.version ?? versionOf(source, file);
+    const answer: DeployAnswer = {
+      name,
+      file,
+      version,
+      bytes: Buffer.byteLength(source),
+      config,
+      ...(compiled.bundle ? { bundle: compiled.bundle } : {}),
+      ...(compiled.package ? { package: compiled.package } : {}),
+    };
     ctx.body = answer;
   });
 

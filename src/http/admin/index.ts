@@ -36,6 +36,8 @@ export interface AdminParts {
   metricsAuth: boolean;
   /** Bounds for a deployed function's config (MAX_TIMEOUT_MS). */
   configLimits: ConfigLimits;
+  /** MAX_BUNDLE_BYTES, for a deployed file that imports packages. */
+  maxBundleBytes?: number;
   /** The KV and secret stores, for /_/kv and /_/secrets (data.ts). */
   data: DataStores;
   /** The async queue and the schedules, for /_/invocations and /_/schedules. */

@@ -1,0 +1,791 @@
+/**
+ * Bundling a function with what it imports (docs/spec.md §2 "Packages"), in the server when it
+ * loads a version and in the CLI before an upload: the same module, the same rules, the same
+ * errors. esbuild reads the function's files and the npm packages it imports and writes one
+ * self-contained script with a source map; the sandbox runs that script as it runs a single file.
+ *
+ * The rules, each enforced while esbuild resolves an import (so a refusal names the import's
+ * file, line and the chain of imports that led to it):
+ * - a package function (a folder with a package.json) imports its own files, and packages from
+ *   its own node_modules, then from FUNCTIONS_DIR/node_modules; a single-file function imports
+ *   packages from FUNCTIONS_DIR/node_modules only. Nothing resolves outside those folders (a
+ *   symlink out of them, `../`, an absolute path, the server's own node_modules);
+ * - a Node built-in is either one of STAND_INS (a pure-JS npm package of the server's bundled in
+ *   its place) or refused by name; a package's `browser` field may map one away first;
+ * - a native addon (`.node`), and a file no loader reads (`.css`, `.wasm`), is refused;
+ * - the bundle is at most `maxBytes` (MAX_BUNDLE_BYTES).
+ *
+ * The version of a bundle is the hash of every file it read (and of the lockfile), so editing
+ * any of them, or installing, makes a new version; `stamps` tell the store what to stat to know
+ * that nothing changed.
+ */
+import { createHash } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import { createRequire, isBuiltin } from 'node:module';
+import type { SourceMapPayload } from 'node:module';
+import path from 'node:path';
+import type { BuildOptions, Loader, Message, Metafile, OnResolveArgs, Plugin } from 'esbuild';
+import { FunctionCompileError } from '../errors';
+import { compileError } from './compile-errors';
+import type { Refusal } from './compile-errors';
+import { isBuildFailure, runEsbuild } from './esbuild-service';
+
+/** The default of MAX_BUNDLE_BYTES: the largest bundle (script, without its source map). */
+export const DEFAULT_MAX_BUNDLE_BYTES = 5 * 1024 * 1024;
+
+/**
+ * The Node built-ins a function may import, and the pure-JS package bundled in place of each
+ * (browserify's, as webpack 4 and most bundlers used them). Every other built-in is refused.
+ */
+export const STAND_INS: Readonly<Record<string, string>> = {
+  assert: 'assert/',
+  buffer: 'buffer/',
+  events: 'events/',
+  path: 'path-browserify',
+  'path/posix': 'path-browserify',
+  process: 'process/browser.js',
+  string_decoder: 'string_decoder/',
+  url: 'url/',
+  util: 'util/',
+};
+
+/** Files esbuild may read as modules, by extension. */
+const LOADERS: Readonly<Record<string, Loader>> = {
+  '.js': 'js',
+  '.mjs': 'js',
+  '.cjs': 'js',
+  '.jsx': 'jsx',
+  '.ts': 'ts',
+  '.mts': 'ts',
+  '.cts': 'ts',
+  '.tsx': 'tsx',
+  '.json': 'json',
+};
+
+/** The lockfiles whose contents a package's version covers. */
+const LOCKFILES = ['package-lock.json', 'npm-shrinkwrap.json', 'yarn.lock', 'pnpm-lock.yaml'];
+
+/** Marks esbuild's own resolution, asked for from inside the plugin, so the plugin lets it be. */
+const RESOLVING = Symbol('resolving');
+/** Modules that are not files: a disabled import (`browser: {fs: false}`), the process stand-in. */
+const EMPTY = 'faas-empty';
+const STAND_IN = 'faas-stand-in';
+
+/** What the store stats to know that a bundle's inputs are unchanged (`missing`: it was absent). */
+export interface FileStamp {
+  path: string;
+  size: number;
+  mtimeMs: number;
+  ino: number;
+  missing?: boolean;
+}
+
+/** What a bundle is made of, as `GET /_/functions/<name>` shows it. */
+export interface BundleInfo {
+  /** The script's size, bytes. */
+  bytes: number;
+  sourceMapBytes: number;
+  /** How many files it was made of. */
+  modules: number;
+  /** The npm packages bundled, with their installed versions: `{ "zod": "4.6.7" }`. */
+  packages: Record<string, string>;
+  /** The built-ins bundled as stand-ins: `["buffer", "events"]`. */
+  standIns: string[];
+}
+
+/** A package function's package.json, as the admin API shows it. */
+export interface PackageInfo {
+  /** Its `name` and `version`, when it has them. */
+  name?: string;
+  version?: string;
+  /** The entry file, relative to the folder: `index.ts`. */
+  entry: string;
+  /** Its `dependencies`, as declared. */
+  dependencies: Record<string, string>;
+}
+
+export interface Bundle {
+  /** The script the sandbox runs: CommonJS (`module.exports`), no imports left. */
+  code: string;
+  /**
+   * Maps `code` to the files it was made of. Sources are named `<name>/index.ts`,
+   * `<name>/node_modules/zod/…` (a package), `node_modules/ms/index.js` (FUNCTIONS_DIR's), or
+   * `koa-faas:buffer/index.js` (a stand-in); no sources' content.
+   */
+  sourceMap: SourceMapPayload;
+  /** 16 hex digits of the SHA-256 of every input file and the lockfile. */
+  version: string;
+  stamps: FileStamp[];
+  info: BundleInfo;
+  /** Whether the entry is an ES module (its code is strict mode code). */
+  esm: boolean;
+}
+
+/** Where a build may read, and how it names what it read. */
+interface Scope {
+  /** The function's name (`zodfn`), the prefix of its sources. */
+  name: string;
+  /** The package folder's real path; undefined for a single file. */
+  packageDir?: string;
+  /** FUNCTIONS_DIR/node_modules's real path, when there is one. */
+  sharedModules?: string;
+  /** The folder sources are named relative to (absWorkingDir). */
+  base: string;
+  /** The entry's absolute path (for a single file, where it would be: it is read from memory). */
+  entry: string;
+  /** How the entry is named in an import chain: `index.ts`, `a/b.js`. */
+  entryName: string;
+  /** What to say to install a missing package. */
+  installHint: (pkg: string) => string;
+}
+
+let standInPaths: Map<string, string> | undefined;
+let standInRoots: string[] = [];
+
+/** The absolute path of each stand-in (resolved once, in the server's own node_modules). */
+function standIns(): Map<string, string> {
+  if (standInPaths) return standInPaths;
+  const own = createRequire(__filename);
+  const paths = new Map<string, string>();
+  const roots = new Set<string>();
+  for (const [builtin, pkg] of Object.entries(STAND_INS)) {
+    const resolved = own.resolve(pkg);
+    paths.set(builtin, resolved);
+    roots.add(resolved.slice(0, resolved.lastIndexOf(`${path.sep}node_modules${path.sep}`) + 14));
+  }
+  standInRoots = [...roots];
+  standInPaths = paths;
+  return paths;
+}
+
+function inside(file: string, dir: string | undefined): boolean {
+  return dir !== undefined && (file === dir || file.startsWith(dir + path.sep));
+}
+
+/** `zod` of `…/node_modules/zod/lib/x.js`, `@scope/pkg` of a scoped one; undefined outside. */
+function packageOf(file: string): string | undefined {
+  const marker = `node_modules${path.sep}`;
+  const at = file.lastIndexOf(marker);
+  if (at < 0) return undefined;
+  const parts = file.slice(at + marker.length).split(path.sep);
+  return parts[0].startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0];
+}
+
+/** The package a bare specifier names: `zod` of `zod/v4`, `@a/b` of `@a/b/c`. */
+function packageName(spec: string): string {
+  const parts = spec.split('/');
+  return spec.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
+}
+
+function isBare(spec: string): boolean {
+  return !spec.startsWith('.') && !path.isAbsolute(spec);
+}
+
+/** The esbuild plugin that applies the rules (see the header) and records what it read. */
+class Resolver {
+  readonly scope: Scope;
+  /** Who first imported each file (absolute paths): the chain of a refusal. */
+  private readonly parents = new Map<string, string>();
+  /** Files of the stand-ins (and of their own dependencies): they resolve in our node_modules. */
+  private readonly trusted = new Set<string>();
+  /** Every file read, with its hash and stat. */
+  readonly inputs = new Map<string, { hash: string; stamp: FileStamp }>();
+  readonly usedStandIns = new Set<string>();
+
+  constructor(scope: Scope) {
+    this.scope = scope;
+  }
+
+  /** How a file is named in a chain: `index.ts`, `zod/lib/x.js`, `koa-faas:buffer/index.js`. */
+  shown(file: string): string {
+    if (file === this.scope.entry) return this.scope.entryName;
+    const pkg = packageOf(file);
+    if (pkg !== undefined) {
+      const marker = `node_modules${path.sep}`;
+      const rest = file.slice(file.lastIndexOf(marker) + marker.length);
+      return this.trusted.has(file) ? `koa-faas:${rest}` : rest;
+    }
+    if (this.scope.packageDir && inside(file, this.scope.packageDir)) {
+      return path.relative(this.scope.packageDir, file);
+    }
+    return file;
+  }
+
+  /** `index.ts → some-pkg/lib/io.js` (the files that led to `file`, `file` last). */
+  chain(file: string): string[] {
+    const files = [file];
+    for (let at = file; this.parents.has(at) && files.length < 50;) {
+      at = this.parents.get(at) as string;
+      files.unshift(at);
+    }
+    return files.map((f) => this.shown(f));
+  }
+
+  /** Whether a file is the function's own (not a package's, not a stand-in's). */
+  private own(file: string): boolean {
+    if (file === this.scope.entry) return true;
+    return inside(file, this.scope.packageDir) && packageOf(file) === undefined;
+  }
+
+  private refuse(args: OnResolveArgs, refusal: Omit<Refusal, 'chain' | 'spec' | 'importKind'>) {
+    const full: Refusal = {
+      ...refusal,
+      spec: args.path,
+      importKind: args.kind,
+      chain: this.chain(args.importer),
+    };
+    return { errors: [{ text: refusal.reason, detail: { refusal: full } }] };
+  }
+
+  plugin(): Plugin {
+    return {
+      name: 'faas-bundle',
+      setup: (build) => {
+        build.onResolve({ filter: /.*/ }, async (args) => {
+          if (args.pluginData === RESOLVING) return undefined;
+          if (args.kind === 'entry-point') {
+            if (args.path === `${STAND_IN}:process`)
+              return { path: 'process', namespace: STAND_IN };
+            return undefined;
+          }
+          const { path: spec, importer } = args;
+          // The process stand-in's own import (see the STAND_IN onLoad).
+          if (args.namespace === STAND_IN) {
+            const file = standIns().get('process') as string;
+            this.trusted.add(file);
+            return { path: file };
+          }
+          const fromTrusted = this.trusted.has(importer);
+          const fromOwn = this.own(importer);
+          if (args.kind === 'require-resolve') {
+            if (fromOwn) {
+              return this.refuse(args, {
+                kind: 'unavailable',
+                reason: 'require.resolve is not available in functions',
+              });
+            }
+            return { path: spec, external: true };
+          }
+          if (!this.scope.packageDir && importer === this.scope.entry && !isBare(spec)) {
+            return this.refuse(args, {
+              kind: 'relative',
+              reason: 'a single-file function imports packages only',
+            });
+          }
+          const builtin = spec.startsWith('node:') ? spec.slice(5) : isBuiltin(spec) ? spec : '';
+          const resolved = await build.resolve(spec, {
+            kind: args.kind,
+            importer,
+            resolveDir: args.resolveDir,
+            pluginData: RESOLVING,
+          });
+          // A package's `browser` field may map a module away (`false`): an empty module.
+          if (resolved.errors.length === 0 && !path.isAbsolute(resolved.path)) {
+            return { path: spec, namespace: EMPTY };
+          }
+          if (builtin && (resolved.errors.length > 0 || packageOf(resolved.path) === builtin)) {
+            const standIn = standIns().get(builtin);
+            if (standIn === undefined) {
+              return this.refuse(args, { kind: 'builtin', reason: `node:${builtin}`, builtin });
+            }
+            this.usedStandIns.add(builtin);
+            this.trusted.add(standIn);
+            if (!this.parents.has(standIn)) this.parents.set(standIn, importer);
+            return { path: standIn };
+          }
+          if (resolved.errors.length > 0) {
+            if (!isBare(spec)) {
+              return this.refuse(args, { kind: 'missing-file', reason: resolved.errors[0].text });
+            }
+            return this.refuse(args, {
+              kind: 'missing',
+              reason: `package '${packageName(spec)}' is not installed`,
+              hint: this.scope.installHint(packageName(spec)),
+            });
+          }
+          const file = resolved.path;
+          const allowed = fromTrusted
+            ? standInRoots.some((root) => inside(file, root.slice(0, -1)))
+            : inside(file, this.scope.packageDir) || inside(file, this.scope.sharedModules);
+          if (!allowed) {
+            if (isBare(spec)) {
+              return this.refuse(args, {
+                kind: 'missing',
+                reason: `package '${packageName(spec)}' is not installed`,
+                hint: this.scope.installHint(packageName(spec)),
+              });
+            }
+            return this.refuse(args, { kind: 'outside', reason: "outside the function's folder" });
+          }
+          const extension = path.extname(file);
+          if (extension === '.node') {
+            return this.refuse(args, { kind: 'native', reason: 'a native addon' });
+          }
+          if (LOADERS[extension] === undefined) {
+            return this.refuse(args, {
+              kind: 'type',
+              reason: `a ${extension || 'extensionless'} file`,
+            });
+          }
+          if (fromTrusted) this.trusted.add(file);
+          if (!this.parents.has(file)) this.parents.set(file, importer);
+          return { path: file, sideEffects: resolved.sideEffects };
+        });
+
+        build.onLoad({ filter: /.*/, namespace: EMPTY }, () => ({ contents: '', loader: 'js' }));
+        build.onLoad({ filter: /.*/, namespace: STAND_IN }, () => ({
+          contents: `import p from ${JSON.stringify(standIns().get('process'))};\nexport { p as process };\n`,
+          loader: 'js',
+          resolveDir: this.scope.base,
+        }));
+        build.onLoad({ filter: /.*/, namespace: 'file' }, async (args) => {
+          // Read here, not by esbuild: the hash covers exactly what was bundled.
+          const real = await fsp.realpath(args.path);
+          const allowed = this.trusted.has(args.path)
+            ? standInRoots.some((root) => inside(real, root.slice(0, -1)))
+            : inside(real, this.scope.packageDir) || inside(real, this.scope.sharedModules);
+          if (!allowed) {
+            return {
+              errors: [{ text: `${this.shown(args.path)} leads outside the function's folder` }],
+            };
+          }
+          const [contents, stat] = await Promise.all([fsp.readFile(real), fsp.stat(real)]);
+          const hash = createHash('sha256').update(contents).digest('hex');
+          const stamp = { path: args.path, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino };
+          if (!this.trusted.has(args.path)) this.inputs.set(args.path, { hash, stamp });
+          return { contents, loader: LOADERS[path.extname(args.path)] ?? 'js' };
+        });
+      },
+    };
+  }
+}
+
+/** What is the same in every bundle's build. */
+function bundleOptions(resolver: Resolver): BuildOptions {
+  return {
+    bundle: true,
+    write: false,
+    absWorkingDir: resolver.scope.base,
+    outfile: path.join(resolver.scope.base, `${resolver.scope.name.replace(/\//g, '-')}.bundle.js`),
+    format: 'cjs',
+    // Like a Worker: packages' browser builds (no fs, no net), no Node built-ins but STAND_INS.
+    platform: 'browser',
+    conditions: ['worker', 'browser'],
+    // The sandbox runs on the server's Node, at least 20.
+    target: 'node20',
+    define: { 'process.env.NODE_ENV': '"production"', global: 'globalThis' },
+    inject: [`${STAND_IN}:process`],
+    // Never read a tsconfig.json from disk: the same build on every machine.
+    tsconfigRaw: {},
+    charset: 'utf8',
+    legalComments: 'eof',
+    sourcemap: 'external',
+    sourcesContent: false,
+    metafile: true,
+    logLevel: 'silent',
+    // A computed require or import() in a package is left (it throws if reached, as it would in a
+    // browser); in the function's own files it is an error (see ownWarnings).
+    // Reported as warnings even inside a try block (esbuild's default is silence there).
+    logOverride: {
+      'empty-import-meta': 'error',
+      'commonjs-variable-in-esm': 'error',
+      'unsupported-dynamic-import': 'warning',
+      'unsupported-require-call': 'warning',
+    },
+    plugins: [resolver.plugin()],
+  };
+}
+
+/** Warnings esbuild gives about the function's own files that mean a broken function. */
+const OWN_ERRORS = new Set(['unsupported-dynamic-import', 'unsupported-require-call']);
+
+/** The version: every input's name and hash, and the lockfiles, in one SHA-256. */
+function versionOf(resolver: Resolver, extra: [string, string][]): string {
+  const hash = createHash('sha256');
+  const named = [...resolver.inputs].map(
+    ([file, input]) => [path.relative(resolver.scope.base, file), input.hash] as const,
+  );
+  for (const [name, digest] of [...named, ...extra].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+    hash.update(`${name}\0${digest}\n`);
+  }
+  return hash.digest('hex').slice(0, 16);
+}
+
+const STAMPS = Symbol('stamps');
+
+/** Keeps with a bundle's compile error the files whose change may fix it (see stampsOf). */
+function withStamps(err: FunctionCompileError, stamps: FileStamp[]): FunctionCompileError {
+  Object.defineProperty(err, STAMPS, { value: stamps });
+  return err;
+}
+
+/** The files to stat to know a failed bundle's inputs are unchanged; undefined for other errors. */
+export function stampsOf(err: unknown): FileStamp[] | undefined {
+  return (err as { [STAMPS]?: FileStamp[] } | undefined)?.[STAMPS];
+}
+
+/** Stats `file` for a stamp (a missing file is stamped missing: its creation is a change). */
+async function stampOf(file: string): Promise<FileStamp> {
+  try {
+    const stat = await fsp.stat(file);
+    return { path: file, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino };
+  } catch {
+    return { path: file, size: -1, mtimeMs: -1, ino: -1, missing: true };
+  }
+}
+
+/** The lockfiles of `dir`: their hashes (for the version) and stamps. */
+async function lockfiles(
+  dir: string,
+): Promise<{ hashes: [string, string][]; stamps: FileStamp[] }> {
+  const hashes: [string, string][] = [];
+  const stamps: FileStamp[] = [];
+  for (const name of [
+    ...LOCKFILES,
+    'package.json',
+    path.join('node_modules', '.package-lock.json'),
+  ]) {
+    const file = path.join(dir, name);
+    const stamp = await stampOf(file);
+    stamps.push(stamp);
+    if (stamp.missing) continue;
+    const contents = await fsp.readFile(file).catch(() => undefined);
+    if (contents) hashes.push([`\0${file}`, createHash('sha256').update(contents).digest('hex')]);
+  }
+  return { hashes, stamps };
+}
+
+/**
+ * Whether every stamped file is as stamped (none changed, none appeared, none went).
+ */
+export async function stampsUnchanged(stamps: readonly FileStamp[]): Promise<boolean> {
+  const now = await Promise.all(stamps.map((stamp) => stampOf(stamp.path)));
+  return now.every(
+    (stamp, i) =>
+      stamp.missing === stamps[i].missing &&
+      stamp.size === stamps[i].size &&
+      stamp.mtimeMs === stamps[i].mtimeMs &&
+      stamp.ino === stamps[i].ino,
+  );
+}
+
+/** The installed version of every npm package bundled. */
+async function installedPackages(resolver: Resolver): Promise<Record<string, string>> {
+  const found = new Map<string, string>();
+  for (const file of resolver.inputs.keys()) {
+    const pkg = packageOf(file);
+    if (pkg === undefined || found.has(pkg)) continue;
+    const marker = `node_modules${path.sep}`;
+    const root = file.slice(0, file.lastIndexOf(marker) + marker.length) + pkg;
+    try {
+      const json = JSON.parse(await fsp.readFile(path.join(root, 'package.json'), 'utf8')) as {
+        version?: unknown;
+      };
+      found.set(pkg, typeof json.version === 'string' ? json.version : '');
+    } catch {
+      found.set(pkg, '');
+    }
+  }
+  return Object.fromEntries([...found].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
+}
+
+/** The source map, with sources named for people (see Bundle.sourceMap). */
+function namedMap(resolver: Resolver, text: string): SourceMapPayload {
+  const map = JSON.parse(text) as SourceMapPayload;
+  const { base, name, packageDir } = resolver.scope;
+  const sources = map.sources.map((source) => {
+    if (source.includes(':') && !source.startsWith('.') && !source.startsWith('/')) {
+      return source.startsWith(`${STAND_IN}:`) ? 'koa-faas:process' : source;
+    }
+    const file = path.resolve(base, source);
+    if (packageDir && inside(file, packageDir)) {
+      return `${name}/${path.relative(packageDir, file).split(path.sep).join('/')}`;
+    }
+    if (inside(file, base)) return path.relative(base, file).split(path.sep).join('/');
+    const shown = resolver.shown(file);
+    return shown.startsWith('koa-faas:') ? shown : `koa-faas:${shown}`;
+  });
+  return { ...map, file: name, sources, sourceRoot: '', sourcesContent: [] };
+}
+
+/** The compile error for a failed build: the first error, in the words compile-errors.ts uses. */
+function failure(errors: Message[], file: string, resolver: Resolver): FunctionCompileError {
+  return compileError(errors, file, undefined, (message) => {
+    const located = message.location?.file;
+    if (!located) return undefined;
+    const abs = path.resolve(resolver.scope.base, located);
+    return abs === resolver.scope.entry ? undefined : resolver.shown(abs);
+  });
+}
+
+/** The largest packages (or own files) in a bundle, for a too-large error. */
+function largest(metafile: Metafile, resolver: Resolver): string {
+  const sizes = new Map<string, number>();
+  const output = Object.values(metafile.outputs).find((o) => o.entryPoint !== undefined);
+  for (const [input, { bytesInOutput }] of Object.entries(output?.inputs ?? {})) {
+    const file = path.resolve(resolver.scope.base, input);
+    const key = packageOf(file) ?? resolver.shown(file);
+    sizes.set(key, (sizes.get(key) ?? 0) + bytesInOutput);
+  }
+  return [...sizes]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 3)
+    .map(([key, bytes]) => `${key} ${(bytes / 1024).toFixed(0)} KiB`)
+    .join(', ');
+}
+
+/** Runs one bundle build and makes a Bundle of it (or the compile error that says why not). */
+async function run(
+  resolver: Resolver,
+  options: BuildOptions,
+  file: string,
+  maxBytes: number,
+  extraStamps: FileStamp[],
+  extraHashes: [string, string][],
+): Promise<Bundle> {
+  const stampsSoFar = () => [
+    ...[...resolver.inputs.values()].map((input) => input.stamp),
+    ...extraStamps,
+  ];
+  let result: Awaited<ReturnType<typeof runEsbuild>>;
+  try {
+    result = await runEsbuild(options);
+  } catch (err) {
+    if (!isBuildFailure(err) || err.errors.length === 0) throw err;
+    throw withStamps(failure(err.errors, file, resolver), stampsSoFar());
+  }
+  const own = result.warnings.filter(
+    (warning) =>
+      OWN_ERRORS.has(warning.id) &&
+      warning.location &&
+      packageOf(path.resolve(resolver.scope.base, warning.location.file)) === undefined,
+  );
+  if (own.length > 0) throw withStamps(failure(own, file, resolver), stampsSoFar());
+  let code = '';
+  let mapText = '';
+  for (const output of result.outputFiles ?? []) {
+    if (output.path.endsWith('.map')) mapText = output.text;
+    else code = output.text;
+  }
+  // esbuild ends the script with a sourceMappingURL comment naming a file that is never written.
+  code = code.replace(/\n\/\/# sourceMappingURL=[^\n]*\n?$/, '\n');
+  const bytes = Buffer.byteLength(code);
+  if (bytes > maxBytes) {
+    throw withStamps(
+      new FunctionCompileError(
+        `${file}: the bundle is ${bytes} bytes; at most ${maxBytes} (MAX_BUNDLE_BYTES). ` +
+          `The largest parts: ${largest(result.metafile as Metafile, resolver)}`,
+      ),
+      stampsSoFar(),
+    );
+  }
+  const metafile = result.metafile as Metafile;
+  const entryInput = Object.entries(metafile.inputs).find(
+    ([input]) => path.resolve(resolver.scope.base, input) === resolver.scope.entry,
+  );
+  const stamps = stampsSoFar();
+  return {
+    code,
+    sourceMap: namedMap(resolver, mapText),
+    version: versionOf(resolver, extraHashes),
+    stamps,
+    info: {
+      bytes,
+      sourceMapBytes: Buffer.byteLength(mapText),
+      modules: Object.keys(metafile.inputs).length,
+      packages: await installedPackages(resolver),
+      standIns: [...resolver.usedStandIns].sort(),
+    },
+    esm: entryInput?.[1].format === 'esm',
+  };
+}
+
+export interface SingleFileOptions {
+  /** FUNCTIONS_DIR's real path: packages resolve in its node_modules (none without it). */
+  functionsDir?: string;
+  maxBytes?: number;
+}
+
+/**
+ * Bundles a single-file function that imports packages (from FUNCTIONS_DIR/node_modules).
+ * `file` is its name relative to FUNCTIONS_DIR (`a/b.ts`), `source` its text.
+ * @throws FunctionCompileError (compile-errors.ts): a missing package, an import of another file,
+ *   a refused built-in or addon (with the chain of imports), a syntax error, a bundle over
+ *   `maxBytes`.
+ */
+export async function bundleFile(
+  source: string,
+  file: string,
+  loader: Loader,
+  options: SingleFileOptions = {},
+): Promise<Bundle> {
+  const base = options.functionsDir ?? path.resolve('/nonexistent-functions-dir');
+  const sharedModules = options.functionsDir
+    ? await fsp.realpath(path.join(options.functionsDir, 'node_modules')).catch(() => undefined)
+    : undefined;
+  const entry = path.join(base, file);
+  const resolver = new Resolver({
+    name: file,
+    sharedModules,
+    base,
+    entry,
+    entryName: file,
+    installHint: (pkg) =>
+      options.functionsDir
+        ? `run \`npm install ${pkg}\` in FUNCTIONS_DIR, or make the function a package folder (docs/packages.md)`
+        : 'no FUNCTIONS_DIR/node_modules to import it from',
+  });
+  const build: BuildOptions = {
+    ...bundleOptions(resolver),
+    stdin: { contents: source, sourcefile: file, loader, resolveDir: path.dirname(entry) },
+    // Keep the seed form's bare function expression: it is the file's completion value.
+    treeShaking: false,
+  };
+  const lock = options.functionsDir
+    ? await lockfiles(options.functionsDir)
+    : { hashes: [], stamps: [] };
+  const own: [string, string][] = [
+    [`\0${file}`, createHash('sha256').update(source).digest('hex')],
+  ];
+  const bundle = await run(
+    resolver,
+    build,
+    file,
+    options.maxBytes ?? DEFAULT_MAX_BUNDLE_BYTES,
+    lock.stamps,
+    [...own, ...lock.hashes],
+  );
+  // A single file's own name in its map is the file's, as before it imported anything.
+  bundle.sourceMap.sources = bundle.sourceMap.sources.map((s) =>
+    s === `koa-faas:${file}` || s === path.basename(file) ? file : s,
+  );
+  return bundle;
+}
+
+export interface PackageOptions {
+  /** The function's name (`zodfn`), the prefix of its sources. */
+  name: string;
+  /** FUNCTIONS_DIR's real path (the server), so its node_modules is searched second. */
+  functionsDir?: string;
+  maxBytes?: number;
+  /** What to say to install a missing package; default: npm install in the folder. */
+  installHint?: (pkg: string) => string;
+}
+
+/** A package folder's entry and package.json, read and checked. */
+export interface PackageEntry {
+  /** Absolute path of the entry file. */
+  entry: string;
+  info: PackageInfo;
+}
+
+/**
+ * The entry of a package function: package.json's `main` (with `.ts`/`.js` or `/index.*` tried
+ * after it, as Node does), else `index.ts`, else `index.js`, inside the folder.
+ * @throws FunctionCompileError when package.json is not a JSON object, `main` leads outside the
+ *   folder or to no file, or there is no entry.
+ */
+export async function packageEntry(dir: string, shown: string): Promise<PackageEntry> {
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(await fsp.readFile(path.join(dir, 'package.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    if (json === null || typeof json !== 'object' || Array.isArray(json))
+      throw new Error('not an object');
+  } catch (err) {
+    throw new FunctionCompileError(
+      `${shown}/package.json: not a JSON object (${(err as Error).message})`,
+    );
+  }
+  const main = typeof json.main === 'string' && json.main !== '' ? json.main : undefined;
+  const tries = main
+    ? [main, `${main}.ts`, `${main}.js`, path.join(main, 'index.ts'), path.join(main, 'index.js')]
+    : ['index.ts', 'index.js'];
+  for (const candidate of tries) {
+    const file = path.resolve(dir, candidate);
+    if (!inside(file, dir)) {
+      throw new FunctionCompileError(
+        `${shown}/package.json: main '${main}' leads outside the folder`,
+      );
+    }
+    const real = await fsp.realpath(file).catch(() => undefined);
+    if (!real || !(await fsp.stat(real)).isFile()) continue;
+    if (!inside(real, dir)) {
+      throw new FunctionCompileError(
+        `${shown}/package.json: main '${main}' leads outside the folder`,
+      );
+    }
+    if (LOADERS[path.extname(real)] === undefined || path.extname(real) === '.json') {
+      throw new FunctionCompileError(
+        `${shown}/package.json: main '${main}' is not a .js or .ts file`,
+      );
+    }
+    const dependencies: Record<string, string> = {};
+    if (json.dependencies && typeof json.dependencies === 'object') {
+      for (const [name, range] of Object.entries(json.dependencies as Record<string, unknown>)) {
+        if (typeof range === 'string') dependencies[name] = range;
+      }
+    }
+    return {
+      entry: real,
+      info: {
+        ...(typeof json.name === 'string' ? { name: json.name } : {}),
+        ...(typeof json.version === 'string' ? { version: json.version } : {}),
+        entry: path.relative(dir, real).split(path.sep).join('/'),
+        dependencies,
+      },
+    };
+  }
+  throw new FunctionCompileError(
+    main
+      ? `${shown}/package.json: main '${main}' names no file`
+      : `${shown}: no entry file: package.json has no main, and there is no index.ts or index.js`,
+  );
+}
+
+/**
+ * Bundles a package function: the folder `dir` (its real path) holding a package.json.
+ * @throws FunctionCompileError as bundleFile, and as packageEntry.
+ */
+export async function bundlePackage(
+  dir: string,
+  options: PackageOptions,
+): Promise<Bundle & { package: PackageInfo; entry: string }> {
+  const packageDir = await fsp.realpath(dir);
+  const lock = await lockfiles(packageDir);
+  let found: PackageEntry;
+  try {
+    found = await packageEntry(packageDir, options.name);
+  } catch (err) {
+    if (err instanceof FunctionCompileError) throw withStamps(err, lock.stamps);
+    throw err;
+  }
+  const { entry, info } = found;
+  const sharedModules = options.functionsDir
+    ? await fsp.realpath(path.join(options.functionsDir, 'node_modules')).catch(() => undefined)
+    : undefined;
+  const resolver = new Resolver({
+    name: options.name,
+    packageDir,
+    sharedModules,
+    base: packageDir,
+    entry,
+    entryName: info.entry,
+    installHint:
+      options.installHint ??
+      ((pkg) =>
+        `add '${pkg}' to ${options.name}/package.json and run \`npm install\` in the folder` +
+        (sharedModules ? ' (or install it in FUNCTIONS_DIR)' : '')),
+  });
+  const bundle = await run(
+    resolver,
+    { ...bundleOptions(resolver), entryPoints: [entry] },
+    `${options.name}/${info.entry}`,
+    options.maxBytes ?? DEFAULT_MAX_BUNDLE_BYTES,
+    lock.stamps,
+    lock.hashes.map(([key, digest]) => [path.relative(packageDir, key.slice(1)), digest]),
+  );
+  return { ...bundle, package: info, entry };
+}
