@@ -5,8 +5,12 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
+import { FunctionCompileError } from '../errors';
+import { bundlePackage } from '../functions/bundle';
+import { fromBundle, stopCompiler } from '../functions/transform';
 import type {
   DeployAnswer,
   FunctionDetail,
@@ -20,6 +24,51 @@ import { resolveSettings } from './settings';
 import type { GlobalOptions } from './settings';
 import { extensionOf, TEMPLATES, templateSource } from './templates';
 import type { Template } from './templates';
+
+/**
+ * Bundles a package folder for an upload, with the server's own rules (functions/bundle.ts): the
+ * JSON body of the deploy (docs/http-api.md: `{source, sourceMap, bundle, package}`) and what to
+ * print.
+ * @throws CliError with the compile error (the import chain of a refused built-in, a missing
+ *   package), as the server would say it.
+ */
+async function bundleForUpload(
+  dir: string,
+  name: string,
+): Promise<{ body: Record<string, unknown>; bytes: number; modules: number; packages: string }> {
+  if (!fs.existsSync(path.join(dir, 'package.json'))) {
+    throw new CliError(
+      `${dir}: a folder to deploy needs a package.json (koa-faas new <name> --template package)`,
+    );
+  }
+  let bundle: Awaited<ReturnType<typeof bundlePackage>>;
+  try {
+    bundle = await bundlePackage(dir, {
+      name,
+      installHint: (pkg) => `add '${pkg}' to package.json and run \`npm install\` in ${dir}`,
+    });
+  } catch (err) {
+    if (err instanceof FunctionCompileError)
+      throw new CliError(`FUNCTION_COMPILE_ERROR: ${err.message}`);
+    throw err;
+  } finally {
+    await stopCompiler();
+  }
+  const compiled = fromBundle(bundle, `${name}.js`);
+  return {
+    body: {
+      source: compiled.code,
+      sourceMap: compiled.sourceMap,
+      bundle: bundle.info,
+      package: bundle.package,
+    },
+    bytes: bundle.info.bytes,
+    modules: bundle.info.modules,
+    packages: Object.entries(bundle.info.packages)
+      .map(([pkg, version]) => `${pkg}@${version}`)
+      .join(', '),
+  };
+}
 
 /** How long `invoke` waits for the function's answer (the server's own timeouts are shorter). */
 const INVOKE_TIMEOUT_MS = 120_000;
@@ -79,14 +128,35 @@ export function functionCommands(program: Command): void {
 
   program
     .command('deploy')
-    .description('deploy one .js or .ts file (PUT /_/functions/<name>)')
-    .argument('<file>', 'the function file')
-    .option('--name <name>', 'the function name (default: the file name)', functionName)
+    .description(
+      'deploy one .js or .ts file, or a package folder bundled here with its node_modules ' +
+        '(PUT /_/functions/<name>)',
+    )
+    .argument('<file|dir>', 'the function file, or a folder with a package.json')
+    .option('--name <name>', 'the function name (default: the file or folder name)', functionName)
     .action(async (file: string, options: { name?: string }, command: Command) => {
       const settings = settingsOf(command);
+      if (fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) {
+        const name = options.name ?? functionName(path.basename(path.resolve(file)));
+        const upload = await bundleForUpload(file, name);
+        const answer = await admin<DeployAnswer>(settings, `/_/functions/${namePath(name)}`, {
+          method: 'PUT',
+          body: gzipSync(JSON.stringify(upload.body)),
+          headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        });
+        result(settings.json, answer, () =>
+          columns([
+            ['deployed', answer.name],
+            ['version', answer.version],
+            ['bundle', `${upload.bytes} bytes, ${upload.modules} modules`],
+            ['packages', upload.packages || '(none)'],
+          ]),
+        );
+        return;
+      }
       const extension = path.extname(file);
       if (extension !== '.js' && extension !== '.ts') {
-        throw new CliError(`${file}: deploy takes one .js or .ts file`);
+        throw new CliError(`${file}: deploy takes one .js or .ts file, or a package folder`);
       }
       let source: Buffer;
       try {

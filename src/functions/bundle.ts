@@ -191,6 +191,8 @@ class Resolver {
   /** Every file read, with its hash and stat. */
   readonly inputs = new Map<string, { hash: string; stamp: FileStamp }>();
   readonly usedStandIns = new Set<string>();
+  /** Files whose appearance would change the build: the package.json of a missing package. */
+  readonly awaited = new Set<string>();
 
   constructor(scope: Scope) {
     this.scope = scope;
@@ -235,6 +237,24 @@ class Resolver {
       chain: this.chain(args.importer),
     };
     return { errors: [{ text: refusal.reason, detail: { refusal: full } }] };
+  }
+
+  /**
+   * Refuses an import of a package that is not installed, and notes where its package.json would
+   * be once it is (`awaited`), so that its install is a change of the version.
+   */
+  private missing(args: OnResolveArgs, pkg: string) {
+    for (const dir of [
+      this.scope.packageDir,
+      this.scope.sharedModules && path.dirname(this.scope.sharedModules),
+    ]) {
+      if (dir) this.awaited.add(path.join(dir, 'node_modules', pkg, 'package.json'));
+    }
+    return this.refuse(args, {
+      kind: 'missing',
+      reason: `package '${pkg}' is not installed`,
+      hint: this.scope.installHint(pkg),
+    });
   }
 
   plugin(): Plugin {
@@ -297,11 +317,7 @@ class Resolver {
             if (!isBare(spec)) {
               return this.refuse(args, { kind: 'missing-file', reason: resolved.errors[0].text });
             }
-            return this.refuse(args, {
-              kind: 'missing',
-              reason: `package '${packageName(spec)}' is not installed`,
-              hint: this.scope.installHint(packageName(spec)),
-            });
+            return this.missing(args, packageName(spec));
           }
           const file = resolved.path;
           const allowed = fromTrusted
@@ -309,11 +325,7 @@ class Resolver {
             : inside(file, this.scope.packageDir) || inside(file, this.scope.sharedModules);
           if (!allowed) {
             if (isBare(spec)) {
-              return this.refuse(args, {
-                kind: 'missing',
-                reason: `package '${packageName(spec)}' is not installed`,
-                hint: this.scope.installHint(packageName(spec)),
-              });
+              return this.missing(args, packageName(spec));
             }
             return this.refuse(args, { kind: 'outside', reason: "outside the function's folder" });
           }
@@ -452,6 +464,9 @@ async function lockfiles(
     const contents = await fsp.readFile(file).catch(() => undefined);
     if (contents) hashes.push([`\0${file}`, createHash('sha256').update(contents).digest('hex')]);
   }
+  // The node_modules folder itself: a package installed into it (or removed) changes its mtime,
+  // so an import that was missing is looked for again.
+  stamps.push(await stampOf(path.join(dir, 'node_modules')));
   return { hashes, stamps };
 }
 
@@ -547,12 +562,17 @@ async function run(
     ...[...resolver.inputs.values()].map((input) => input.stamp),
     ...extraStamps,
   ];
+  const failed = async (err: FunctionCompileError) =>
+    withStamps(err, [
+      ...stampsSoFar(),
+      ...(await Promise.all([...resolver.awaited].map((file) => stampOf(file)))),
+    ]);
   let result: Awaited<ReturnType<typeof runEsbuild>>;
   try {
     result = await runEsbuild(options);
   } catch (err) {
     if (!isBuildFailure(err) || err.errors.length === 0) throw err;
-    throw withStamps(failure(err.errors, file, resolver), stampsSoFar());
+    throw await failed(failure(err.errors, file, resolver));
   }
   const own = result.warnings.filter(
     (warning) =>
@@ -755,6 +775,8 @@ export async function bundlePackage(
 ): Promise<Bundle & { package: PackageInfo; entry: string }> {
   const packageDir = await fsp.realpath(dir);
   const lock = await lockfiles(packageDir);
+  if (options.functionsDir)
+    lock.stamps.push(await stampOf(path.join(options.functionsDir, 'node_modules')));
   let found: PackageEntry;
   try {
     found = await packageEntry(packageDir, options.name);
