@@ -121,11 +121,18 @@ module.exports = {
           { target: './src/http', from: LAYERS.slice(8) },
           { target: ['./src/!(cli)/**', './src/*.ts'], from: './src/cli' },
           // The CLI talks to the server over HTTP only: of the server's code it reads the
-          // answer types (import type).
+          // answer types (import type), and it bundles a package with the server's own bundler
+          // (docs/spec.md §2 "Packages": one module, the same rules and errors).
           {
             target: './src/cli',
             from: './src',
-            except: ['./cli', './http/admin/api.ts'],
+            except: [
+              './cli',
+              './http/admin/api.ts',
+              './functions/bundle.ts',
+              './functions/transform.ts',
+              './errors.ts',
+            ],
           },
         ],
       },

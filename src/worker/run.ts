@@ -83,7 +83,7 @@ export function runBatch(jobs: RunMessage[], from = 0): void {
         // It held the loop from its start until the watchdog stopped it: it names itself. A
         // check stopped there is a version whose top level never finishes: it does not load.
         noteBlock(inv, began);
-        const outcome = job.check ? Outcome.compile + slowStart(undefined) : timedOut(job);
+        const outcome = job.check ? Outcome.compile + slowStart(undefined, job.ms) : timedOut(job);
         finish(inv, outcome, cold, startedAt, { blk: true });
       } else {
         finish(inv, `${Outcome.invalid}the sandbox failed: ${String(err)}`, cold, startedAt);
@@ -125,9 +125,12 @@ function loadOutcome(sandbox: Sandbox): string {
   return Outcome.json + (config ?? 'null');
 }
 
-/** The compile error of a version whose top-level code ran too long when it loaded. */
-function slowStart(ms: number | undefined): string {
-  const ran = ms === undefined ? 'did not finish' : `ran for ${ms} ms`;
+/**
+ * The compile error of a version whose top-level code ran too long when it loaded: `ms` it ran
+ * for, or `stoppedAt` ms when the watchdog stopped it.
+ */
+function slowStart(ms: number | undefined, stoppedAt?: number): string {
+  const ran = ms === undefined ? `did not finish within ${stoppedAt} ms` : `ran for ${ms} ms`;
   return JSON.stringify({
     message:
       `the file's top-level code ${ran} when it loaded; at most ${options.maxStartupMs} ms ` +

@@ -690,7 +690,24 @@ void describe('HTTP contract', () => {
     });
 
     // t-microtasks last: when it is not stopped, its worker stays wedged (see the test after).
-    const timeouts = ['t-loop', 't-never', 't-load-loop', 't-microtasks'];
+    void test('t-load-loop (a top level that never finishes) → 500 FUNCTION_COMPILE_ERROR, kept: the next call does not run it again', async () => {
+      // Its load is stopped by the watchdog at the timeout: it never loads (docs/spec.md §2
+      // MAX_STARTUP_MS), and the version keeps that compile error.
+      const first = await t.request.get('/t-load-loop');
+      assertError(first, 500, 'FUNCTION_COMPILE_ERROR');
+      assert.match(
+        first.body.error.message,
+        /top-level code did not finish within \d+ ms when it loaded; at most \d+ ms \(MAX_STARTUP_MS\)/,
+      );
+      const started = Date.now();
+      const again = await t.request.get('/t-load-loop');
+      assertError(again, 500, 'FUNCTION_COMPILE_ERROR');
+      assert.ok(Date.now() - started < TIMEOUT_MS, 'the second call ran the loop again');
+      const healthy = await t.request.get('/hello');
+      assert.equal(healthy.status, 200, healthy.text);
+    });
+
+    const timeouts = ['t-loop', 't-never', 't-microtasks'];
     for (const name of timeouts) {
       void test(`${name} → 504 FUNCTION_TIMEOUT within timeout + 0.5 s; a healthy function answers right after`, async () => {
         // Loaded first (a new version is loaded once on a worker before its first call, with a
