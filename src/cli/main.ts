@@ -49,6 +49,12 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that stops early (`koa-faas list | head`) closes the pipe: that is not a failure.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 void main(process.argv).then((code) => {
   process.exitCode = code;
 });

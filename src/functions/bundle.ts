@@ -24,7 +24,15 @@ import fsp from 'node:fs/promises';
 import { createRequire, isBuiltin } from 'node:module';
 import type { SourceMapPayload } from 'node:module';
 import path from 'node:path';
-import type { BuildOptions, Loader, Message, Metafile, OnResolveArgs, Plugin } from 'esbuild';
+import type {
+  BuildOptions,
+  Loader,
+  Message,
+  Metafile,
+  OnResolveArgs,
+  Plugin,
+  PluginBuild,
+} from 'esbuild';
 import { FunctionCompileError } from '../errors';
 import { compileError } from './compile-errors';
 import type { Refusal } from './compile-errors';
@@ -70,6 +78,9 @@ const RESOLVING = Symbol('resolving');
 /** Modules that are not files: a disabled import (`browser: {fs: false}`), the process stand-in. */
 const EMPTY = 'faas-empty';
 const STAND_IN = 'faas-stand-in';
+/** The module injected for a free `process`, and the process stand-in it imports. */
+const INJECT = `${STAND_IN}:inject`;
+const PROCESS = `${STAND_IN}:process`;
 
 /** What the store stats to know that a bundle's inputs are unchanged (`missing`: it was absent). */
 export interface FileStamp {
@@ -151,11 +162,15 @@ function standIns(): Map<string, string> {
   for (const [builtin, pkg] of Object.entries(STAND_INS)) {
     const resolved = own.resolve(pkg);
     paths.set(builtin, resolved);
-    roots.add(resolved.slice(0, resolved.lastIndexOf(`${path.sep}node_modules${path.sep}`) + 14));
+    roots.add(resolved.slice(0, resolved.lastIndexOf(`${path.sep}node_modules${path.sep}`) + 13));
   }
   standInRoots = [...roots];
   standInPaths = paths;
   return paths;
+}
+
+async function isFile(file: string): Promise<boolean> {
+  return (await fsp.stat(file).catch(() => undefined))?.isFile() ?? false;
 }
 
 function inside(file: string, dir: string | undefined): boolean {
@@ -186,8 +201,12 @@ class Resolver {
   readonly scope: Scope;
   /** Who first imported each file (absolute paths): the chain of a refusal. */
   private readonly parents = new Map<string, string>();
-  /** Files of the stand-ins (and of their own dependencies): they resolve in our node_modules. */
-  private readonly trusted = new Set<string>();
+  /**
+   * The files of the stand-ins (and of their own dependencies), in our node_modules: each is a
+   * module of the STAND_IN namespace named by its path in that node_modules (`buffer/index.js`),
+   * so no path of the server's appears in a bundle, its map or its wrappers' names.
+   */
+  private readonly virtual = new Map<string, string>();
   /** Every file read, with its hash and stat. */
   readonly inputs = new Map<string, { hash: string; stamp: FileStamp }>();
   readonly usedStandIns = new Set<string>();
@@ -201,11 +220,11 @@ class Resolver {
   /** How a file is named in a chain: `index.ts`, `zod/lib/x.js`, `koa-faas:buffer/index.js`. */
   shown(file: string): string {
     if (file === this.scope.entry) return this.scope.entryName;
+    if (this.virtual.has(file) || file === 'process') return `koa-faas:${file}`;
     const pkg = packageOf(file);
     if (pkg !== undefined) {
       const marker = `node_modules${path.sep}`;
-      const rest = file.slice(file.lastIndexOf(marker) + marker.length);
-      return this.trusted.has(file) ? `koa-faas:${rest}` : rest;
+      return file.slice(file.lastIndexOf(marker) + marker.length);
     }
     if (this.scope.packageDir && inside(file, this.scope.packageDir)) {
       return path.relative(this.scope.packageDir, file);
@@ -257,6 +276,51 @@ class Resolver {
     });
   }
 
+  /** A file of our node_modules as a STAND_IN module (see `virtual`). */
+  private standInModule(file: string, importer: string) {
+    const root = standInRoots.find((dir) => inside(file, dir)) as string;
+    const name = path.relative(root, file).split(path.sep).join('/');
+    this.virtual.set(name, file);
+    if (!this.parents.has(name)) this.parents.set(name, importer);
+    return { path: name, namespace: STAND_IN };
+  }
+
+  /** The stand-in of a built-in (see STAND_INS), or its refusal. */
+  private standIn(args: OnResolveArgs, builtin: string) {
+    const file = standIns().get(builtin);
+    if (file === undefined) {
+      return this.refuse(args, { kind: 'builtin', reason: `node:${builtin}`, builtin });
+    }
+    this.usedStandIns.add(builtin);
+    if (builtin === 'process') return { path: 'process', namespace: STAND_IN };
+    return this.standInModule(file, args.importer);
+  }
+
+  /** An import made by a stand-in's module: resolved in our node_modules, and only there. */
+  private async resolveForStandIn(build: PluginBuild, args: OnResolveArgs) {
+    const spec = args.path;
+    if (spec === PROCESS) return { path: 'process', namespace: STAND_IN };
+    if (args.importer === 'process') return this.standInModule(spec, 'process');
+    const builtin = spec.startsWith('node:') ? spec.slice(5) : isBuiltin(spec) ? spec : '';
+    const resolved = await build.resolve(spec, {
+      kind: args.kind,
+      importer: this.virtual.get(args.importer),
+      resolveDir: args.resolveDir,
+      pluginData: RESOLVING,
+    });
+    if (resolved.errors.length === 0 && !(await isFile(resolved.path))) {
+      return { path: spec, namespace: EMPTY };
+    }
+    if (builtin && (resolved.errors.length > 0 || packageOf(resolved.path) === builtin)) {
+      return this.standIn(args, builtin);
+    }
+    if (resolved.errors.length > 0) return { errors: resolved.errors };
+    if (!standInRoots.some((dir) => inside(resolved.path, dir))) {
+      return this.refuse(args, { kind: 'outside', reason: "outside the function's folder" });
+    }
+    return this.standInModule(resolved.path, args.importer);
+  }
+
   plugin(): Plugin {
     return {
       name: 'faas-bundle',
@@ -264,18 +328,11 @@ class Resolver {
         build.onResolve({ filter: /.*/ }, async (args) => {
           if (args.pluginData === RESOLVING) return undefined;
           if (args.kind === 'entry-point') {
-            if (args.path === `${STAND_IN}:process`)
-              return { path: 'process', namespace: STAND_IN };
+            if (args.path === INJECT) return { path: 'inject', namespace: STAND_IN };
             return undefined;
           }
           const { path: spec, importer } = args;
-          // The process stand-in's own import (see the STAND_IN onLoad).
-          if (args.namespace === STAND_IN) {
-            const file = standIns().get('process') as string;
-            this.trusted.add(file);
-            return { path: file };
-          }
-          const fromTrusted = this.trusted.has(importer);
+          if (args.namespace === STAND_IN) return this.resolveForStandIn(build, args);
           const fromOwn = this.own(importer);
           if (args.kind === 'require-resolve') {
             if (fromOwn) {
@@ -300,18 +357,15 @@ class Resolver {
             pluginData: RESOLVING,
           });
           // A package's `browser` field may map a module away (`false`): an empty module.
-          if (resolved.errors.length === 0 && !path.isAbsolute(resolved.path)) {
+          // esbuild answers such a module with its bare name, or with a path where no file is.
+          if (
+            resolved.errors.length === 0 &&
+            (!path.isAbsolute(resolved.path) || !(await isFile(resolved.path)))
+          ) {
             return { path: spec, namespace: EMPTY };
           }
           if (builtin && (resolved.errors.length > 0 || packageOf(resolved.path) === builtin)) {
-            const standIn = standIns().get(builtin);
-            if (standIn === undefined) {
-              return this.refuse(args, { kind: 'builtin', reason: `node:${builtin}`, builtin });
-            }
-            this.usedStandIns.add(builtin);
-            this.trusted.add(standIn);
-            if (!this.parents.has(standIn)) this.parents.set(standIn, importer);
-            return { path: standIn };
+            return this.standIn(args, builtin);
           }
           if (resolved.errors.length > 0) {
             if (!isBare(spec)) {
@@ -320,9 +374,8 @@ class Resolver {
             return this.missing(args, packageName(spec));
           }
           const file = resolved.path;
-          const allowed = fromTrusted
-            ? standInRoots.some((root) => inside(file, root.slice(0, -1)))
-            : inside(file, this.scope.packageDir) || inside(file, this.scope.sharedModules);
+          const allowed =
+            inside(file, this.scope.packageDir) || inside(file, this.scope.sharedModules);
           if (!allowed) {
             if (isBare(spec)) {
               return this.missing(args, packageName(spec));
@@ -339,23 +392,36 @@ class Resolver {
               reason: `a ${extension || 'extensionless'} file`,
             });
           }
-          if (fromTrusted) this.trusted.add(file);
           if (!this.parents.has(file)) this.parents.set(file, importer);
           return { path: file, sideEffects: resolved.sideEffects };
         });
 
         build.onLoad({ filter: /.*/, namespace: EMPTY }, () => ({ contents: '', loader: 'js' }));
-        build.onLoad({ filter: /.*/, namespace: STAND_IN }, () => ({
-          contents: `import p from ${JSON.stringify(standIns().get('process'))};\nexport { p as process };\n`,
+        // `process`: the stand-in with `env.NODE_ENV` set, as `require('process')` gets it and
+        // as the free `process` (injected) is.
+        build.onLoad({ filter: /^(inject|process)$/, namespace: STAND_IN }, (args) => ({
+          contents:
+            args.path === 'inject'
+              ? `import p from ${JSON.stringify(PROCESS)};\nexport { p as process };\n`
+              : `const p = require(${JSON.stringify(standIns().get('process'))});\n` +
+                "p.env.NODE_ENV = 'production';\nmodule.exports = p;\n",
           loader: 'js',
           resolveDir: this.scope.base,
         }));
+        // A stand-in's file, from our node_modules (see `virtual`).
+        build.onLoad({ filter: /.*/, namespace: STAND_IN }, async (args) => {
+          const file = this.virtual.get(args.path) as string;
+          return {
+            contents: await fsp.readFile(file),
+            loader: LOADERS[path.extname(file)] ?? 'js',
+            resolveDir: path.dirname(file),
+          };
+        });
         build.onLoad({ filter: /.*/, namespace: 'file' }, async (args) => {
           // Read here, not by esbuild: the hash covers exactly what was bundled.
           const real = await fsp.realpath(args.path);
-          const allowed = this.trusted.has(args.path)
-            ? standInRoots.some((root) => inside(real, root.slice(0, -1)))
-            : inside(real, this.scope.packageDir) || inside(real, this.scope.sharedModules);
+          const allowed =
+            inside(real, this.scope.packageDir) || inside(real, this.scope.sharedModules);
           if (!allowed) {
             return {
               errors: [{ text: `${this.shown(args.path)} leads outside the function's folder` }],
@@ -364,7 +430,7 @@ class Resolver {
           const [contents, stat] = await Promise.all([fsp.readFile(real), fsp.stat(real)]);
           const hash = createHash('sha256').update(contents).digest('hex');
           const stamp = { path: args.path, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino };
-          if (!this.trusted.has(args.path)) this.inputs.set(args.path, { hash, stamp });
+          this.inputs.set(args.path, { hash, stamp });
           return { contents, loader: LOADERS[path.extname(args.path)] ?? 'js' };
         });
       },
@@ -386,7 +452,7 @@ function bundleOptions(resolver: Resolver): BuildOptions {
     // The sandbox runs on the server's Node, at least 20.
     target: 'node20',
     define: { 'process.env.NODE_ENV': '"production"', global: 'globalThis' },
-    inject: [`${STAND_IN}:process`],
+    inject: [INJECT],
     // Never read a tsconfig.json from disk: the same build on every machine.
     tsconfigRaw: {},
     charset: 'utf8',
@@ -509,9 +575,8 @@ function namedMap(resolver: Resolver, text: string): SourceMapPayload {
   const map = JSON.parse(text) as SourceMapPayload;
   const { base, name, packageDir } = resolver.scope;
   const sources = map.sources.map((source) => {
-    if (source.includes(':') && !source.startsWith('.') && !source.startsWith('/')) {
-      return source.startsWith(`${STAND_IN}:`) ? 'koa-faas:process' : source;
-    }
+    if (source.startsWith(`${STAND_IN}:`)) return `koa-faas:${source.slice(STAND_IN.length + 1)}`;
+    if (source.includes(':') && !source.startsWith('.') && !source.startsWith('/')) return source;
     const file = path.resolve(base, source);
     if (packageDir && inside(file, packageDir)) {
       return `${name}/${path.relative(packageDir, file).split(path.sep).join('/')}`;

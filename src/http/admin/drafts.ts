@@ -56,6 +56,8 @@ export interface DraftParts {
   pool: SandboxPool;
   data: DataStores;
   configLimits: ConfigLimits;
+  /** FUNCTIONS_DIR's real path: a draft imports packages from its node_modules, as a deploy does. */
+  functionsDir?: () => string;
 }
 
 /** What a draft run is asked to do: the request the function receives. */
@@ -209,10 +211,10 @@ export function draftRoutes(router: Router, parts: DraftParts, auth: Middleware)
     let compiled: CompiledFunction | undefined;
     let fn: FunctionVersion;
     try {
-      compiled = await compileFunction(source, file);
+      compiled = await compileFunction(source, file, { functionsDir: parts.functionsDir?.() });
       const checked = await pool.run({
         name: throwaway,
-        version,
+        version: compiled.version ?? version,
         source: compiled.code,
         file: compiled.filename,
         eventJson: '',

@@ -67,7 +67,11 @@ export function adminRoutes(parts: AdminParts): Middleware {
 
   // The web console (docs/spec.md §11): its assets, its draft runs and its figures.
   consoleRoutes(router);
-  draftRoutes(router, { pool, data: parts.data, configLimits }, auth);
+  draftRoutes(
+    router,
+    { pool, data: parts.data, configLimits, functionsDir: () => parts.store.functionsDir },
+    auth,
+  );
   consoleDataRoutes(router, { records, metrics, traffic: parts.traffic }, auth);
 
   invocationRoutes(
