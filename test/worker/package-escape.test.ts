@@ -512,12 +512,25 @@ module.exports = async function handler(event, context) {
     moduleFacts: [typeof require, typeof module.require, module.constructor === Object, typeof module.parent, typeof module.filename,
       typeof exports, typeof __filename, typeof __dirname],
     sameModule: Object.keys(MODULES).filter((k) => !k.startsWith('node:')).map((k) => k + ':' + (MODULES[k] === MODULES['node:' + k])),
+    helpers: {
+      chain: own.moduleChain.map((f) => typeof f === 'function' ? f.name : f),
+      tricks: own.moduleChain.filter((f) => typeof f === 'function').concat(own.moduleArgs).map(tricks),
+      moduleArg: own.moduleArgs[1] && Object.keys(own.moduleArgs[1]),
+    },
   };
 };
 `;
 
-/** pkg-cjs/lib/own.js: the package's own file (sloppy), calling the function back. */
-const OWN_FILE = `exports.callBack = function callBack(f) { return f(); };
+/**
+ * pkg-cjs/lib/own.js: the package's own file (sloppy), calling the function back; its module
+ * body runs inside esbuild's __commonJS wrapper, whose callers it keeps.
+ */
+const OWN_FILE = `const chain = [arguments.callee];
+try { for (let f = arguments.callee.caller; f && chain.length < 40; f = f.caller) chain.push(f); }
+catch (e) { chain.push(e instanceof TypeError ? 'refused' : 'threw ' + e.name); }
+exports.moduleChain = chain;
+exports.moduleArgs = Array.from(arguments);
+exports.callBack = function callBack(f) { return f(); };
 exports.sloppyThis = () => (function () { return this; })();
 `;
 
@@ -790,7 +803,10 @@ interface EsmAnswer {
   esbuild: Record<string, unknown>;
   frames: {
     callbacks: Record<string, string[]>;
-    thrown: Record<string, { threw: string; sandboxError: boolean; text: string; frames: string[] }>;
+    thrown: Record<
+      string,
+      { threw: string; sandboxError: boolean; text: string; frames: string[] }
+    >;
   };
 }
 
@@ -809,7 +825,8 @@ describe('a package importing every stand-in (pkg-esm): nothing leads to the hos
       const exports = r.exportsTricks[name];
       assert.ok(exports && Object.keys(exports).length >= 3, `${name}: ${JSON.stringify(exports)}`);
       for (const [key, results] of Object.entries(exports)) assertTricks(`${name}.${key}`, results);
-      if (!name.startsWith('node:')) assert.equal(r.sameModule[name], true, `${name} and node:${name}`);
+      if (!name.startsWith('node:'))
+        assert.equal(r.sameModule[name], true, `${name} and node:${name}`);
     });
   }
 
@@ -956,11 +973,16 @@ describe('a package importing every stand-in (pkg-esm): nothing leads to the hos
     assertTricks('module.exports.default getter', defaultGetter);
     assertTricks('events namespace getter', namespaceGetter);
     assert.equal((defaultGetterCaller as { threw?: string }).threw, 'TypeError');
-    assert.deepEqual(facts, { esModule: true, getters: ['default:function'], namespaceProto: true });
+    assert.deepEqual(facts, {
+      esModule: true,
+      getters: ['default:function'],
+      namespaceProto: true,
+    });
   });
 });
 
 interface CjsAnswer {
+  helpers: { chain: string[]; tricks: unknown[]; moduleArg: string[] };
   chains: Record<string, string[]>;
   globals: string[];
   ownThis: boolean;
@@ -996,6 +1018,16 @@ describe('a CommonJS package (pkg-cjs): callbacks from the stand-ins see no host
     // refuses to name its own caller.
     assert.deepEqual(r.chains['own-file'], ['callBack', 'handler', 'refused']);
     assertAudit(r.audit, { reached: 400, functions: 250 });
+  });
+
+  test('esbuild’s __commonJS: a module body’s wrapper and its arguments are the sandbox’s', async () => {
+    const r = await probe<CjsAnswer>('pkg-cjs');
+    // The wrapper is a method named after the file, relative to the package: it refuses to name
+    // its caller (esbuild's __require).
+    assert.deepEqual(r.helpers.chain, ['lib/own.js', 'refused']);
+    assert.deepEqual(r.helpers.moduleArg, ['exports']);
+    assert.equal(r.helpers.tricks.length, 3);
+    for (const [i, results] of r.helpers.tricks.entries()) assertTricks(`helper ${i}`, results);
   });
 
   test('a sloppy callee called with no this gets the sandbox global (marked by the function)', async () => {
@@ -1061,7 +1093,7 @@ test('url: the stand-in bundles and leads nowhere (no fileURLToPath, no URL of t
   assert.equal(r.same, true);
   assert.ok(Object.keys(r.valueTricks).length >= 15, Object.keys(r.valueTricks).join());
   for (const [name, results] of Object.entries(r.valueTricks)) assertTricks(name, results);
-  assertAudit(r.audit, { reached: 200, functions: 100 });
+  assertAudit(r.audit, { reached: 60, functions: 40 });
   assert.deepEqual(r.missing, [
     'fileURLToPath:undefined',
     'pathToFileURL:undefined',
