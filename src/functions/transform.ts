@@ -57,7 +57,8 @@ export interface CompiledFunction {
 export function fromBundle(bundle: Bundle, filename: string): CompiledFunction {
   let { code } = bundle;
   const sourceMap = { ...bundle.sourceMap };
-  // ES modules are strict mode code; the script esbuild makes of one is not, unless told.
+  // ES modules are strict mode code; the script esbuild makes of one is not, unless told. (This
+  // puts the packages of the bundle in strict mode too: one written for sloppy mode may break.)
   if (bundle.esm) {
     code = `"use strict";\n${code}`;
     insertLine(sourceMap, 0);

@@ -882,7 +882,8 @@ describe('a package importing every stand-in (pkg-esm): nothing leads to the hos
       chdir: { threw: 'Error', message: 'process.chdir is not supported', sandboxError: true },
       cwd: '/',
       umask: 0,
-      envKeys: [],
+      // The stand-in sets NODE_ENV (docs/packages.md); nothing of the server's environment.
+      envKeys: ['NODE_ENV'],
       nodeEnv: 'production',
       argv: [],
       version: '',
