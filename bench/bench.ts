@@ -312,6 +312,13 @@ interface ColdResult {
   /** A new file (a function never seen before), first request. */
   newFunctionMs: number[];
   /**
+   * A new package function importing zod (FUNCTIONS_DIR/node_modules/zod), first request: the
+   * bundle, its load on a worker (zod's top level) and the call; measured in turn with the new
+   * files above, so the two are side by side.
+   */
+  zodFunctionMs: number[];
+
+  /**
    * New content for an existing, warm function: from the rename to the first answer that carries
    * the new version (polling every 2 ms), and how many answers in between still had the old one.
    */
@@ -579,11 +586,16 @@ function printAsync(figures: AsyncFigure[], opts: Options): void {
 async function measureCold(server: RunningServer, dir: string, tries = 10): Promise<ColdResult> {
   const out: ColdResult = {
     newFunctionMs: [],
+    zodFunctionMs: [],
     newVersionVisibleMs: [],
     newVersionStaleAnswers: [],
     failures: [],
   };
   const nonce = `${process.pid}-${Date.now().toString(36)}`;
+  // zod, installed once in FUNCTIONS_DIR/node_modules (a devDependency of this repository).
+  await fs.cp(path.join(ROOT, 'node_modules', 'zod'), path.join(dir, 'node_modules', 'zod'), {
+    recursive: true,
+  });
   for (let i = 0; i < tries; i++) {
     const name = `cold-${nonce}-${i}`;
     const source = `(event, context) => ({ message: 'cold ${nonce} ${i}', status: 'ok' });\n`;
@@ -595,7 +607,29 @@ async function measureCold(server: RunningServer, dir: string, tries = 10): Prom
       out.newFunctionMs.push(answer.ms);
     }
     await sleep(100);
+    const zodName = `coldzod-${nonce}-${i}`;
+    const folder = path.join(dir, zodName);
+    await fs.mkdir(folder);
+    await fs.writeFile(path.join(folder, 'package.json'), JSON.stringify({ name: zodName }));
+    await fs.writeFile(
+      path.join(folder, 'index.ts'),
+      `import { z } from 'zod';\nconst User = z.object({ name: z.string(), n: z.literal(${i}) });\n` +
+        `export default () => User.safeParse({ name: '${nonce}', n: ${i} }).success;\n`,
+    );
+    // The folder is watched: wait for the server to see it (a 404 is not a cold start).
+    let zod = await timedGet(`${server.url}/${zodName}`);
+    for (let wait = 0; zod.status === 404 && wait < 50; wait++) {
+      await sleep(20);
+      zod = await timedGet(`${server.url}/${zodName}`);
+    }
+    if (zod.status !== 200 || zod.body !== 'true') {
+      out.failures.push(`${zodName}: ${zod.status} ${zod.body.slice(0, 160)}`);
+    } else {
+      out.zodFunctionMs.push(zod.ms);
+    }
+    await sleep(100);
   }
+
   // A new version dropped over a function that is warm in both workers.
   const name = `cold-${nonce}-v`;
   await writeFunction(dir, name, `() => 'v0';\n`);
@@ -1098,7 +1132,10 @@ async function main(): Promise<void> {
         `n=${cold.newFunctionMs.length}). New content renamed over a warm function: served from ` +
         `${fmt(median(cold.newVersionVisibleMs), 1)} ms after the rename (median; max ` +
         `${fmt(max(cold.newVersionVisibleMs), 1)}); requests in between that still got the old ` +
-        `version: [${cold.newVersionStaleAnswers.join(', ')}]` +
+        `version: [${cold.newVersionStaleAnswers.join(', ')}]. ` +
+        `A new package function importing zod, in turn with the new functions above: ${fmt(median(cold.zodFunctionMs), 1)} ms median ` +
+        `(min ${fmt(Math.min(...cold.zodFunctionMs), 1)}, max ${fmt(max(cold.zodFunctionMs), 1)}, ` +
+        `n=${cold.zodFunctionMs.length}; bundle, load of zod's top level, call)` +
         (cold.failures.length > 0 ? `; failures: ${cold.failures.join('; ')}` : ''),
     );
   }
