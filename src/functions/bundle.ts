@@ -13,7 +13,8 @@
  * - a Node built-in is either one of STAND_INS (a pure-JS npm package of the server's bundled in
  *   its place) or refused by name; a package's `browser` field may map one away first;
  * - a native addon (`.node`), and a file no loader reads (`.css`, `.wasm`), is refused;
- * - the bundle is at most `maxBytes` (MAX_BUNDLE_BYTES), and so is each file it reads;
+ * - the bundle is at most `maxBytes` (MAX_BUNDLE_BYTES), a file it reads FILE_BYTES_FACTOR times
+ *   that;
  * - every file read is a regular file (never a FIFO or a device: a build never hangs on one, nor
  *   reads without end), and the manifests esbuild reads itself (package.json, Yarn's .pnp files)
  *   are checked before it starts (checkManifests).
@@ -84,6 +85,11 @@ const MANIFESTS = new Set(['package.json', '.pnp.data.json', '.pnp.cjs', '.pnp.j
 const MAX_MANIFEST_BYTES = 1024 * 1024;
 /** The largest lockfile whose contents a version covers, bytes (a larger one is stamped only). */
 const MAX_LOCKFILE_BYTES = 64 * 1024 * 1024;
+/**
+ * A file a build reads is at most this many times MAX_BUNDLE_BYTES (a file may shrink in the
+ * bundle, losing comments and types; the bundle's own size is checked after).
+ */
+const FILE_BYTES_FACTOR = 4;
 /** The most entries checkManifests looks at (a node_modules of 300,000 files is refused). */
 const MAX_CHECKED_ENTRIES = 300_000;
 
@@ -162,8 +168,8 @@ interface Scope {
   entryName: string;
   /** What to say to install a missing package. */
   installHint: (pkg: string) => string;
-  /** The largest file it may read (MAX_BUNDLE_BYTES), bytes. */
-  maxBytes: number;
+  /** The largest file it may read (FILE_BYTES_FACTOR × MAX_BUNDLE_BYTES), bytes. */
+  maxFileBytes: number;
 }
 
 let standInPaths: Map<string, string> | undefined;
@@ -546,10 +552,10 @@ class Resolver {
           // Never a file larger than the bundle may be (docs/spec.md §2 "Packages"): it would
           // flood the read.
           const { size } = await fsp.stat(file);
-          if (size > this.scope.maxBytes) {
+          if (size > this.scope.maxFileBytes) {
             return this.refuse(args, {
               kind: 'type',
-              reason: `a file of ${size} bytes (over MAX_BUNDLE_BYTES, ${this.scope.maxBytes})`,
+              reason: `a file of ${size} bytes (over ${FILE_BYTES_FACTOR} × MAX_BUNDLE_BYTES, ${this.scope.maxFileBytes})`,
             });
           }
           if (!this.parents.has(file)) this.parents.set(file, importer);
@@ -589,7 +595,7 @@ class Resolver {
           }
           let read: Awaited<ReturnType<typeof readRegular>>;
           try {
-            read = await readRegular(real, this.scope.maxBytes);
+            read = await readRegular(real, this.scope.maxFileBytes);
           } catch (err) {
             return { errors: [{ text: `${this.shown(args.path)}: ${(err as Error).message}` }] };
           }
@@ -870,7 +876,9 @@ export interface SingleFileOptions {
  * `file` is its name relative to FUNCTIONS_DIR (`a/b.ts`), `source` its text.
  * @throws FunctionCompileError (compile-errors.ts): a missing package, an import of another file,
  *   a refused built-in or addon (with the chain of imports), a syntax error, a bundle over
- *   `maxBytes`.
+ *   `maxBytes`, a file that is not a regular file or is over FILE_BYTES_FACTOR × `maxBytes`, a
+ *   package.json (or PnP manifest) esbuild would read that is not a regular file inside the
+ *   folders (checkManifests).
  */
 export async function bundleFile(
   source: string,
@@ -889,7 +897,7 @@ export async function bundleFile(
     base,
     entry,
     entryName: file,
-    maxBytes: options.maxBytes ?? DEFAULT_MAX_BUNDLE_BYTES,
+    maxFileBytes: FILE_BYTES_FACTOR * (options.maxBytes ?? DEFAULT_MAX_BUNDLE_BYTES),
     installHint: (pkg) =>
       options.functionsDir
         ? `run \`npm install ${pkg}\` in FUNCTIONS_DIR, or make the function a package folder (docs/packages.md)`
@@ -1065,7 +1073,7 @@ export async function bundlePackage(
     base: packageDir,
     entry,
     entryName: info.entry,
-    maxBytes: options.maxBytes ?? DEFAULT_MAX_BUNDLE_BYTES,
+    maxFileBytes: FILE_BYTES_FACTOR * (options.maxBytes ?? DEFAULT_MAX_BUNDLE_BYTES),
     installHint:
       options.installHint ??
       ((pkg) =>
