@@ -13,13 +13,19 @@
  * - a Node built-in is either one of STAND_INS (a pure-JS npm package of the server's bundled in
  *   its place) or refused by name; a package's `browser` field may map one away first;
  * - a native addon (`.node`), and a file no loader reads (`.css`, `.wasm`), is refused;
- * - the bundle is at most `maxBytes` (MAX_BUNDLE_BYTES).
+ * - the bundle is at most `maxBytes` (MAX_BUNDLE_BYTES), a file it reads FILE_BYTES_FACTOR times
+ *   that;
+ * - every file read is a regular file (never a FIFO or a device: a build never hangs on one, nor
+ *   reads without end), and the manifests esbuild reads itself (package.json, Yarn's .pnp files)
+ *   are checked before it starts (checkManifests).
  *
  * The version of a bundle is the hash of every file it read (and of the lockfile), so editing
  * any of them, or installing, makes a new version; `stamps` tell the store what to stat to know
  * that nothing changed.
  */
 import { createHash } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import type { Dirent, Stats } from 'node:fs';
 import fsp from 'node:fs/promises';
 import { createRequire, isBuiltin } from 'node:module';
 import type { SourceMapPayload } from 'node:module';
@@ -72,6 +78,20 @@ const LOADERS: Readonly<Record<string, Loader>> = {
 
 /** The lockfiles whose contents a package's version covers. */
 const LOCKFILES = ['package-lock.json', 'npm-shrinkwrap.json', 'yarn.lock', 'pnpm-lock.yaml'];
+
+/** The files esbuild reads itself while it resolves (a package.json, Yarn PnP's), never through onLoad. */
+const MANIFESTS = new Set(['package.json', '.pnp.data.json', '.pnp.cjs', '.pnp.js']);
+/** The largest manifest a build reads, bytes. */
+const MAX_MANIFEST_BYTES = 1024 * 1024;
+/** The largest lockfile whose contents a version covers, bytes (a larger one is stamped only). */
+const MAX_LOCKFILE_BYTES = 64 * 1024 * 1024;
+/**
+ * A file a build reads is at most this many times MAX_BUNDLE_BYTES (a file may shrink in the
+ * bundle, losing comments and types; the bundle's own size is checked after).
+ */
+const FILE_BYTES_FACTOR = 4;
+/** The most entries checkManifests looks at (a node_modules of 300,000 files is refused). */
+const MAX_CHECKED_ENTRIES = 300_000;
 
 /** Marks esbuild's own resolution, asked for from inside the plugin, so the plugin lets it be. */
 const RESOLVING = Symbol('resolving');
@@ -148,6 +168,8 @@ interface Scope {
   entryName: string;
   /** What to say to install a missing package. */
   installHint: (pkg: string) => string;
+  /** The largest file it may read (FILE_BYTES_FACTOR × MAX_BUNDLE_BYTES), bytes. */
+  maxFileBytes: number;
 }
 
 let standInPaths: Map<string, string> | undefined;
@@ -194,6 +216,116 @@ function packageName(spec: string): string {
 
 function isBare(spec: string): boolean {
   return !spec.startsWith('.') && !path.isAbsolute(spec);
+}
+
+/**
+ * Reads a regular file of at most `limit` bytes, through one descriptor: a FIFO is opened without
+ * blocking and refused, like a device, so a read never hangs nor goes on without end
+ * (docs/spec.md §2 "Packages").
+ * @throws Error saying what the file is instead (`not a regular file`, `N bytes; at most M`).
+ */
+async function readRegular(
+  file: string,
+  limit: number,
+): Promise<{ contents: Buffer; stat: Stats }> {
+  const handle = await fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new Error('not a regular file');
+    if (stat.size > limit) throw new Error(`${stat.size} bytes; at most ${limit}`);
+    const contents = Buffer.alloc(stat.size);
+    let read = 0;
+    while (read < contents.length) {
+      const { bytesRead } = await handle.read(contents, read, contents.length - read, read);
+      if (bytesRead === 0) break;
+      read += bytesRead;
+    }
+    return { contents: contents.subarray(0, read), stat };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The folder `dir` and its parents up to `top` (both included); only `dir` when it is not in `top`. */
+function foldersUpTo(dir: string, top: string | undefined): string[] {
+  const folders = [dir];
+  if (!top || !inside(dir, top)) return folders;
+  for (let at = dir; at !== top;) {
+    at = path.dirname(at);
+    folders.push(at);
+  }
+  return folders;
+}
+
+/**
+ * esbuild reads package.json files (and Yarn PnP's manifests) itself, in every folder it looks
+ * in while it resolves, with no limit and following links: a FIFO there would hang the build, a
+ * link to /dev/zero exhaust esbuild's memory. So before a build every such file in the folders
+ * it may look in (docs/spec.md §2 "Packages") must be a regular file inside `within` (the
+ * function's folder, or FUNCTIONS_DIR) of at most MAX_MANIFEST_BYTES: the trees `roots` (each
+ * node_modules it may search, the package folder), and the folders `parents` (up to
+ * FUNCTIONS_DIR). A linked folder leading elsewhere inside `within` is checked too (esbuild
+ * follows it, and looks in its parents).
+ * @throws FunctionCompileError naming the first file that is not so (relative to `within`).
+ */
+async function checkManifests(roots: string[], parents: string[], within: string): Promise<void> {
+  const shown = (file: string) => path.relative(within, file) || '.';
+  const seen = new Set<string>();
+  let entries = 0;
+  const checkEntry = async (file: string) => {
+    let real: string;
+    try {
+      real = await fsp.realpath(file);
+    } catch {
+      return; // a dangling link: esbuild sees no file either
+    }
+    const stat = await fsp.stat(real);
+    if (stat.isDirectory()) return;
+    let problem: string | undefined;
+    if (!inside(real, within)) problem = 'it leads outside the folder';
+    else if (!stat.isFile()) problem = 'not a regular file';
+    else if (stat.size > MAX_MANIFEST_BYTES) {
+      problem = `${stat.size} bytes; at most ${MAX_MANIFEST_BYTES}`;
+    }
+    if (problem) throw new FunctionCompileError(`${shown(file)}: ${problem}`);
+  };
+  const checkFolder = async (dir: string, walk: boolean) => {
+    let items: Dirent[];
+    try {
+      items = await fsp.readdir(dir, { withFileTypes: true });
+    } catch {
+      return; // not there (or not a folder): esbuild finds nothing in it either
+    }
+    entries += items.length;
+    if (entries > MAX_CHECKED_ENTRIES) {
+      throw new FunctionCompileError(
+        `${shown(dir)}: more than ${MAX_CHECKED_ENTRIES} files in the folders a bundle may read`,
+      );
+    }
+    for (const item of items) {
+      const file = path.join(dir, item.name);
+      if (MANIFESTS.has(item.name)) await checkEntry(file);
+      if (!walk) continue;
+      if (item.isDirectory()) await visit(file);
+      else if (item.isSymbolicLink()) {
+        const real = await fsp.realpath(file).catch(() => undefined);
+        if (real === undefined || !inside(real, within)) continue;
+        if ((await fsp.stat(real)).isDirectory()) {
+          for (const parent of foldersUpTo(path.dirname(real), within)) {
+            await checkFolder(parent, false);
+          }
+          await visit(real);
+        }
+      }
+    }
+  };
+  const visit = async (dir: string) => {
+    if (seen.has(dir)) return;
+    seen.add(dir);
+    await checkFolder(dir, true);
+  };
+  for (const parent of parents) await checkFolder(parent, false);
+  for (const root of roots) await visit(root);
 }
 
 /** The esbuild plugin that applies the rules (see the header) and records what it read. */
@@ -349,6 +481,20 @@ class Resolver {
               reason: 'a single-file function imports packages only',
             });
           }
+          // esbuild would look in the folder of a path outside (reading its package.json) before
+          // the check below refuses the file: refuse it first (docs/spec.md §2 "Packages").
+          if (!isBare(spec) && args.resolveDir) {
+            const target = path.resolve(args.resolveDir, spec);
+            if (
+              !inside(target, this.scope.packageDir) &&
+              !inside(target, this.scope.sharedModules)
+            ) {
+              return this.refuse(args, {
+                kind: 'outside',
+                reason: "outside the function's folder",
+              });
+            }
+          }
           const builtin = spec.startsWith('node:') ? spec.slice(5) : isBuiltin(spec) ? spec : '';
           const resolved = await build.resolve(spec, {
             kind: args.kind,
@@ -356,6 +502,17 @@ class Resolver {
             resolveDir: args.resolveDir,
             pluginData: RESOLVING,
           });
+          // Never a FIFO, a socket or a device (docs/spec.md §2 "Packages"): a read would hang, or
+          // never end.
+          if (resolved.errors.length === 0 && path.isAbsolute(resolved.path)) {
+            const stat = await fsp.stat(resolved.path).catch(() => undefined);
+            if (stat && !stat.isFile() && !stat.isDirectory()) {
+              return this.refuse(args, {
+                kind: 'type',
+                reason: 'a file that is not a regular file',
+              });
+            }
+          }
           // A package's `browser` field may map a module away (`false`): an empty module.
           // esbuild answers such a module with its bare name, or with a path where no file is.
           if (
@@ -390,6 +547,15 @@ class Resolver {
             return this.refuse(args, {
               kind: 'type',
               reason: `a ${extension || 'extensionless'} file`,
+            });
+          }
+          // Never a file larger than the bundle may be (docs/spec.md §2 "Packages"): it would
+          // flood the read.
+          const { size } = await fsp.stat(file);
+          if (size > this.scope.maxFileBytes) {
+            return this.refuse(args, {
+              kind: 'type',
+              reason: `a file of ${size} bytes (over ${FILE_BYTES_FACTOR} × MAX_BUNDLE_BYTES, ${this.scope.maxFileBytes})`,
             });
           }
           if (!this.parents.has(file)) this.parents.set(file, importer);
@@ -427,7 +593,13 @@ class Resolver {
               errors: [{ text: `${this.shown(args.path)} leads outside the function's folder` }],
             };
           }
-          const [contents, stat] = await Promise.all([fsp.readFile(real), fsp.stat(real)]);
+          let read: Awaited<ReturnType<typeof readRegular>>;
+          try {
+            read = await readRegular(real, this.scope.maxFileBytes);
+          } catch (err) {
+            return { errors: [{ text: `${this.shown(args.path)}: ${(err as Error).message}` }] };
+          }
+          const { contents, stat } = read;
           const hash = createHash('sha256').update(contents).digest('hex');
           const stamp = { path: args.path, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino };
           this.inputs.set(args.path, { hash, stamp });
@@ -527,7 +699,14 @@ async function lockfiles(
     const stamp = await stampOf(file);
     stamps.push(stamp);
     if (stamp.missing) continue;
-    const contents = await fsp.readFile(file).catch(() => undefined);
+    // Only a regular file inside the folder, of bounded size (docs/spec.md §2 "Packages"): a link
+    // out of it, a FIFO, a device is stamped, never read.
+    const real = await fsp.realpath(file).catch(() => '');
+    if (!inside(real, dir)) continue;
+    const contents = await readRegular(real, MAX_LOCKFILE_BYTES).then(
+      (r) => r.contents,
+      () => undefined,
+    );
     if (contents) hashes.push([`\0${file}`, createHash('sha256').update(contents).digest('hex')]);
   }
   // The node_modules folder itself: a package installed into it (or removed) changes its mtime,
@@ -559,7 +738,8 @@ async function installedPackages(resolver: Resolver): Promise<Record<string, str
     const marker = `node_modules${path.sep}`;
     const root = file.slice(0, file.lastIndexOf(marker) + marker.length) + pkg;
     try {
-      const json = JSON.parse(await fsp.readFile(path.join(root, 'package.json'), 'utf8')) as {
+      const { contents } = await readRegular(path.join(root, 'package.json'), MAX_MANIFEST_BYTES);
+      const json = JSON.parse(contents.toString('utf8')) as {
         version?: unknown;
       };
       found.set(pkg, typeof json.version === 'string' ? json.version : '');
@@ -696,7 +876,9 @@ export interface SingleFileOptions {
  * `file` is its name relative to FUNCTIONS_DIR (`a/b.ts`), `source` its text.
  * @throws FunctionCompileError (compile-errors.ts): a missing package, an import of another file,
  *   a refused built-in or addon (with the chain of imports), a syntax error, a bundle over
- *   `maxBytes`.
+ *   `maxBytes`, a file that is not a regular file or is over FILE_BYTES_FACTOR × `maxBytes`, a
+ *   package.json (or PnP manifest) esbuild would read that is not a regular file inside the
+ *   folders (checkManifests).
  */
 export async function bundleFile(
   source: string,
@@ -715,6 +897,7 @@ export async function bundleFile(
     base,
     entry,
     entryName: file,
+    maxFileBytes: FILE_BYTES_FACTOR * (options.maxBytes ?? DEFAULT_MAX_BUNDLE_BYTES),
     installHint: (pkg) =>
       options.functionsDir
         ? `run \`npm install ${pkg}\` in FUNCTIONS_DIR, or make the function a package folder (docs/packages.md)`
@@ -729,6 +912,21 @@ export async function bundleFile(
   const lock = options.functionsDir
     ? await lockfiles(options.functionsDir)
     : { hashes: [], stamps: [] };
+  if (options.functionsDir) {
+    const parents = foldersUpTo(path.dirname(entry), options.functionsDir);
+    try {
+      await checkManifests(
+        parents.map((dir) => path.join(dir, 'node_modules')),
+        parents,
+        options.functionsDir,
+      );
+    } catch (err) {
+      if (err instanceof FunctionCompileError) {
+        throw withStamps(new FunctionCompileError(`${file}: ${err.message}`), lock.stamps);
+      }
+      throw err;
+    }
+  }
   const own: [string, string][] = [
     [`\0${file}`, createHash('sha256').update(source).digest('hex')],
   ];
@@ -771,12 +969,16 @@ export interface PackageEntry {
  *   folder or to no file, or there is no entry.
  */
 export async function packageEntry(dir: string, shown: string): Promise<PackageEntry> {
+  // Its own regular file, of bounded size (docs/spec.md §2 "Packages"): a link out of the folder
+  // would put the start of another file (/etc/passwd) in JSON.parse's message.
+  const manifest = await fsp.realpath(path.join(dir, 'package.json')).catch(() => '');
+  if (!inside(manifest, dir)) {
+    throw new FunctionCompileError(`${shown}/package.json leads outside the folder`);
+  }
   let json: Record<string, unknown>;
   try {
-    json = JSON.parse(await fsp.readFile(path.join(dir, 'package.json'), 'utf8')) as Record<
-      string,
-      unknown
-    >;
+    const { contents } = await readRegular(manifest, MAX_MANIFEST_BYTES);
+    json = JSON.parse(contents.toString('utf8')) as Record<string, unknown>;
     if (json === null || typeof json !== 'object' || Array.isArray(json))
       throw new Error('not an object');
   } catch (err) {
@@ -843,8 +1045,19 @@ export async function bundlePackage(
   if (options.functionsDir)
     lock.stamps.push(await stampOf(path.join(options.functionsDir, 'node_modules')));
   let found: PackageEntry;
+  // In FUNCTIONS_DIR, esbuild also looks in its parents up to FUNCTIONS_DIR (and their node_modules).
+  const { functionsDir } = options;
+  const parents =
+    functionsDir && inside(path.dirname(packageDir), functionsDir)
+      ? foldersUpTo(path.dirname(packageDir), functionsDir)
+      : [];
   try {
     found = await packageEntry(packageDir, options.name);
+    await checkManifests(
+      [packageDir, ...parents.map((dir) => path.join(dir, 'node_modules'))],
+      parents,
+      parents.length > 0 ? (functionsDir as string) : packageDir,
+    );
   } catch (err) {
     if (err instanceof FunctionCompileError) throw withStamps(err, lock.stamps);
     throw err;
@@ -860,6 +1073,7 @@ export async function bundlePackage(
     base: packageDir,
     entry,
     entryName: info.entry,
+    maxFileBytes: FILE_BYTES_FACTOR * (options.maxBytes ?? DEFAULT_MAX_BUNDLE_BYTES),
     installHint:
       options.installHint ??
       ((pkg) =>
