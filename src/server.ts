@@ -15,6 +15,7 @@ import { SharedFunctions } from './functions/shared-functions';
 import { stopCompiler } from './functions/transform';
 import { adminRoutes } from './http/admin';
 import { TrafficSeries } from './http/admin/console-data';
+import { InvocationStreams } from './http/admin/invocation-stream';
 import { body } from './http/body';
 import { cors } from './http/cors';
 import { Drain } from './http/drain';
@@ -96,6 +97,8 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     logger,
   });
   const drain = new Drain();
+  // The admin streams of records (/_/invocations/stream): ended when a stop begins.
+  const streams = new InvocationStreams(records.log);
   const startedAt = Date.now();
   const lingered: LingerObserver = (outcome) => metrics.lingeringClose(outcome);
 
@@ -119,6 +122,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
       configLimits: { maxTimeoutMs: config.maxTimeoutMs },
       data: services,
       async: { queue: () => work.openQueue, schedules: () => work.schedules() },
+      streams,
       closing: () => drain.closing,
       shared: config.redisUrl ? () => services.openKv : undefined,
       health: () => ({ isolation: confinement?.report, kv: services.openKv?.backend }),
@@ -167,6 +171,7 @@ export function createServer(config: Readonly<Config>, logger: Logger): FaasServ
     close() {
       closed ??= (async () => {
         drain.close();
+        streams.close();
         traffic.stop();
         const workStopped = work.stop();
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -45,7 +45,8 @@ export async function send(
   }
 }
 
-function unreachable(base: string, err: unknown, timeoutMs: number): string {
+/** Why a request to `base` got no answer, in one line (`err`: what fetch threw). */
+export function unreachable(base: string, err: unknown, timeoutMs: number): string {
   const error = err as Error & { cause?: Error & { code?: string; errors?: { code?: string }[] } };
   if (error.name === 'TimeoutError') {
     return `no answer from ${base} within ${timeoutMs / 1000} s`;

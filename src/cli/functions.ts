@@ -1,7 +1,8 @@
 /**
  * The function commands: `new`, `deploy`, `invoke`, `list`, `describe`, `delete` and `logs`.
- * `new` writes a file locally; the others call the server: the admin API under /_/
- * (docs/http-api.md) or, for `invoke`, the function's own URL.
+ * `new` writes files locally; the others call the server: the admin API under /_/
+ * (docs/http-api.md) or, for `invoke`, the function's own URL; `logs --follow` its event
+ * stream (follow.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,9 +20,10 @@ import type {
   InvocationRecord,
 } from '../http/admin/api';
 import { admin, CliError, errorLine, namePath, send } from './client';
+import { follow } from './follow';
 import { columns, jsonLine, note, result } from './output';
 import { resolveSettings } from './settings';
-import type { GlobalOptions } from './settings';
+import type { GlobalOptions, Settings } from './settings';
 import { extensionOf, TEMPLATES, templateSource } from './templates';
 import type { Template } from './templates';
 
@@ -310,37 +312,22 @@ export function functionCommands(program: Command): void {
 
   program
     .command('logs')
-    .description('recent invocation records, newest first (GET /_/invocations)')
+    .description(
+      'recent invocation records, newest first (GET /_/invocations); --follow streams new ones',
+    )
     .argument('[name]', 'only this function', functionName)
     .option('--since <duration>', 'only records started within it: 30s, 10m, 2h, 1d', duration)
     .option('--status <status>', 'ok, failed (any error), or an HTTP status or class: 504, 5xx')
     .option('--limit <n>', 'at most this many records', positiveInteger, 100)
-    .action(
-      async (
-        name: string | undefined,
-        options: { since?: number; status?: string; limit: number },
-        command: Command,
-      ) => {
-        const settings = settingsOf(command);
-        const query = new URLSearchParams();
-        if (name !== undefined) query.set('fn', name);
-        const outcome = options.status === 'ok' || options.status === 'failed';
-        if (options.status !== undefined && !outcome) query.set('status', options.status);
-        // Filtered here too: ask for every kept record (the server caps at RECORDS_MAX).
-        const filtered = outcome || options.since !== undefined;
-        query.set('limit', String(filtered ? 1_000_000 : options.limit));
-        const answer = await admin<InvocationListAnswer>(settings, `/_/invocations?${query}`);
-        const since = options.since === undefined ? -Infinity : Date.now() - options.since;
-        const records = (answer.invocations as InvocationRecord[])
-          .filter((record) => Date.parse(record.start) >= since)
-          .filter((record) =>
-            options.status === 'ok'
-              ? record.outcome === 'ok'
-              : options.status === 'failed'
-                ? record.outcome !== 'ok'
-                : true,
-          )
-          .slice(0, options.limit);
+    .option(
+      '--follow',
+      'print records as they happen (GET /_/invocations/stream) until Ctrl-C; with --since, the recent ones first',
+    )
+    .action(async (name: string | undefined, options: LogsOptions, command: Command) => {
+      const settings = settingsOf(command);
+      const keep = outcomeFilter(options.status);
+      if (!options.follow) {
+        const records = await recentRecords(settings, name, options);
         if (settings.json) {
           for (const record of records) jsonLine(record);
           return;
@@ -349,20 +336,80 @@ export function functionCommands(program: Command): void {
           note('no invocation records');
           return;
         }
-        result(false, records, () =>
-          columns(
-            records.map((record) => [
-              record.start,
-              record.function,
-              String(record.status),
-              record.outcome,
-              `${record.durationMs.total}ms`,
-              record.requestId,
-            ]),
-          ).flatMap((line, i) => [line, ...records[i].logs.map((log) => `    ${log}`)]),
-        );
-      },
-    );
+        result(false, records, () => recordLines(records));
+        return;
+      }
+      const query = new URLSearchParams();
+      if (name !== undefined) query.set('fn', name);
+      if (options.status !== undefined && !isOutcome(options.status)) {
+        query.set('status', options.status);
+      }
+      await follow(settings, {
+        query,
+        backlog:
+          options.since === undefined ? undefined : () => recentRecords(settings, name, options),
+        print: (record) => {
+          if (!keep(record)) return;
+          if (settings.json) jsonLine(record);
+          else process.stdout.write(`${recordLines([record]).join('\n')}\n`);
+        },
+      });
+    });
+}
+
+interface LogsOptions {
+  since?: number;
+  status?: string;
+  limit: number;
+  follow?: boolean;
+}
+
+/** `--status ok` and `--status failed` name outcomes, filtered here; the rest the server filters. */
+const isOutcome = (status: string | undefined) => status === 'ok' || status === 'failed';
+
+/** The outcome half of `--status` as a test of a record. */
+function outcomeFilter(status: string | undefined): (record: InvocationRecord) => boolean {
+  if (status === 'ok') return (record) => record.outcome === 'ok';
+  if (status === 'failed') return (record) => record.outcome !== 'ok';
+  return () => true;
+}
+
+/** The records `logs` prints: newest first, filtered by name, `--status` and `--since`. */
+async function recentRecords(
+  settings: Settings,
+  name: string | undefined,
+  options: LogsOptions,
+): Promise<InvocationRecord[]> {
+  const query = new URLSearchParams();
+  if (name !== undefined) query.set('fn', name);
+  const outcome = isOutcome(options.status);
+  if (options.status !== undefined && !outcome) query.set('status', options.status);
+  // Filtered here too: ask for every kept record (the server caps at RECORDS_MAX).
+  const filtered = outcome || options.since !== undefined;
+  query.set('limit', String(filtered ? 1_000_000 : options.limit));
+  const answer = await admin<InvocationListAnswer>(settings, `/_/invocations?${query}`);
+  const since = options.since === undefined ? -Infinity : Date.now() - options.since;
+  const keep = outcomeFilter(options.status);
+  return (answer.invocations as InvocationRecord[])
+    .filter((record) => Date.parse(record.start) >= since && keep(record))
+    .slice(0, options.limit);
+}
+
+/**
+ * Records as `logs` prints them: start, function, status, outcome, duration and request id in
+ * columns, each followed by its console output, indented.
+ */
+function recordLines(records: InvocationRecord[]): string[] {
+  return columns(
+    records.map((record) => [
+      record.start,
+      record.function,
+      String(record.status),
+      record.outcome,
+      `${record.durationMs.total}ms`,
+      record.requestId,
+    ]),
+  ).flatMap((line, i) => [line, ...records[i].logs.map((log) => `    ${log}`)]);
 }
 
 function readData(file: string): Buffer {

@@ -1,7 +1,7 @@
 /**
  * Invocation records: the last `max` invocations, in memory (OpenWhisk's activation records,
  * Lambda's REPORT lines). A fixed-size ring; lookups by request id through a map that only
- * ever holds ids still in the ring.
+ * ever holds ids still in the ring; followers told of each record as it is kept.
  */
 
 export interface InvocationRecord {
@@ -48,7 +48,16 @@ export interface RecordLog {
   get(requestId: string): InvocationRecord | undefined | Promise<InvocationRecord | undefined>;
   /** Newest first, filtered. */
   query(query?: RecordQuery): InvocationRecord[] | Promise<InvocationRecord[]>;
+  /**
+   * Calls `listener` with each record kept from now on (with REDIS_URL: kept by any replica,
+   * shared-records.ts), oldest first; none while `max` is 0. Returns the call that stops it.
+   * A listener must not throw (what it throws is dropped).
+   */
+  follow(listener: RecordListener): () => void;
 }
+
+/** Told of one record as it is kept. */
+export type RecordListener = (record: InvocationRecord) => void;
 
 /** Console output kept per record, in characters. */
 const MAX_RECORD_LOG_CHARS = 8 * 1024;
@@ -57,6 +66,7 @@ export class InvocationRecords implements RecordLog {
   private readonly ring: (InvocationRecord | undefined)[];
   private next = 0;
   private readonly byId = new Map<string, InvocationRecord>();
+  private readonly listeners = new Set<RecordListener>();
 
   constructor(readonly max: number) {
     this.ring = new Array<InvocationRecord | undefined>(max);
@@ -80,6 +90,20 @@ export class InvocationRecords implements RecordLog {
     this.ring[this.next] = record;
     this.byId.set(record.requestId, record);
     this.next = (this.next + 1) % this.max;
+    for (const listener of this.listeners) {
+      try {
+        listener(record);
+      } catch {
+        // add() never throws: a listener's failure is its own.
+      }
+    }
+  }
+
+  follow(listener: RecordListener): () => void {
+    // Wrapped, so that the same function following twice is two followers.
+    const own: RecordListener = (record) => listener(record);
+    this.listeners.add(own);
+    return () => this.listeners.delete(own);
   }
 
   get(requestId: string): InvocationRecord | undefined {

@@ -17,10 +17,16 @@
  * that Redis does not have yet (or while Redis is down) is answered from it. While Redis is
  * down, records wait in a bounded buffer (the oldest are dropped past it, counted in the log)
  * and are written when it is back; a list needs Redis and fails with KV_UNAVAILABLE.
+ *
+ * Following (`follow`, the admin stream of docs/http-api.md): while anyone follows, one tail per
+ * replica reads `kf:rec:seq` every TAIL_MS and the slots written since, so a follower sees every
+ * replica's records, each within about TAIL_MS of its write. While Redis is away nothing is seen;
+ * the records written when it is back are then (up to RECORDS_MAX of them). The tail starts at
+ * the sequence number it first reads: records written before it are not followed.
  */
 import type Redis from 'ioredis';
 import type { Logger } from './logger';
-import type { InvocationRecord, RecordLog, RecordQuery } from './records';
+import type { InvocationRecord, RecordListener, RecordLog, RecordQuery } from './records';
 import { InvocationRecords, statusMatcher } from './records';
 import { closeRedisClient, createRedisClient, unavailable } from '../storage/redis';
 
@@ -37,6 +43,8 @@ const BATCH = 200;
 const RETRY_MS = 1000;
 /** Slots read per round trip when listing. */
 const PAGE = 250;
+/** How often a tail reads the sequence number while anyone follows, in ms. */
+export const TAIL_MS = 200;
 
 /**
  * KEYS: seq, ring, ids, slots. ARGV: ring size, then request id and record JSON pairs.
@@ -75,6 +83,11 @@ export class SharedRecords implements RecordLog {
   #dropped = 0;
   #retryAt = 0;
   #closed = false;
+  readonly #listeners = new Set<RecordListener>();
+  /** Whether the tail loop runs (#tail). */
+  #tailing = false;
+  /** The last sequence number the tail has read up to; undefined until it first reads one. */
+  #tailSeq: number | undefined;
 
   constructor(options: SharedRecordsOptions) {
     this.#local = options.local;
@@ -186,6 +199,62 @@ export class SharedRecords implements RecordLog {
       throw unavailable(err);
     }
     return out;
+  }
+
+  /**
+   * Follows the cluster's records (see the header): `listener` is told of each record any
+   * replica writes to Redis from about now on, oldest first.
+   */
+  follow(listener: RecordListener): () => void {
+    const own: RecordListener = (record) => listener(record);
+    this.#listeners.add(own);
+    void this.#tail();
+    return () => void this.#listeners.delete(own);
+  }
+
+  /** Reads the tail every TAIL_MS while anyone follows; one loop at a time. */
+  async #tail(): Promise<void> {
+    if (this.#tailing) return;
+    this.#tailing = true;
+    try {
+      while (this.#listeners.size > 0 && !this.#closed) {
+        try {
+          await this.#readTail();
+        } catch {
+          // Redis is away (its client logs that once): read again later.
+        }
+        await new Promise((resolve) => setTimeout(resolve, TAIL_MS).unref());
+      }
+    } finally {
+      this.#tailing = false;
+      this.#tailSeq = undefined;
+    }
+  }
+
+  /** Tells the followers of the records written since the last read. */
+  async #readTail(): Promise<void> {
+    const seq = Number((await this.#client.get(SEQ)) ?? 0);
+    const last = this.#tailSeq;
+    this.#tailSeq = seq;
+    // The first read only marks where following starts; a lower number: Redis lost its data.
+    if (last === undefined || seq <= last) return;
+    const first = Math.max(last + 1, seq - this.max + 1);
+    for (let from = first; from <= seq; from += PAGE) {
+      const slots: string[] = [];
+      for (let n = from; n < from + PAGE && n <= seq; n++) slots.push(String(n % this.max));
+      const values = await this.#client.hmget(RING, ...slots);
+      for (const json of values) {
+        const record = json === null ? undefined : parse(json);
+        if (!record) continue;
+        for (const listener of this.#listeners) {
+          try {
+            listener(record);
+          } catch {
+            // A listener's failure is its own.
+          }
+        }
+      }
+    }
   }
 
   /** Writes what is pending (for at most `ms`), then closes the connection. */

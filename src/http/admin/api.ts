@@ -188,7 +188,7 @@ export interface ReadyAnswer {
   pool: PoolStats;
 }
 
-// ---- invocations and schedules: GET /_/invocations, /_/invocations/<id>, /_/schedules ----
+// ---- invocations and schedules: GET /_/invocations, /_/invocations/<id>, .../stream, /_/schedules ----
 
 /** `GET /_/invocations`: records (newest first), or async states when `status` names one. */
 export interface InvocationListAnswer {
@@ -202,6 +202,18 @@ export interface AsyncInvocationAnswer extends InvocationState {
 
 /** `GET /_/invocations/<id>`: an async invocation's state, or a synchronous one's record. */
 export type InvocationAnswer = AsyncInvocationAnswer | InvocationRecord;
+
+/**
+ * `GET /_/invocations/stream` (text/event-stream): the `data` of each `event: invocation`, one
+ * record as `GET /_/invocations` lists them.
+ */
+export type InvocationStreamRecord = InvocationRecord;
+
+/** The `data` of the `event: end` the server sends before it ends a stream as it stops. */
+export interface InvocationStreamEnd {
+  code: 'SHUTTING_DOWN';
+  message: string;
+}
 
 /** One cron expression of one function (async/schedules/schedules.ts ScheduleListing). */
 export interface ScheduleListing {

@@ -26,6 +26,7 @@ import { functionRoutes } from './functions';
 import { healthRoutes } from './health';
 import { invocationRoutes } from './invocations';
 import type { InvocationSources } from './invocations';
+import type { InvocationStreams } from './invocation-stream';
 
 export interface AdminParts {
   store: FunctionStore;
@@ -41,7 +42,9 @@ export interface AdminParts {
   /** The KV and secret stores, for /_/kv and /_/secrets (data.ts). */
   data: DataStores;
   /** The async queue and the schedules, for /_/invocations and /_/schedules. */
-  async?: Omit<InvocationSources, 'records'>;
+  async?: Omit<InvocationSources, 'records' | 'streams'>;
+  /** The open streams of /_/invocations/stream, ended by the server when it stops. */
+  streams: InvocationStreams;
   /** Whether the server is draining. */
   closing: () => boolean;
   /**
@@ -80,6 +83,7 @@ export function adminRoutes(parts: AdminParts): Middleware {
       records,
       queue: () => parts.async?.queue(),
       schedules: () => parts.async?.schedules() ?? [],
+      streams: parts.streams,
     },
     auth,
   );

@@ -4,6 +4,7 @@
  * | route | answer |
  * |-------|--------|
  * | `GET /_/invocations?fn=&status=&limit=` | `{ invocations: [...] }`: with `status` one of `queued`, `running`, `succeeded`, `failed`, the async invocations in that state (newest first); otherwise the records of recent invocations (sync and async attempts), `status` an exact HTTP status or a class (`5xx`) |
+ * | `GET /_/invocations/stream?fn=&status=` | the records kept from now on, as Server-Sent Events (invocation-stream.ts) |
  * | `GET /_/invocations/<id>` | an async invocation's state (status, attempts, response or error, callback) with its last attempt's record (`lastAttempt`: timing, console output), or a synchronous invocation's record; 404 NOT_FOUND when neither is kept |
  * | `GET /_/schedules` | `{ schedules: [{ function, schedule, timezone, next }] }` |
  */
@@ -13,6 +14,8 @@ import { InvalidBodyError, NotFoundError } from '../../errors';
 import type { InvocationRecord, RecordLog } from '../../observe/records';
 import { ASYNC_STATUSES } from '../../async/queue';
 import type { AsyncQueue, AsyncStatus } from '../../async/queue';
+import { invocationStreamRoute } from './invocation-stream';
+import type { InvocationStreams } from './invocation-stream';
 import type {
   InvocationAnswer,
   InvocationListAnswer,
@@ -26,6 +29,8 @@ export interface InvocationSources {
   queue(): AsyncQueue | undefined;
   /** The schedules, once known. */
   schedules(): ScheduleListing[];
+  /** The open record streams of /_/invocations/stream. */
+  streams: InvocationStreams;
 }
 
 /** The most async invocations one list answers. */
@@ -73,6 +78,9 @@ export function invocationRoutes(
     };
     ctx.body = answer;
   });
+
+  // Before /invocations/:id, which would take `stream` for a request id.
+  invocationStreamRoute(router, sources.streams, auth);
 
   router.get('/invocations/:id', auth, async (ctx) => {
     const id = ctx.params.id;
