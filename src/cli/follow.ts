@@ -1,6 +1,7 @@
 /**
  * `logs --follow`: reads `GET /_/invocations/stream` (Server-Sent Events, docs/http-api.md) and
- * hands each record to the caller as it arrives. With a backlog (`--since`), the stream is
+ * hands each record to the caller as it arrives; once the stream is open, a `following …` line on
+ * stderr says so. With a backlog (`--since`), the stream is
  * opened first and the backlog read after, so that no record falls between the two; a record in
  * both is handed over once.
  *
@@ -11,6 +12,7 @@
 import type { InvocationRecord, InvocationStreamEnd } from '../http/admin/api';
 import { ADMIN_TIMEOUT_MS, CliError, errorLine, unreachable } from './client';
 import type { Settings } from './settings';
+import { note } from './output';
 import { SseParser } from './sse';
 
 /**
@@ -71,6 +73,7 @@ export async function follow(settings: Settings, options: FollowOptions): Promis
       throw new CliError(errorLine(response.status, await response.text()));
     }
     idle = setTimeout(() => stop('idle'), IDLE_MS);
+    note(`following ${settings.url} (Ctrl-C to stop)`);
 
     // Until the backlog is handed over, streamed records wait; after, they go straight out.
     const seen = new Set<string>();

@@ -24,7 +24,7 @@ import { follow } from './follow';
 import { columns, jsonLine, note, result } from './output';
 import { resolveSettings } from './settings';
 import type { GlobalOptions, Settings } from './settings';
-import { extensionOf, TEMPLATES, templateSource } from './templates';
+import { extensionOf, packageFiles, TEMPLATES, templateSource } from './templates';
 import type { Template } from './templates';
 
 /**
@@ -106,15 +106,21 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 export function functionCommands(program: Command): void {
   program
     .command('new')
-    .description('write a starter function file')
+    .description('write a starter function: a file, or with --template package a folder')
     .argument('<name>', 'the function name (its URL path)', functionName)
     .addOption(new Option('--template <template>', 'the starter').choices(TEMPLATES).default('js'))
     .option('--dir <dir>', 'the functions folder', 'functions')
     .action((name: string, options: { template: Template; dir: string }, command: Command) => {
       const { json } = command.optsWithGlobals<GlobalOptions>();
+      if (options.template === 'package') {
+        writePackage(name, options.dir, json === true);
+        return;
+      }
       const file = path.join(options.dir, `${name}.${extensionOf(options.template)}`);
       const other = path.join(options.dir, `${name}.${options.template === 'ts' ? 'js' : 'ts'}`);
       if (fs.existsSync(other)) throw new CliError(`${other} exists: '${name}' is taken`);
+      const folder = path.join(options.dir, name, 'package.json');
+      if (fs.existsSync(folder)) throw new CliError(`${folder} exists: '${name}' is taken`);
       fs.mkdirSync(path.dirname(file), { recursive: true });
       try {
         // 'wx': never overwrite a file that is there.
@@ -410,6 +416,45 @@ function recordLines(records: InvocationRecord[]): string[] {
       record.requestId,
     ]),
   ).flatMap((line, i) => [line, ...records[i].logs.map((log) => `    ${log}`)]);
+}
+
+/**
+ * `new --template package`: the folder `<dir>/<name>/` with package.json, index.ts and
+ * event.json; the next steps on stderr. @throws CliError when the folder, or a one-file
+ * function of that name, is there already (nothing is written then).
+ */
+function writePackage(name: string, dir: string, json: boolean): void {
+  const folder = path.join(dir, name);
+  for (const extension of ['js', 'ts']) {
+    const file = `${folder}.${extension}`;
+    if (fs.existsSync(file)) throw new CliError(`${file} exists: '${name}' is taken`);
+  }
+  fs.mkdirSync(path.dirname(folder), { recursive: true });
+  try {
+    // Not recursive: a folder that is there (empty or not) is never written into.
+    fs.mkdirSync(folder);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new CliError(`${folder} exists: not overwritten`);
+    }
+    throw err;
+  }
+  const files = packageFiles(name);
+  for (const [file, text] of Object.entries(files)) {
+    fs.writeFileSync(path.join(folder, file), text, { flag: 'wx' });
+  }
+  const written = Object.keys(files).map((file) => path.join(folder, file));
+  result(json, { name, dir: folder, files: written, template: 'package' }, () =>
+    written.map((file) => `wrote ${file}`),
+  );
+  note(
+    [
+      'next:',
+      `  cd ${folder} && npm install`,
+      `  koa-faas deploy . --name ${name}   (or serve ${dir} as the server's FUNCTIONS_DIR)`,
+      `  koa-faas invoke ${name} --data @event.json`,
+    ].join('\n'),
+  );
 }
 
 function readData(file: string): Buffer {
