@@ -115,6 +115,8 @@ export async function follow(settings: Settings, options: FollowOptions): Promis
     clearTimeout(connecting);
     clearTimeout(idle);
     process.off('SIGINT', interrupt);
+    // Whatever ended it (a failed backlog too), the stream must not keep the process alive.
+    controller.abort();
   }
 }
 
