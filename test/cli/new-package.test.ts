@@ -1,27 +1,61 @@
 /**
- * `koa-faas new <name> --template package`, a real CLI process (no server needed): the folder it
- * writes (package.json with `ms`, index.ts, event.json), the next steps, and that it never
- * writes over what is there.
+ * `koa-faas new <name> --template package`, a real CLI process: the folder it writes
+ * (package.json with `ms`, index.ts, event.json), the next steps, that it never writes over what
+ * is there; and, on a real server, that the starter deploys and answers its test input once its
+ * dependency is installed (the repository's own `ms` copied in, as `npm install` would put it).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { startServer } from '../support/server';
 
 const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
 let cwd: string;
 
+const ROOT = path.join(__dirname, '..', '..', '..');
+const TOKEN = 'new-package-token-0123456789abcdef';
+
+const envOf = (env: NodeJS.ProcessEnv = {}) => ({
+  PATH: process.env.PATH,
+  HOME: cwd,
+  XDG_CONFIG_HOME: path.join(cwd, 'config'),
+  ...env,
+});
+
+/** Runs the CLI and waits (blocking: only where no server runs in this process). */
 function cli(args: string[]) {
   const run = spawnSync(process.execPath, [CLI, ...args], {
     cwd,
-    env: { PATH: process.env.PATH, HOME: cwd, XDG_CONFIG_HOME: path.join(cwd, 'config') },
+    env: envOf(),
     encoding: 'utf8',
     timeout: 60_000,
   });
   return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+/** Runs the CLI without blocking this process (which may be serving it). */
+function cliAsync(
+  args: string[],
+  options: { cwd: string; env: NodeJS.ProcessEnv },
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: options.cwd,
+      env: envOf(options.env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }
 
 before(() => {
@@ -113,4 +147,38 @@ test('never over an existing folder or a one-file function of the name: exit 1',
   assert.equal(file.code, 1);
   assert.match(file.stderr, /^koa-faas: functions\/pkg\/package\.json exists: 'pkg' is taken\n$/);
   assert.equal(fs.existsSync(path.join(cwd, 'functions', 'pkg.ts')), false);
+});
+
+test('the starter, its dependency installed, deploys and answers its test input', async () => {
+  assert.equal(cli(['new', 'how-long', '--template', 'package']).code, 0);
+  const folder = path.join(cwd, 'functions', 'how-long');
+  fs.cpSync(path.join(ROOT, 'node_modules', 'ms'), path.join(folder, 'node_modules', 'ms'), {
+    recursive: true,
+  });
+  const t = await startServer({ env: { ADMIN_TOKEN: TOKEN } });
+  try {
+    const env = { KOA_FAAS_URL: t.url, KOA_FAAS_TOKEN: TOKEN };
+    // The next steps it printed, from the folder.
+    const deployed = await cliAsync(['deploy', '.', '--name', 'how-long'], { cwd: folder, env });
+    assert.equal(deployed.code, 0, deployed.stderr);
+    assert.match(deployed.stdout, /deployed\s+how-long/);
+    const invoked = await cliAsync(['invoke', 'how-long', '--data', '@event.json'], {
+      cwd: folder,
+      env,
+    });
+    assert.equal(invoked.code, 0, invoked.stderr);
+    assert.deepEqual(JSON.parse(invoked.stdout), {
+      duration: '2 days',
+      ms: 172_800_000,
+      long: '2 days',
+    });
+    const refused = await cliAsync(['invoke', 'how-long', '--data', '{"duration":"soon"}'], {
+      cwd,
+      env,
+    });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stdout, /send a duration/);
+  } finally {
+    await t.close();
+  }
 });
