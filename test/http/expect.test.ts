@@ -12,6 +12,8 @@ import { startServer } from '../support/server';
 import type { TestServer } from '../support/server';
 
 const MAX_BODY = 1024;
+/** A deploy's own limit (MAX_DEPLOY_BODY), above MAX_BODY as in the defaults. */
+const MAX_DEPLOY_BODY = MAX_BODY * 2;
 const ORIGIN = 'https://app.example';
 
 interface Exchange {
@@ -138,10 +140,13 @@ const portOf = (t: TestServer) => Number(new URL(t.url).port);
 
 before(async () => {
   const functions = { echo: '(event) => ({ body: event.body === undefined ? null : event.body })' };
-  servers['CORS_ORIGIN=*'] = await startServer({ functions, env: { MAX_BODY: `${MAX_BODY}b` } });
+  servers['CORS_ORIGIN=*'] = await startServer({
+    functions,
+    env: { MAX_BODY: `${MAX_BODY}b`, MAX_DEPLOY_BODY: `${MAX_DEPLOY_BODY}b` },
+  });
   servers[`CORS_ORIGIN=${ORIGIN}`] = await startServer({
     functions,
-    env: { MAX_BODY: `${MAX_BODY}b`, CORS_ORIGIN: ORIGIN },
+    env: { MAX_BODY: `${MAX_BODY}b`, MAX_DEPLOY_BODY: `${MAX_DEPLOY_BODY}b`, CORS_ORIGIN: ORIGIN },
   });
 });
 after(async () => {
@@ -184,12 +189,12 @@ const over: { name: string; head: string[]; body?: string[]; bodyAtOnce?: boolea
       id: 'client-id.42',
     },
     {
-      name: 'an admin deploy without a token (the size is refused before anything else)',
+      name: 'an admin deploy over MAX_DEPLOY_BODY without a token (the size is refused before anything else)',
       head: [
         'PUT /_/functions/big HTTP/1.1',
         'Host: x',
         'Content-Type: application/javascript',
-        `Content-Length: ${MAX_BODY * 8}`,
+        `Content-Length: ${MAX_DEPLOY_BODY * 4}`,
         'Expect: 100-continue',
       ],
     },

@@ -86,6 +86,13 @@ before(async () => {
   await writePackage(signup, ZOD_PACKAGE);
   await install(signup, 'zod');
   await install(signup, 'ms');
+  // The server may have read the folder half written (the watch tells it of every file): a
+  // change is seen at most a second later (docs/packages.md), so wait for the installed version.
+  await until(
+    'the installed package served',
+    async () => (await t.request.post('/signup').send({ name: 'a', age: 1 })).status === 200,
+    10_000,
+  );
 });
 
 after(() => t.close());
