@@ -35,7 +35,7 @@ import type {
   VersionLoader,
 } from './function-version';
 import type { DeployedFunction, SharedFunctions } from './shared-functions';
-import { stampsUnchanged } from './bundle';
+import { stampsUnchanged } from './bundle-files';
 import { compileEntry, compilePackageEntry, loadEntry } from './version-entry';
 import type { Entry } from './version-entry';
 

@@ -9,7 +9,7 @@
 import { FunctionNotFoundError } from '../errors';
 import type { FunctionCompileError } from '../errors';
 import type { FunctionConfig } from './function-config';
-import type { BundleInfo, PackageInfo } from './bundle';
+import type { BundleInfo, PackageInfo } from './bundle-info';
 import type { CompiledFunction } from './transform';
 
 /** The language of a function file, and its extension. */

@@ -20,7 +20,9 @@ import type { SourceMapPayload, SourceMapping } from 'node:module';
 import type { BuildOptions, Loader, Plugin } from 'esbuild';
 import { FunctionCompileError, FunctionError } from '../errors';
 import { bundleFile } from './bundle';
-import type { Bundle, BundleInfo, FileStamp, PackageInfo } from './bundle';
+import type { Bundle } from './bundle';
+import type { FileStamp } from './bundle-files';
+import type { BundleInfo, PackageInfo } from './bundle-info';
 import {
   IMPORT_PLUGIN,
   compileError,

@@ -11,14 +11,10 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import vm from 'node:vm';
 import { FunctionCompileError } from '../../src/errors';
-import {
-  STAND_INS,
-  bundleFile,
-  bundlePackage,
-  packageEntry,
-  stampsOf,
-  stampsUnchanged,
-} from '../../src/functions/bundle';
+import { bundleFile, bundlePackage } from '../../src/functions/bundle';
+import { stampsOf, stampsUnchanged } from '../../src/functions/bundle-files';
+import { STAND_INS } from '../../src/functions/bundle-resolver';
+import { packageEntry } from '../../src/functions/package-entry';
 import type { Bundle } from '../../src/functions/bundle';
 import { STAND_IN_NAMES } from '../../src/functions/compile-errors';
 import { stopCompiler } from '../../src/functions/transform';

@@ -11,6 +11,7 @@
  * from http (docs/architecture.md), so the route that sends one assigns the server's value to the
  * type declared here, and tsc checks that it has every field, of the right type.
  */
+import type { BundleInfo, PackageInfo } from '../../functions/bundle-info';
 import type { InvocationRecord } from '../../observe/records';
 import type { QuarantineEntry } from '../../pool/quarantine';
 import type { InvocationState } from '../../async/queue/async-queue';
@@ -81,29 +82,6 @@ export interface FunctionInfo {
 
 /** Why a version is quarantined (docs/spec.md §3): it runs alone until it has run clean. */
 export type FunctionQuarantine = Omit<QuarantineEntry, 'name' | 'version'>;
-
-/** A package function's package.json, as shown (bundle.ts PackageInfo). */
-export interface PackageInfo {
-  name?: string;
-  version?: string;
-  /** The entry file, relative to the folder: `index.ts`. */
-  entry: string;
-  /** Its `dependencies`, as declared. */
-  dependencies: Record<string, string>;
-}
-
-/** What a bundle is made of (bundle.ts BundleInfo). */
-export interface BundleInfo {
-  /** The script's size, bytes. */
-  bytes: number;
-  sourceMapBytes: number;
-  /** How many files it was made of. */
-  modules: number;
-  /** The npm packages bundled, with their installed versions. */
-  packages: Record<string, string>;
-  /** The built-ins bundled as stand-ins. */
-  standIns: string[];
-}
 
 /** One entry of `GET /_/functions`. */
 export interface FunctionListing extends FunctionInfo {
