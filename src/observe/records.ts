@@ -59,6 +59,27 @@ export interface RecordLog {
 /** Told of one record as it is kept. */
 export type RecordListener = (record: InvocationRecord) => void;
 
+/**
+ * Adds `listener` to `listeners` (wrapped, so that the same function following twice is two
+ * followers); returns the call that removes it.
+ */
+export function addFollower(listeners: Set<RecordListener>, listener: RecordListener): () => void {
+  const own: RecordListener = (record) => listener(record);
+  listeners.add(own);
+  return () => void listeners.delete(own);
+}
+
+/** Tells every follower of a record; what a follower throws is its own, never the writer's. */
+export function tellFollowers(listeners: Set<RecordListener>, record: InvocationRecord): void {
+  for (const listener of listeners) {
+    try {
+      listener(record);
+    } catch {
+      // Dropped: a follower's failure is its own.
+    }
+  }
+}
+
 /** Console output kept per record, in characters. */
 const MAX_RECORD_LOG_CHARS = 8 * 1024;
 
@@ -90,20 +111,11 @@ export class InvocationRecords implements RecordLog {
     this.ring[this.next] = record;
     this.byId.set(record.requestId, record);
     this.next = (this.next + 1) % this.max;
-    for (const listener of this.listeners) {
-      try {
-        listener(record);
-      } catch {
-        // add() never throws: a listener's failure is its own.
-      }
-    }
+    tellFollowers(this.listeners, record);
   }
 
   follow(listener: RecordListener): () => void {
-    // Wrapped, so that the same function following twice is two followers.
-    const own: RecordListener = (record) => listener(record);
-    this.listeners.add(own);
-    return () => this.listeners.delete(own);
+    return addFollower(this.listeners, listener);
   }
 
   get(requestId: string): InvocationRecord | undefined {

@@ -27,7 +27,7 @@
 import type Redis from 'ioredis';
 import type { Logger } from './logger';
 import type { InvocationRecord, RecordListener, RecordLog, RecordQuery } from './records';
-import { InvocationRecords, statusMatcher } from './records';
+import { InvocationRecords, addFollower, statusMatcher, tellFollowers } from './records';
 import { closeRedisClient, createRedisClient, unavailable } from '../storage/redis';
 
 const SEQ = 'kf:rec:seq';
@@ -206,10 +206,9 @@ export class SharedRecords implements RecordLog {
    * replica writes to Redis from about now on, oldest first.
    */
   follow(listener: RecordListener): () => void {
-    const own: RecordListener = (record) => listener(record);
-    this.#listeners.add(own);
+    const stop = addFollower(this.#listeners, listener);
     void this.#tail();
-    return () => void this.#listeners.delete(own);
+    return stop;
   }
 
   /** Reads the tail every TAIL_MS while anyone follows; one loop at a time. */
@@ -245,14 +244,7 @@ export class SharedRecords implements RecordLog {
       const values = await this.#client.hmget(RING, ...slots);
       for (const json of values) {
         const record = json === null ? undefined : parse(json);
-        if (!record) continue;
-        for (const listener of this.#listeners) {
-          try {
-            listener(record);
-          } catch {
-            // A listener's failure is its own.
-          }
-        }
+        if (record) tellFollowers(this.#listeners, record);
       }
     }
   }

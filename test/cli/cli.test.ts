@@ -3,27 +3,20 @@
  * real server, configured the way a user would (KOA_FAAS_URL, KOA_FAAS_TOKEN, XDG_CONFIG_HOME for
  * the `login` file). Every spawn is bounded by a timeout.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { runCli } from '../support/cli';
+import type { CliRun } from '../support/cli';
 import { startServer } from '../support/server';
 import type { TestServer } from '../support/server';
 import { until } from '../support/wait';
 
-const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const TOKEN = 'cli-test-token-0123456789abcdef';
-/** Generous: the machine may be loaded; a CLI that hangs is killed and fails here. */
-const SPAWN_TIMEOUT_MS = 60_000;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 let t: TestServer;
 let cwd: string;
@@ -34,33 +27,17 @@ function cli(
   args: string[],
   options: { env?: NodeJS.ProcessEnv; stdin?: string } = {},
 ): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd,
-      env: {
-        PATH: process.env.PATH,
-        HOME: cwd,
-        XDG_CONFIG_HOME: configHome,
-        KOA_FAAS_URL: t.url,
-        KOA_FAAS_TOKEN: TOKEN,
-        ...options.env,
-      },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`koa-faas ${args.join(' ')}: still running after ${SPAWN_TIMEOUT_MS} ms`));
-    }, SPAWN_TIMEOUT_MS);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(options.stdin ?? '');
+  return runCli(args, {
+    cwd,
+    env: {
+      PATH: process.env.PATH,
+      HOME: cwd,
+      XDG_CONFIG_HOME: configHome,
+      KOA_FAAS_URL: t.url,
+      KOA_FAAS_TOKEN: TOKEN,
+      ...options.env,
+    },
+    stdin: options.stdin,
   });
 }
 

@@ -11,11 +11,11 @@ import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { CLI } from '../support/cli';
 import { startMain, startServer } from '../support/server';
 import type { TestServer } from '../support/server';
 import { until } from '../support/wait';
 
-const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const TOKEN = 'follow-test-token-0123456789abcdef';
 /** Generous: the machine may be loaded; a CLI that hangs is killed and fails here. */
 const SPAWN_TIMEOUT_MS = 60_000;

@@ -4,15 +4,15 @@
  * is there; and, on a real server, that the starter deploys and answers its test input once its
  * dependency is installed (the repository's own `ms` copied in, as `npm install` would put it).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { CLI, runCli } from '../support/cli';
+import type { CliRun } from '../support/cli';
 import { startServer } from '../support/server';
-
-const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
 let cwd: string;
 
@@ -41,21 +41,8 @@ function cli(args: string[]) {
 function cliAsync(
   args: string[],
   options: { cwd: string; env: NodeJS.ProcessEnv },
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: options.cwd,
-      env: envOf(options.env),
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 60_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+): Promise<CliRun> {
+  return runCli(args, { cwd: options.cwd, env: envOf(options.env) });
 }
 
 before(() => {

@@ -18,6 +18,7 @@ import { packageEntry } from '../../src/functions/package-entry';
 import type { Bundle } from '../../src/functions/bundle';
 import { STAND_IN_NAMES } from '../../src/functions/compile-errors';
 import { stopCompiler } from '../../src/functions/transform';
+import { writeFiles } from '../support/files';
 
 let root: string;
 
@@ -30,20 +31,11 @@ after(async () => {
   await fs.rm(root, { recursive: true, force: true });
 });
 
-/** Writes files under `dir` (paths relative to it). */
-async function write(dir: string, files: Record<string, string>): Promise<void> {
-  for (const [file, contents] of Object.entries(files)) {
-    const target = path.join(dir, ...file.split('/'));
-    await fs.mkdir(path.dirname(target), { recursive: true });
-    await fs.writeFile(target, contents);
-  }
-}
-
 let folders = 0;
 /** A new package folder under the root, with these files. */
 async function pkg(files: Record<string, string>): Promise<string> {
   const dir = path.join(root, `p${++folders}`);
-  await write(dir, { 'package.json': '{}', ...files });
+  await writeFiles(dir, { 'package.json': '{}', ...files });
   return dir;
 }
 
@@ -220,7 +212,7 @@ void test('a missing package: refused, and its install is a change the stamps se
   assert.match(err.message, /package 'later' is not installed/);
   const stamps = stampsOf(err);
   assert.ok(stamps && (await stampsUnchanged(stamps)));
-  await write(dir, {
+  await writeFiles(dir, {
     'node_modules/later/package.json': '{}',
     'node_modules/later/index.js': 'module.exports = () => 3;\n',
   });
@@ -229,7 +221,7 @@ void test('a missing package: refused, and its install is a change the stamps se
 });
 
 void test('FUNCTIONS_DIR/node_modules is searched after the package, never past it', async () => {
-  await write(root, {
+  await writeFiles(root, {
     'node_modules/shared/package.json': '{}',
     'node_modules/shared/index.js': "module.exports = 'shared';\n",
   });

@@ -5,30 +5,22 @@
  * the same package deployed through a real CLI process.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { runCli } from '../support/cli';
+import { writeFiles } from '../support/files';
+import type { CliRun } from '../support/cli';
 import { startServer } from '../support/server';
 import type { TestServer } from '../support/server';
 import { until } from '../support/wait';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
-const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const TOKEN = 'packages-test-token-0123456789';
 const AUTH = { Authorization: `Bearer ${TOKEN}` };
 
 let t: TestServer;
-
-/** Writes the files of a package function `functions/<name>/` (paths relative to it). */
-async function writePackage(dir: string, files: Record<string, string>): Promise<void> {
-  for (const [file, contents] of Object.entries(files)) {
-    const target = path.join(dir, ...file.split('/'));
-    await fs.mkdir(path.dirname(target), { recursive: true });
-    await fs.writeFile(target, contents);
-  }
-}
 
 /**
  * Installs a real npm package from this repository's node_modules, as `npm install` would: the
@@ -83,7 +75,7 @@ before(async () => {
     env: { ADMIN_TOKEN: TOKEN, FUNCTION_TIMEOUT_MS: '10000', MAX_STARTUP_MS: '8000' },
   });
   const signup = path.join(t.dir, 'signup');
-  await writePackage(signup, ZOD_PACKAGE);
+  await writeFiles(signup, ZOD_PACKAGE);
   await install(signup, 'zod');
   await install(signup, 'ms');
   // The server may have read the folder half written (the watch tells it of every file): a
@@ -182,7 +174,7 @@ void test('a throw from inside the package: its stack in the log points at the f
 
 void test('a dependency that imports fs: the compile error names node:fs and the import chain', async () => {
   const dir = path.join(t.dir, 'reader');
-  await writePackage(dir, {
+  await writeFiles(dir, {
     'package.json': JSON.stringify({ name: 'reader', main: 'handler.ts' }),
     'handler.ts': "import read from 'some-pkg';\nexport default () => read();\n",
     'node_modules/some-pkg/package.json': JSON.stringify({
@@ -206,7 +198,7 @@ void test('a dependency that imports fs: the compile error names node:fs and the
 
 void test('a native addon is refused, naming it', async () => {
   const dir = path.join(t.dir, 'native');
-  await writePackage(dir, {
+  await writeFiles(dir, {
     'package.json': JSON.stringify({ name: 'native' }),
     'index.js': "const addon = require('fast-thing');\nmodule.exports = () => addon.go();\n",
     'node_modules/fast-thing/package.json': JSON.stringify({
@@ -226,7 +218,7 @@ void test('a native addon is refused, naming it', async () => {
 
 void test('a bundle over MAX_BUNDLE_BYTES is refused, naming its largest parts', async () => {
   const dir = path.join(t.dir, 'huge');
-  await writePackage(dir, {
+  await writeFiles(dir, {
     'package.json': JSON.stringify({ name: 'huge' }),
     'index.js': "const blob = require('./blob.js');\nmodule.exports = () => blob.length;\n",
     'blob.js': `module.exports = ${JSON.stringify('x'.repeat(5.5 * 1024 * 1024))};\n`,
@@ -242,7 +234,7 @@ void test('a bundle over MAX_BUNDLE_BYTES is refused, naming its largest parts',
 void test('top-level code over MAX_STARTUP_MS is a compile error', async () => {
   const limited = await startServer({ env: { MAX_STARTUP_MS: '100' } });
   try {
-    await writePackage(path.join(limited.dir, 'slowstart'), {
+    await writeFiles(path.join(limited.dir, 'slowstart'), {
       'package.json': JSON.stringify({ name: 'slowstart' }),
       'index.js':
         'const until = Date.now() + 600;\nwhile (Date.now() < until) {}\nmodule.exports = () => "late";\n',
@@ -266,7 +258,7 @@ void test('top-level code over MAX_STARTUP_MS is a compile error', async () => {
 
 void test('a package edited on disk: the next version is served (its version changes)', async () => {
   const dir = path.join(t.dir, 'edited');
-  await writePackage(dir, {
+  await writeFiles(dir, {
     'package.json': JSON.stringify({ name: 'edited' }),
     'index.ts': "import { word } from './lib/word';\nexport default () => word;\n",
     'lib/word.ts': "export const word = 'one';\n",
@@ -279,7 +271,7 @@ void test('a package edited on disk: the next version is served (its version cha
   const after = (await t.request.get('/_/functions/edited').set(AUTH)).body.version as string;
   assert.notEqual(after, before);
   // A change in node_modules (an install): the lockfile changes, and so does the version.
-  await writePackage(dir, {
+  await writeFiles(dir, {
     'index.ts':
       "import { word } from './lib/word';\nimport ms from 'ms';\nexport default () => `${word} ${ms(1000)}`;\n",
   });
@@ -289,7 +281,7 @@ void test('a package edited on disk: the next version is served (its version cha
     5000,
   );
   await install(dir, 'ms');
-  await writePackage(dir, { 'package-lock.json': '{"lockfileVersion":3}' });
+  await writeFiles(dir, { 'package-lock.json': '{"lockfileVersion":3}' });
   await until(
     'the install seen',
     async () => (await t.request.get('/edited')).text === 'two 1s',
@@ -313,7 +305,7 @@ void test('a single-file function imports a package from FUNCTIONS_DIR/node_modu
 });
 
 void test('a file beside a package folder of the same name is a compile error naming both', async () => {
-  await writePackage(path.join(t.dir, 'twin'), {
+  await writeFiles(path.join(t.dir, 'twin'), {
     'package.json': '{}',
     'index.js': 'module.exports = () => 1;\n',
   });
@@ -323,38 +315,17 @@ void test('a file beside a package folder of the same name is a compile error na
   assert.match(res.body.error.message, /both twin\.js and the package folder twin\/ exist/);
 });
 
-/** Runs the CLI as a real process (bounded); resolves with its exit code and output. */
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: {
-        PATH: process.env.PATH,
-        HOME: os.tmpdir(),
-        KOA_FAAS_URL: t.url,
-        KOA_FAAS_TOKEN: TOKEN,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`koa-faas ${args.join(' ')}: still running after 60 s`));
-    }, 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
+/** Runs the CLI against the test server (a real process, bounded). */
+function cli(args: string[]): Promise<CliRun> {
+  return runCli(args, {
+    env: { PATH: process.env.PATH, HOME: os.tmpdir(), KOA_FAAS_URL: t.url, KOA_FAAS_TOKEN: TOKEN },
   });
 }
 
 void test('the same package deployed through the CLI: bundled there, uploaded, served', async () => {
   const local = await fs.mkdtemp(path.join(os.tmpdir(), 'koa-faas-package-'));
   try {
-    await writePackage(local, ZOD_PACKAGE);
+    await writeFiles(local, ZOD_PACKAGE);
     await install(local, 'zod');
     await install(local, 'ms');
     const deployed = await cli(['deploy', local, '--name', 'uploaded', '--json']);
@@ -380,7 +351,7 @@ void test('the same package deployed through the CLI: bundled there, uploaded, s
     assert.ok(info.body.bundle.bytes > 10_000);
 
     // A dependency that imports fs: the CLI refuses it with the server's words, exit 1.
-    await writePackage(local, {
+    await writeFiles(local, {
       'node_modules/zod/index.js': "require('child_process');\nmodule.exports = {};\n",
     });
     const refused = await cli(['deploy', local, '--name', 'uploaded']);
@@ -397,7 +368,7 @@ void test('the same package deployed through the CLI: bundled there, uploaded, s
 
 void test('DELETE of a package function removes its folder', async () => {
   const dir = path.join(t.dir, 'gone');
-  await writePackage(dir, { 'package.json': '{}', 'index.js': 'module.exports = () => 1;\n' });
+  await writeFiles(dir, { 'package.json': '{}', 'index.js': 'module.exports = () => 1;\n' });
   assert.equal((await t.request.get('/gone')).status, 200);
   const res = await t.request.delete('/_/functions/gone').set(AUTH);
   assert.equal(res.status, 204, res.text);

@@ -16,28 +16,23 @@
  * for a host caller or frame.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import {
+  CANARY,
+  CANARY_VAR,
+  NO_CODEGEN,
+  SUMMARY_SOURCE,
+  assertNoLeak as assertNoLeakOf,
+  plantCanary,
+} from '../support/escape';
 import { startServer } from '../support/server';
 import type { TestServer } from '../support/server';
 import type { Response } from 'supertest';
 
 const HELLO = "(event, context) => {\n  return { message: 'it works!', status: 'ok' };\n};\n";
-const CANARY_VAR = 'KOA_FAAS_ESCAPE_CANARY';
-const CANARY = `canary-${randomUUID()}`;
 
 // Shared by every probe: run `fn`, and describe what it yielded without handing back host objects.
-const PRELUDE = `
-function summary(v) {
-  const t = typeof v;
-  if (v === null || (t !== 'object' && t !== 'function')) return { got: t, value: v === undefined ? 'undefined' : v };
-  const s = { got: t };
-  try { if (typeof v.pid === 'number') s.pid = v.pid; } catch (e) {}
-  try { if (v.env) s.env = Object.keys(v.env); } catch (e) {}
-  try { if (v.mainModule || typeof v.binding === 'function' || typeof v.dlopen === 'function') s.processLike = true; } catch (e) {}
-  try { if (typeof v.require === 'function') s.require = true; } catch (e) {}
-  return s;
-}
+const PRELUDE = `${SUMMARY_SOURCE}
 function attempt(fn) {
   try { return summary(fn()); }
   catch (e) { return { threw: String(e && e.name), message: String(e && e.message) }; }
@@ -47,11 +42,6 @@ function attempt(fn) {
 /** A function file whose handler returns attempt(<expr>). */
 const probe = (expression: string, params = '(event, context)') =>
   `${PRELUDE}\nmodule.exports = ${params} => attempt(() => ${expression});\n`;
-
-const NO_CODEGEN = {
-  threw: 'EvalError',
-  message: 'Code generation from strings disallowed for this context',
-};
 
 /** Cases whose 200 JSON body is exactly `expected`. */
 const CONTAINED: { name: string; source: string; expected: unknown; why: string }[] = [
@@ -720,16 +710,9 @@ module.exports = async function handler(event, context) {
 `;
 
 let t: TestServer;
-const serverSecrets: string[] = [];
+let serverSecrets: string[] = [];
 
-/** Nothing host-side in an answer: canary, env values, host paths, a process summary. */
-function assertNoLeak(res: Response): void {
-  const text = `${JSON.stringify(res.headers)}\n${res.text}`;
-  assert.ok(!text.includes(CANARY), 'the canary secret leaked');
-  for (const secret of serverSecrets) assert.ok(!text.includes(secret), `${secret} leaked`);
-  assert.doesNotMatch(text, /\/work\/|node_modules|\/dist\/|runner\.js/, 'a host path leaked');
-  assert.doesNotMatch(text, /"pid"|"processLike"|"require":true|"env":\[/, 'a host object leaked');
-}
+const assertNoLeak = (res: Response) => assertNoLeakOf(res, serverSecrets);
 
 async function assertHelloOk(): Promise<void> {
   const res = await t.request.get('/hello');
@@ -744,12 +727,7 @@ async function get(name: string): Promise<Response> {
 }
 
 before(async () => {
-  process.env[CANARY_VAR] = CANARY;
-  // Values of the server's own env that are long enough not to occur by chance.
-  for (const name of ['PATH', 'HOME', 'PWD', 'NODE_OPTIONS', 'npm_config_cache']) {
-    const value = process.env[name];
-    if (value && value.length >= 6) serverSecrets.push(value);
-  }
+  serverSecrets = plantCanary();
   const functions: Record<string, string> = { hello: HELLO };
   for (const c of [...CONTAINED, ...REFUSED]) functions[c.name] = c.source;
   functions['stack-trace-frames'] = `module.exports = () => {

@@ -16,37 +16,28 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { STAND_INS } from '../../src/functions/bundle-resolver';
+import { writeFiles } from '../support/files';
+import {
+  CANARY,
+  CANARY_VAR,
+  NO_CODEGEN as SANDBOX_NO_CODEGEN,
+  SUMMARY_SOURCE,
+  assertNoLeak as assertNoLeakOf,
+  plantCanary,
+} from '../support/escape';
 import { startServer } from '../support/server';
 import type { TestServer } from '../support/server';
 import type { Response } from 'supertest';
 
-const CANARY_VAR = 'KOA_FAAS_ESCAPE_CANARY';
-const CANARY = `canary-${randomUUID()}`;
-
-/** Every name a function may import a stand-in by (bundle.ts STAND_INS, and `node:` each). */
-const STAND_IN_NAMES = [
-  'assert',
-  'buffer',
-  'events',
-  'path',
-  'path/posix',
-  'process',
-  'string_decoder',
-  'url',
-  'util',
-].flatMap((name) => [name, `node:${name}`]);
+/** Every name a function may import a stand-in by (STAND_INS, and `node:` each). */
+const STAND_IN_NAMES = Object.keys(STAND_INS).flatMap((name) => [name, `node:${name}`]);
 
 /** The stand-ins but url (see 'url'): what the pkg-esm and pkg-cjs probes import. */
 const PROBED = STAND_IN_NAMES.filter((name) => !/url$/.test(name));
 
-const NO_CODEGEN = {
-  threw: 'EvalError',
-  message: 'Code generation from strings disallowed for this context',
-  sandboxError: true,
-};
+const NO_CODEGEN = { ...SANDBOX_NO_CODEGEN, sandboxError: true };
 
 /** What audit() (AUDIT) reports: everything empty but the counts. */
 interface Audit {
@@ -78,16 +69,7 @@ const FUNCTION_PROTOS = new Set([...MAKERS].map((f) => f.prototype));
 const FORBIDDEN = new Set(['mainModule', 'dlopen', '_linkedBinding', 'reallyExit', '_rawDebug', 'execPath', 'pid', 'ppid', 'kill',
   'abort', 'readFileSync', 'writeFileSync', 'openSync', 'spawn', 'execSync', '_load', 'require', 'getBuiltinModule', 'moduleLoadList',
   'memoryUsage', 'setuid', 'stdout', 'stderr', 'stdin', '_resolveFilename', 'createRequire']);
-function summary(v) {
-  const t = typeof v;
-  if (v === null || (t !== 'object' && t !== 'function')) return { got: t, value: v === undefined ? 'undefined' : v };
-  const s = { got: t };
-  try { if (typeof v.pid === 'number') s.pid = v.pid; } catch (e) {}
-  try { if (v.env) s.env = Object.keys(v.env); } catch (e) {}
-  try { if (v.mainModule || typeof v.binding === 'function' || typeof v.dlopen === 'function') s.processLike = true; } catch (e) {}
-  try { if (typeof v.require === 'function') s.require = true; } catch (e) {}
-  return s;
-}
+${SUMMARY_SOURCE}
 // As escape.test.ts's, and whether what was thrown is the sandbox's own Error.
 function attempt(fn) {
   try { return summary(fn()); }
@@ -683,16 +665,9 @@ const STATE_DEFAULTS = {
 };
 
 let t: TestServer;
-const serverSecrets: string[] = [];
+let serverSecrets: string[] = [];
 
-/** Nothing host-side in an answer: canary, env values, host paths, a process summary. */
-function assertNoLeak(res: Response): void {
-  const text = `${JSON.stringify(res.headers)}\n${res.text}`;
-  assert.ok(!text.includes(CANARY), 'the canary secret leaked');
-  for (const secret of serverSecrets) assert.ok(!text.includes(secret), `${secret} leaked`);
-  assert.doesNotMatch(text, /\/work\/|node_modules|\/dist\/|runner\.js/, 'a host path leaked');
-  assert.doesNotMatch(text, /"pid"|"processLike"|"require":true|"env":\[/, 'a host object leaked');
-}
+const assertNoLeak = (res: Response) => assertNoLeakOf(res, serverSecrets);
 
 async function assertHelloOk(): Promise<void> {
   const res = await t.request.get('/hello');
@@ -747,20 +722,12 @@ function assertFrames(label: string, frames: string[], files: Set<string>): void
   }
 }
 
-async function write(file: string, contents: string): Promise<void> {
-  const at = path.join(t.dir, ...file.split('/'));
-  await fs.mkdir(path.dirname(at), { recursive: true });
-  await fs.writeFile(at, contents);
-}
+const write = (file: string, contents: string) => writeFiles(t.dir, { [file]: contents });
 
 const pkg = (name: string) => JSON.stringify({ name, version: '1.0.0', private: true });
 
 before(async () => {
-  process.env[CANARY_VAR] = CANARY;
-  for (const name of ['PATH', 'HOME', 'PWD', 'NODE_OPTIONS', 'npm_config_cache']) {
-    const value = process.env[name];
-    if (value && value.length >= 6) serverSecrets.push(value);
-  }
+  serverSecrets = plantCanary();
   // Generous: the probes walk thousands of values on a loaded machine.
   t = await startServer({ env: { FUNCTION_TIMEOUT_MS: '20000', MAX_STARTUP_MS: '20000' } });
   await write('hello.js', "module.exports = () => ({ message: 'it works!', status: 'ok' });\n");
